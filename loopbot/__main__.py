@@ -1,0 +1,3 @@
+from loopbot.cli import main
+
+main()

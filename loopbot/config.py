@@ -1,0 +1,103 @@
+"""Repo config (`.github/loopbot.yml`): models, budgets, labels, limits, commands, wiki path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopbot.core.budgets import Budgets
+from loopbot.errors import InputError, Problem
+from loopbot.yamlfile import parse_yaml, validate_located
+
+CONFIG_PATH = ".github/loopbot.yml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelsConfig(_Strict):
+    """Named tiers map to model specs (`provider:model`); each role names a tier or a spec."""
+
+    tiers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "strong": "anthropic:claude-sonnet-4-5",
+            "cheap": "anthropic:claude-haiku-4-5",
+        }
+    )
+    maker: str = "strong"
+    checker: str = "strong"
+    goal_checker: str = "cheap"
+    auditor: str = "strong"
+    documenter: str = "cheap"
+
+    def resolve(self, role_or_tier: str) -> str:
+        """A tier name becomes its spec; anything else is already a spec."""
+        return self.tiers.get(role_or_tier, role_or_tier)
+
+
+class Labels(_Strict):
+    plan: str = "loopbot:plan"
+    run: str = "loopbot:run"
+    running: str = "loopbot:running"
+    blocked: str = "loopbot:blocked"
+    done: str = "loopbot:done"
+
+
+class Limits(_Strict):
+    max_open_prs: int = Field(5, ge=1)
+    max_new_prs_per_hour: int = Field(2, ge=1)
+    max_plans_per_run: int = Field(5, ge=1, le=5)
+
+
+class Commands(_Strict):
+    """The repo's own test and lint commands; each becomes an evaluator."""
+
+    test: str | None = None
+    lint: str | None = None
+    timeout_seconds: float = Field(900, gt=0)
+
+
+class Execution(_Strict):
+    max_turns_per_iteration: int = Field(40, ge=1, description="maker model calls in one iteration")
+    output_cap_bytes: int = Field(64_000, ge=1_000, description="command output kept per run")
+    context_tokens: int = Field(12_000, ge=1_000, description="token budget of the maker's context")
+
+
+class PushConfig(_Strict):
+    remote: str = "origin"
+
+
+class WikiConfig(_Strict):
+    path: str = "wiki"
+
+
+class Config(_Strict):
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    budgets: Budgets = Field(default_factory=Budgets)
+    labels: Labels = Field(default_factory=Labels)
+    limits: Limits = Field(default_factory=Limits)
+    commands: Commands = Field(default_factory=Commands)
+    execution: Execution = Field(default_factory=Execution)
+    push: PushConfig = Field(default_factory=PushConfig)
+    wiki: WikiConfig = Field(default_factory=WikiConfig)
+    bots: list[str] = Field(default_factory=list, description="bot accounts allowed to trigger loops")
+
+
+def parse_config(text: str, source: str) -> Config:
+    data, locations = parse_yaml(text, source)
+    if data is None:  # an empty config file means all defaults
+        return Config()
+    return validate_located(Config, data, locations, source, kind="config")
+
+
+def load_config(path: Path) -> Config:
+    """Load a config file; a missing file means defaults."""
+    if not path.exists():
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
+    return parse_config(text, str(path))

@@ -1,0 +1,81 @@
+"""Budgets: limits a loop may spend, and the check made before every model call."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_iterations: int = Field(6, ge=1, le=100)
+    max_model_calls: int = Field(30, ge=1)
+    max_tokens: int = Field(2_000_000, ge=1)
+    max_cost_usd: float = Field(5.0, gt=0)
+    max_wall_minutes: float = Field(60.0, gt=0)
+    stagnation_threshold: int = Field(3, ge=1)
+    no_progress_minutes: float = Field(10.0, gt=0)
+
+
+class BudgetOverrides(BaseModel):
+    """A goal's partial budgets; unset fields fall back to the repo config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_iterations: int | None = Field(None, ge=1, le=100)
+    max_model_calls: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)
+    max_wall_minutes: float | None = Field(None, gt=0)
+    stagnation_threshold: int | None = Field(None, ge=1)
+    no_progress_minutes: float | None = Field(None, gt=0)
+
+    def apply_to(self, base: Budgets) -> Budgets:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class Exhausted(StrEnum):
+    """Which budget ran out: the `which` in BUDGET_EXHAUSTED(which)."""
+
+    ITERATIONS = "iterations"
+    MODEL_CALLS = "model_calls"
+    TOKENS = "tokens"
+    COST = "cost"
+    WALL_TIME = "wall_time"
+    NO_PROGRESS = "no_progress"
+
+
+class Spend(BaseModel):
+    """What a loop has spent so far; carried in the state so it survives resume."""
+
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    model_seconds: float = 0.0
+    # Active wall time across every process that worked on the loop (downtime between a kill and
+    # a resume is not charged).
+    elapsed_seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
+
+
+def exhausted_before_call(spend: Spend, budgets: Budgets, *, seconds_since_progress: float) -> Exhausted | None:
+    """Checked before every model call: may one more call be made?"""
+    if spend.model_calls >= budgets.max_model_calls:
+        return Exhausted.MODEL_CALLS
+    if spend.tokens >= budgets.max_tokens:
+        return Exhausted.TOKENS
+    if spend.cost_usd >= budgets.max_cost_usd:
+        return Exhausted.COST
+    if spend.elapsed_seconds >= budgets.max_wall_minutes * 60:
+        return Exhausted.WALL_TIME
+    if seconds_since_progress >= budgets.no_progress_minutes * 60:
+        return Exhausted.NO_PROGRESS
+    return None

@@ -1,0 +1,64 @@
+"""Path patterns (gitignore-style globs) for scope, protection and denied paths. Pure."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+
+import pathspec
+
+TEST_PATTERNS = ["test_*.py", "*_test.py", "tests/**", "test/**", "**/tests/**", "**/test/**",
+                 "*.test.js", "*.test.ts", "*.spec.js", "*.spec.ts", "*_test.go", "spec/**"]
+
+
+def spec(patterns: Iterable[str]) -> pathspec.PathSpec:
+    return pathspec.PathSpec.from_lines("gitwildmatch", list(patterns))
+
+
+def matches(patterns: Iterable[str], path: str) -> bool:
+    patterns = list(patterns)
+    return bool(patterns) and spec(patterns).match_file(path)
+
+
+def test_files(files: Iterable[str]) -> list[str]:
+    """Files that look like tests: protected by default when the loop starts."""
+    tests = spec(TEST_PATTERNS)
+    return sorted(f for f in files if tests.match_file(f) and not f.endswith((".md", ".txt")))
+
+
+def _simple_commands(command: str) -> list[list[str]]:
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if token and set(token) <= set(";&|()"):
+            commands.append([])
+        elif token and set(token) <= set("<>"):
+            continue
+        else:
+            commands[-1].append(token)
+    return [c for c in commands if c]
+
+
+def command_denied(command: str, patterns: Iterable[str]) -> str | None:
+    """The deny pattern a command line matches, judged per simple command on parsed words."""
+    patterns = list(patterns)
+    if not patterns:
+        return None
+    try:
+        simple = _simple_commands(command)
+    except ValueError:
+        return "unparseable command"
+    for words in simple:
+        # `env X=1 curl`, `/usr/bin/curl`: judge the program actually run.
+        while words and (words[0] in ("env", "command", "exec", "nohup", "sudo") or "=" in words[0]):
+            words = words[1:]
+        if not words:
+            continue
+        program = words[0].rsplit("/", 1)[-1]
+        line = " ".join([program, *words[1:]])
+        for pattern in patterns:
+            if fnmatchcase(line, pattern) or fnmatchcase(program, pattern):
+                return pattern
+    return None

@@ -1,0 +1,81 @@
+"""Provider-neutral model messages: what roles send and what a Model port returns."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+Role = Literal["maker", "planner", "checker", "goal_checker", "auditor", "documenter"]
+
+
+class TextBlock(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolCall(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResult(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    tool_use_id: str
+    content: str
+    is_error: bool = False
+
+
+Block = Annotated[TextBlock | ToolCall | ToolResult, Field(discriminator="type")]
+
+
+class Message(BaseModel):
+    role: Literal["user", "assistant"]
+    content: list[Block]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [b for b in self.content if isinstance(b, ToolCall)]
+
+
+class ToolSpec(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+class ModelRequest(BaseModel):
+    role: Role
+    system: str
+    messages: list[Message]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    # Force a call to this tool (typed replies from checker and goal-checker).
+    tool_choice: str | None = None
+    max_tokens: int = 4096
+    # How many leading messages are stable across calls, for prompt caching by providers.
+    stable_messages: int = 1
+    # Where in the loop this call is made; scripted models key on it, providers log it.
+    iteration: int = 0
+    turn: int = 0
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+class ModelReply(BaseModel):
+    message: Message
+    stop_reason: Literal["end_turn", "tool_use", "max_tokens", "refusal", "error"]
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float = 0.0
+    model: str = ""
+    seconds: float = 0.0

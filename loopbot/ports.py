@@ -1,0 +1,77 @@
+"""The ports: what the runner needs from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from loopbot.core.state import LoopState, PushResult
+from loopbot.messages import ModelReply, ModelRequest
+
+
+class Model(Protocol):
+    """One model endpoint. A failed call raises ModelError; the loop records it, never crashes."""
+
+    name: str
+
+    def complete(self, request: ModelRequest) -> ModelReply: ...
+
+
+class ModelError(Exception):
+    """A model call that failed for good (after the provider's own retries)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    output: str  # stdout and stderr interleaved, head and tail kept under the cap
+    duration_seconds: float
+    timed_out: bool = False
+    truncated_bytes: int = 0
+
+
+class Sandbox(Protocol):
+    """Runs one shell command in the worktree, isolated as far as the adapter can."""
+
+    name: str
+
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult: ...
+
+
+class Workspace(Protocol):
+    """The loop's own git worktree on its own branch. Never the user's tree, never main."""
+
+    path: Path
+    branch: str
+
+    def head(self) -> str: ...
+    def snapshot(self, message: str) -> str: ...
+    def reset(self, sha: str) -> None: ...
+    def changed_files(self, base: str, head: str) -> list[str]: ...
+    def diff(self, base: str, head: str) -> str: ...
+    def tracked_files(self) -> list[str]: ...
+    def push(self, remote: str | None) -> PushResult: ...
+
+
+class Store(Protocol):
+    """Durable loop state, saved after every step."""
+
+    def save(self, state: LoopState, step: str) -> None: ...
+    def load(self, run_id: str) -> LoopState: ...
+    def list_runs(self) -> Sequence[LoopState]: ...
+    def request_cancel(self, run_id: str) -> None: ...
+    def cancel_requested(self, run_id: str) -> bool: ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def wall(self) -> float: ...

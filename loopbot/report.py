@@ -1,0 +1,98 @@
+"""The run report: markdown a reviewer reads (and later the PR body)."""
+
+from __future__ import annotations
+
+from loopbot.core.state import IterationRecord, LoopState, Status
+
+
+def _cell(text: str, limit: int = 90) -> str:
+    one = " ".join(text.split()).replace("|", "\\|")
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def _iteration_result(record: IterationRecord) -> str:
+    if record.blocked_fingerprint:
+        return "refused: blocked approach"
+    if record.maker_error:
+        return f"failed: {_cell(record.maker_error, 60)}"
+    if record.violations:
+        return "guard: " + ", ".join(f"{v.guard} {v.path}" for v in record.violations)
+    failed = [v.name for v in record.verdicts if not v.passed]
+    if failed:
+        return "checks failed: " + ", ".join(failed)
+    if record.checker and record.checker.decision == "REJECT":
+        return "checker REJECT"
+    if record.goal_check and not record.goal_check.met:
+        return "goal NOT MET"
+    if record.decision and record.decision.value == "SUCCESS":
+        return "checks pass, checker APPROVE, goal MET"
+    return "incomplete"
+
+
+def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
+    spend = state.spend
+    outcome = {
+        Status.SUCCESS: "SUCCESS: goal met",
+        Status.STOPPED: f"STOPPED: {state.stop_label}" + (f" ({state.stop_detail})" if state.stop_detail else ""),
+        Status.RUNNING: f"running: iteration {state.iteration}, next step {state.phase.value}",
+    }[state.status]
+    lines = [
+        f"# loopbot run `{state.run_id}`",
+        "",
+        f"**Goal** `{state.goal.id}`: {state.goal.goal}",
+        "",
+        f"**Outcome**: {outcome}",
+        "",
+        f"- Branch: `{state.branch}` (best work: iteration {state.best.iteration}, score {state.best.score:.2f}, "
+        f"commit `{state.best.sha[:10]}`)",
+        f"- Base: `{state.base_sha[:10]}`",
+    ]
+    if state.push is not None:
+        lines.append(f"- Push: {state.push.message}")
+    lines += [
+        f"- Iterations: {len(state.iterations)} of {state.budgets.max_iterations}; model calls "
+        f"{spend.model_calls} of {state.budgets.max_model_calls}",
+        f"- Tokens: {spend.input_tokens:,} in, {spend.output_tokens:,} out "
+        f"(cache: {spend.cache_write_tokens:,} written, {spend.cache_read_tokens:,} read)",
+        f"- Cost: ${spend.cost_usd:.4f} of ${state.budgets.max_cost_usd:g}; active time {spend.elapsed_seconds:.1f}s",
+        "- Models: " + "; ".join(
+            f"{', '.join(r for r, s in state.models.items() if s == spec)} `{spec}`"
+            for spec in dict.fromkeys(state.models.values())
+        ),
+    ]
+    if sandbox_note:
+        lines.append(f"- Sandbox: {sandbox_note}")
+    if state.goal.chunks:
+        lines += ["", "## Chunks", ""]
+        lines += [f"- [{'x' if i in state.chunks_done else ' '}] {c}" for i, c in enumerate(state.goal.chunks, 1)]
+    lines += ["", "## Iterations", "", "| # | approach | result | score | decision | kept |", "|---|---|---|---|---|---|"]
+    for record in state.iterations:
+        score = f"{record.score:.2f}" if record.score is not None else "-"
+        decision = record.decision.value if record.decision else "-"
+        kept = "yes" if record.kept else "rolled back"
+        lines.append(f"| {record.number} | {_cell(record.approach or '-')} | {_iteration_result(record)} | "
+                     f"{score} | {decision} | {kept} |")
+    rejected = [r for r in state.iterations if r.checker and r.checker.decision == "REJECT"]
+    if rejected:
+        lines += ["", "## Checker rejections", ""]
+        for record in rejected:
+            assert record.checker is not None
+            lines.append(f"Iteration {record.number}:")
+            lines += [f"- {reason}" for reason in record.checker.reasons]
+    final = next((r for r in reversed(state.iterations) if r.verdicts), None)
+    if final is not None:
+        lines += ["", f"## Checks (iteration {final.number})", "", "| check | result | score | time |",
+                  "|---|---|---|---|"]
+        for v in final.verdicts:
+            lines.append(f"| {_cell(v.name, 60)} | {'pass' if v.passed else 'FAIL'} | {v.score:.2f} | "
+                         f"{v.duration_seconds:.2f}s |")
+        if final.goal_check and final.goal_check.criteria:
+            lines += ["", "Criteria judged by the goal-checker:"]
+            lines += [f"- {'MET' if c.met else 'NOT MET'}: {c.criterion} — {c.evidence}" for c in final.goal_check.criteria]
+    blocked = state.blocked_approaches()
+    if blocked:
+        lines += ["", "## Blocked approaches", ""]
+        lines += [f"- \"{r.approach}\" ({len(r.failures)} failures; files {', '.join(r.files) or '-'})" for r in blocked]
+    if state.diagnosis:
+        lines += ["", "## Plan-mode diagnosis", "", state.diagnosis]
+    return "\n".join(lines) + "\n"

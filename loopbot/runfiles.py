@@ -1,0 +1,33 @@
+"""Per-run files: an append-only JSONL event log and the markdown report, kept current."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from loopbot.core.state import LoopState
+from loopbot.report import render_report
+
+
+class RunFiles:
+    def __init__(self, directory: Path, *, sandbox_note: str = ""):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.events_path = directory / "events.jsonl"
+        self.report_path = directory / "report.md"
+        self.sandbox_note = sandbox_note
+
+    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+        record = {"t": round(time.time(), 3), "event": kind, "run_id": state.run_id,
+                  "iteration": state.iteration, "phase": state.phase.value, **data}
+        with self.events_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+        if kind in ("checkpoint", "finished"):
+            self.write_report(state)
+
+    def write_report(self, state: LoopState) -> None:
+        tmp = self.report_path.with_suffix(".tmp")
+        tmp.write_text(render_report(state, sandbox_note=self.sandbox_note), encoding="utf-8")
+        tmp.replace(self.report_path)

@@ -1,0 +1,311 @@
+"""The runner: carries out the core's decisions through the ports, checkpointing after every step.
+
+Resume is the same code path as a fresh run: the workspace is reset to the state's recorded head,
+then the next step runs. A step killed halfway is simply run again from its start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from loopbot import evaluators
+from loopbot.core import guards, memory
+from loopbot.core.budgets import Exhausted, exhausted_before_call
+from loopbot.core.context import file_listing
+from loopbot.core.decide import after_check, after_evaluate, after_guard, apply_outcome, begin_iteration, decide, stop_now
+from loopbot.core.scoring import iteration_score
+from loopbot.core.state import IterationRecord, LoopState, Phase, Snapshot, StopReason
+from loopbot.messages import ModelReply, ModelRequest
+from loopbot.ports import Clock, Model, Sandbox, Store
+from loopbot.prompts import render
+from loopbot.roles.checker import run_checker
+from loopbot.roles.goal_checker import run_goal_checker
+from loopbot.roles.maker import run_session
+from loopbot.tools.toolbox import ToolBox
+from loopbot.workspace.git import GitWorkspace
+
+
+class Observer(Protocol):
+    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None: ...
+
+
+class BudgetStop(Exception):
+    def __init__(self, which: Exhausted):
+        super().__init__(which.value)
+        self.which = which
+
+
+@dataclass
+class Runner:
+    store: Store
+    workspace: GitWorkspace
+    sandbox: Sandbox
+    models: dict[str, Model]
+    clock: Clock
+    observers: list[Observer] = field(default_factory=list)
+    lessons: list[str] = field(default_factory=list)
+    # Called after each checkpoint; the CLI's fault-injection hook uses it to SIGKILL itself.
+    on_checkpoint: Callable[[LoopState], None] | None = None
+
+    def __post_init__(self) -> None:
+        self._segment_start = 0.0
+        self._elapsed_base = 0.0
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _emit(self, kind: str, state: LoopState, **data: Any) -> None:
+        for observer in self.observers:
+            observer.event(kind, state, data)
+
+    def _tick(self, state: LoopState) -> None:
+        state.spend.elapsed_seconds = self._elapsed_base + (self.clock.monotonic() - self._segment_start)
+
+    def _checkpoint(self, state: LoopState, step: str) -> None:
+        self._tick(state)
+        state.steps_completed += 1
+        self.store.save(state, step)
+        self._emit("checkpoint", state, step=step)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(state)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, state: LoopState) -> LoopState:
+        self._segment_start = self.clock.monotonic()
+        self._elapsed_base = state.spend.elapsed_seconds
+        if state.phase != Phase.DONE:
+            # Whatever a killed process left half-done in the worktree is discarded here.
+            self.workspace.reset(state.workspace_head)
+        self._emit("run_started" if state.steps_completed <= 1 else "resumed", state)
+        while state.phase != Phase.DONE:
+            step = state.phase.value
+            if state.phase != Phase.FINISH and self.store.cancel_requested(state.run_id):
+                state = self._stop(state, StopReason.CANCELLED, "cancelled by request")
+                step = "cancel"
+            else:
+                self._emit("phase", state, phase=step)
+                # Steps mutate a working copy: a stop mid-step still keeps the spend it counted.
+                work = state.model_copy(deep=True)
+                try:
+                    state = self._step(work)
+                except BudgetStop as exc:
+                    state = self._stop(work, StopReason.BUDGET_EXHAUSTED, f"{exc.which.value} budget used up",
+                                       exc.which)
+                except Exception as exc:
+                    if work.phase == Phase.FINISH:
+                        state = work
+                        state.phase = Phase.DONE
+                        state.stop_detail = (state.stop_detail + f"; finishing failed: {exc}").lstrip("; ")
+                    else:
+                        state = self._stop(work, StopReason.ERROR, f"{type(exc).__name__}: {exc}")
+            self._checkpoint(state, step)
+        self._emit("finished", state)
+        return state
+
+    def _stop(self, state: LoopState, reason: StopReason, detail: str, which: Exhausted | None = None) -> LoopState:
+        state = stop_now(state, reason, detail, which)
+        self.workspace.reset(state.best.sha)
+        return state
+
+    def _step(self, state: LoopState) -> LoopState:
+        handler = {
+            Phase.BASELINE: self._baseline,
+            Phase.DIAGNOSE: self._diagnose,
+            Phase.MAKE: self._make,
+            Phase.GUARD: self._guard,
+            Phase.EVALUATE: self._evaluate,
+            Phase.CHECK: self._check,
+            Phase.GOAL_CHECK: self._goal_check,
+            Phase.DECIDE: self._decide,
+            Phase.FINISH: self._finish,
+        }[state.phase]
+        phase, number = state.phase.value, state.iteration
+        started = self.clock.monotonic()
+        new = handler(state)
+        took = self.clock.monotonic() - started
+        if new.current is not None and new.current.number == number:
+            new.current.timings[phase] = took
+        elif new.iterations and new.iterations[-1].number == number:
+            new.iterations[-1].timings[phase] = took
+        return new
+
+    # -- model calls, budget-checked -------------------------------------------------------
+    def _gate(self, state: LoopState, role: str) -> Callable[[ModelRequest], ModelReply]:
+        model = self.models[role]
+
+        def call(request: ModelRequest) -> ModelReply:
+            self._tick(state)
+            which = exhausted_before_call(
+                state.spend, state.budgets,
+                seconds_since_progress=state.spend.elapsed_seconds - state.progress_at_seconds,
+            )
+            if which is not None:
+                raise BudgetStop(which)
+            started = time.monotonic()
+            reply = model.complete(request)
+            seconds = reply.seconds or (time.monotonic() - started)
+            spend = state.spend
+            spend.model_calls += 1
+            spend.input_tokens += reply.usage.input_tokens
+            spend.output_tokens += reply.usage.output_tokens
+            spend.cache_write_tokens += reply.usage.cache_write_tokens
+            spend.cache_read_tokens += reply.usage.cache_read_tokens
+            spend.cost_usd = round(spend.cost_usd + reply.cost_usd, 6)
+            spend.model_seconds += seconds
+            if state.current is not None:
+                state.current.model_calls += 1
+                state.current.model_seconds += seconds
+            self._emit("model_call", state, role=role, model=model.name, turn=request.turn,
+                       input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
+                       cost_usd=reply.cost_usd, stop_reason=reply.stop_reason)
+            return reply
+
+        return call
+
+    # -- steps -----------------------------------------------------------------------------
+    def _baseline(self, state: LoopState) -> LoopState:
+        verdicts = evaluators.run_parallel(
+            evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
+        state.baseline = verdicts
+        state.best = Snapshot(sha=state.base_sha, score=iteration_score(verdicts, None), iteration=0)
+        self._emit("baseline", state, score=state.best.score)
+        return begin_iteration(state)
+
+    def _toolbox(self, state: LoopState, *, plan_mode: bool) -> ToolBox:
+        run_timeout = min(300.0, state.config.commands.timeout_seconds)
+        return ToolBox(root=self.workspace.path, sandbox=self.sandbox,
+                       deny_paths=[*state.goal.boundaries.deny_paths, *state.protected],
+                       deny_commands=state.goal.boundaries.deny_commands, plan_mode=plan_mode,
+                       output_cap_bytes=min(16_000, state.config.execution.output_cap_bytes),
+                       run_timeout_seconds=run_timeout)
+
+    def _context(self, state: LoopState) -> str:
+        budget_chars = state.config.execution.context_tokens * 4 // 3
+        listing = file_listing(self.workspace.tracked_files(), focus=state.goal.scope.allow, budget_chars=budget_chars)
+        return render(
+            "maker_context.md.j2", goal=state.goal, chunks_done=state.chunks_done,
+            current_chunk=state.current_chunk, acceptance=evaluators.describe(state.goal),
+            protected=state.protected, lessons=self.lessons, repo_files=listing,
+            blocked=state.blocked_approaches(), diagnosis=state.diagnosis, feedback=state.feedback,
+            iteration=state.iteration,
+        )
+
+    def _diagnose(self, state: LoopState) -> LoopState:
+        assert state.current is not None
+        result = run_session(
+            self._gate(state, "planner"), self._toolbox(state, plan_mode=True), role="planner",
+            system=render("planner_system.md.j2", failures=state.consecutive_failures),
+            context=self._context(state), iteration=state.iteration,
+            max_turns=state.config.execution.max_turns_per_iteration,
+        )
+        if result.diagnosis is None:
+            state.current.maker_error = result.error or "plan mode ended without a diagnosis"
+            state.phase = Phase.GUARD
+            return state
+        state.diagnosis = result.diagnosis.render()
+        state.current.diagnosis = state.diagnosis
+        state.plan_mode = False
+        state.consecutive_failures = 0
+        state.phase = Phase.MAKE
+        return state
+
+    def _make(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None
+        self.workspace.reset(record.start_sha)
+        result = run_session(
+            self._gate(state, "maker"), self._toolbox(state, plan_mode=False), role="maker",
+            system=render("maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
+            max_turns=state.config.execution.max_turns_per_iteration,
+        )
+        record = state.current
+        assert record is not None
+        first_line = result.summary.strip().splitlines()[0][:300] if result.summary.strip() else ""
+        record.approach = result.approach or first_line
+        record.summary = result.summary
+        record.chunks_completed = result.chunks_completed
+        record.maker_error = result.error
+        title = (record.approach or "no approach stated")[:72]
+        record.head_sha = self.workspace.snapshot(f"loopbot: iteration {record.number}: {title}")
+        record.files = self.workspace.changed_files(record.start_sha, record.head_sha)
+        state.workspace_head = record.head_sha
+        state.phase = Phase.GUARD
+        self._emit("made", state, approach=record.approach, files=record.files)
+        return state
+
+    def _guard(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None
+        if record.head_sha is not None:
+            record.violations = guards.check_changes(
+                record.files, allow=state.goal.scope.allow, protected=state.protected,
+                deny_paths=state.goal.boundaries.deny_paths)
+        blocked = memory.is_blocked(state.memory, record.approach, record.files)
+        if blocked is not None and not record.violations:
+            record.blocked_fingerprint = blocked.fingerprint
+            self._emit("refused", state, approach=record.approach, fingerprint=blocked.fingerprint)
+        state.phase = after_guard(record)
+        return state
+
+    def _evaluate(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None
+        started = self.clock.monotonic()
+        record.verdicts = evaluators.run_parallel(
+            evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
+        record.timings["evaluate_wall"] = self.clock.monotonic() - started
+        record.score = iteration_score(record.verdicts, None)
+        for verdict in record.verdicts:
+            self._emit("verdict", state, name=verdict.name, passed=verdict.passed, score=verdict.score,
+                       seconds=verdict.duration_seconds)
+        state.phase = after_evaluate(record)
+        return state
+
+    def _check(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None and record.head_sha is not None
+        diff = self.workspace.diff(state.base_sha, record.head_sha)
+        record.checker = run_checker(self._gate(state, "checker"), state.goal, diff, record.verdicts,
+                                     iteration=record.number)
+        record.score = iteration_score(record.verdicts, record.checker)
+        self._emit("checker", state, decision=record.checker.decision, reasons=record.checker.reasons)
+        state.phase = after_check(record)
+        return state
+
+    def _goal_check(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None and record.head_sha is not None
+        diff = self.workspace.diff(state.base_sha, record.head_sha)
+        record.goal_check = run_goal_checker(self._gate(state, "goal_checker"), state.goal, diff,
+                                             record.verdicts, iteration=record.number)
+        self._emit("goal_check", state, met=record.goal_check.met, summary=record.goal_check.summary)
+        state.phase = Phase.DECIDE
+        return state
+
+    def _decide(self, state: LoopState) -> LoopState:
+        record = state.current
+        assert record is not None
+        if record.score is None:
+            record = record.model_copy(update={"score": 0.0})
+        self._tick(state)
+        outcome = decide(state, record)
+        new = apply_outcome(state, record, outcome)
+        self.workspace.reset(new.best.sha)
+        self._emit("decided", new, iteration=record.number, decision=outcome.decision.value, kept=outcome.keep,
+                   score=record.score, stop=new.stop_label)
+        return new
+
+    def _finish(self, state: LoopState) -> LoopState:
+        self.workspace.reset(state.best.sha)
+        state.push = self.workspace.push(state.remote)
+        state.phase = Phase.DONE
+        self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
+        return state
+
+
+def iteration_overhead(record: IterationRecord) -> float:
+    """Controller time in an iteration: its wall time less model time and the slowest evaluator."""
+    wall = sum(v for k, v in record.timings.items() if k != "evaluate_wall")
+    slowest = max((v.duration_seconds for v in record.verdicts), default=0.0)
+    return max(0.0, wall - record.model_seconds - slowest)

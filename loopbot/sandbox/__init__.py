@@ -1,0 +1,1 @@
+"""Sandboxes that run the maker's and evaluators' commands."""

@@ -1,0 +1,104 @@
+"""A plain-subprocess sandbox: cleared environment, wall timeout that kills the whole process
+group, capped output. It does not isolate the filesystem or network; the bubblewrap sandbox does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from loopbot.ports import CommandResult
+from loopbot.sandbox.output import CappedOutput
+
+# The only variables a command inherits from loopbot's own environment. Secrets never pass.
+ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
+
+
+def clean_env(extra: Mapping[str, str] | None, home: str) -> dict[str, str]:
+    env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(
+        {
+            "HOME": home,
+            "TMPDIR": home,
+            "CI": "true",
+            "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the worktree snapshots
+            "PYTHONUNBUFFERED": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+class SubprocessSandbox:
+    name = "subprocess"
+
+    def __init__(self, output_cap_bytes: int = 64_000):
+        self.output_cap_bytes = output_cap_bytes
+
+    def run(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="loopbot-home-") as home:
+            process = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=clean_env(env, home),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so a timeout kills every child
+            )
+            output = CappedOutput(self.output_cap_bytes)
+            assert process.stdout is not None
+            stream = process.stdout
+
+            def pump() -> None:
+                for chunk in iter(lambda: stream.read1(65536), b""):
+                    output.feed(chunk)
+
+            reader = threading.Thread(target=pump, daemon=True)
+            reader.start()
+            timed_out = False
+            try:
+                process.wait(timeout=timeout_seconds)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                # Kill the group even after a clean exit: background children must not outlive
+                # the command or hold the output pipe open.
+                _kill_group(process.pid)
+                process.wait()
+            reader.join(timeout=5)
+            stream.close()
+        text = output.text()
+        if timed_out:
+            text += f"\n[loopbot: command timed out after {timeout_seconds:g}s and was killed]"
+        return CommandResult(
+            exit_code=124 if timed_out else process.returncode,
+            output=text,
+            duration_seconds=time.monotonic() - started,
+            timed_out=timed_out,
+            truncated_bytes=output.dropped,
+        )
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,157 @@
+"""Wiring a run: state directory, store, workspace, models, runner. Used by the CLI, demo and bench.
+
+No environment is read here; the CLI passes everything in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopbot.clock import SystemClock
+from loopbot.config import CONFIG_PATH, Config, load_config
+from loopbot.core.paths import test_files
+from loopbot.core.state import LoopState, Phase, Snapshot
+from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.goal import Goal, slugify
+from loopbot.ports import Clock, Model
+from loopbot.providers import build_model
+from loopbot.runfiles import RunFiles
+from loopbot.runner import Observer, Runner
+from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+from loopbot.store.sqlite import SqliteStore
+from loopbot.workspace.git import GitWorkspace, common_dir, git, repo_root, resolve_rev
+
+ROLES = ("maker", "planner", "checker", "goal_checker")
+SANDBOX_NOTE = "plain subprocess (cleared environment, timeouts, capped output; no filesystem isolation)"
+
+
+@dataclass
+class Paths:
+    root: Path
+
+    @classmethod
+    def for_repo(cls, repo: Path, override: Path | None = None) -> Paths:
+        return cls(override if override is not None else common_dir(repo) / "loopbot")
+
+    @property
+    def db(self) -> Path:
+        return self.root / "loopbot.db"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def worktree(self, run_id: str) -> Path:
+        return self.root / "worktrees" / run_id
+
+
+def role_specs(goal: Goal, config: Config, override: str | None) -> dict[str, str]:
+    if override:
+        return dict.fromkeys(ROLES, override)
+    chosen = {
+        "maker": goal.models.maker or config.models.maker,
+        "checker": goal.models.checker or config.models.checker,
+        "goal_checker": goal.models.goal_checker or config.models.goal_checker,
+    }
+    chosen["planner"] = chosen["maker"]
+    return {role: config.models.resolve(value) for role, value in chosen.items()}
+
+
+def build_models(specs: dict[str, str], clock: Clock | None = None) -> dict[str, Model]:
+    built: dict[str, Model] = {}
+    models: dict[str, Model] = {}
+    for role, spec in specs.items():
+        if spec not in built:
+            built[spec] = build_model(spec, clock=clock)
+        models[role] = built[spec]
+    return models
+
+
+def _absolute_spec(spec: str | None) -> str | None:
+    """A scripted model path is stored absolute so `resume` works from any directory."""
+    if spec and spec.startswith("scripted:"):
+        return "scripted:" + str(Path(spec.split(":", 1)[1]).resolve())
+    return spec
+
+
+def create_run(
+    goal: Goal,
+    goal_source: str,
+    repo: Path,
+    *,
+    paths: Paths,
+    model: str | None = None,
+    config: Config | None = None,
+    remote: str | None = "origin",
+    base: str = "HEAD",
+) -> LoopState:
+    repo = repo_root(repo)
+    if config is None:
+        # Read once from the user's checkout and frozen into the state: the maker's edits to the
+        # config in its worktree never change the running loop.
+        config = load_config(repo / CONFIG_PATH)
+    base_sha = resolve_rev(repo, base)
+    token = secrets.token_hex(3)
+    run_id = f"{goal.id}-{token}"
+    branch = f"loop/{token}-{slugify(goal.id)}"
+    tracked = [p for p in git(repo, "ls-tree", "-r", "--name-only", "-z", base_sha).stdout.split("\0") if p]
+    protected = goal.scope.protect if goal.scope.protect is not None else test_files(tracked)
+    if remote is None:
+        remote = config.push.remote
+    specs = role_specs(goal, config, _absolute_spec(model))
+    return LoopState(
+        run_id=run_id, goal=goal, goal_source=goal_source, config=config,
+        budgets=goal.budgets.apply_to(config.budgets), models=specs, repo=str(repo), branch=branch,
+        worktree=str(paths.worktree(run_id)), base_sha=base_sha, remote=remote, protected=protected,
+        best=Snapshot(sha=base_sha, score=0.0, iteration=0), workspace_head=base_sha, phase=Phase.BASELINE,
+    )
+
+
+@dataclass
+class Session:
+    state: LoopState
+    store: SqliteStore
+    runner: Runner
+    files: RunFiles
+
+
+def open_session(
+    state: LoopState,
+    paths: Paths,
+    *,
+    clock: Clock | None = None,
+    models: dict[str, Model] | None = None,
+    observers: list[Observer] | None = None,
+    on_checkpoint: Callable[[LoopState], None] | None = None,
+    output_cap_bytes: int | None = None,
+) -> Session:
+    store = SqliteStore(paths.db)
+    workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
+    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=SANDBOX_NOTE)
+    runner = Runner(
+        store=store, workspace=workspace,
+        sandbox=SubprocessSandbox(output_cap_bytes or state.config.execution.output_cap_bytes),
+        models=models if models is not None else build_models(state.models, clock),
+        clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
+    )
+    return Session(state=state, store=store, runner=runner, files=files)
+
+
+def owner_tag() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def load_for_resume(paths: Paths, run_id: str) -> LoopState:
+    if not paths.db.exists():
+        raise InputError([Problem(run_id, None, None, "", f"no loopbot runs recorded in {paths.root}")])
+    store = SqliteStore(paths.db)
+    try:
+        return store.load(run_id)
+    except LoopbotError as exc:
+        raise InputError([Problem(run_id, None, None, "", str(exc))]) from None
+    finally:
+        store.close()

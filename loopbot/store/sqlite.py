@@ -1,0 +1,111 @@
+"""SQLite store: the latest state per run, plus a row per completed step (an audit trail)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from loopbot.core.state import LoopState, load_state
+from loopbot.errors import StateError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    goal_id TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    status TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    stop_reason TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
+
+class SqliteStore:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a checkpoint acknowledged is a checkpoint kept, even if the process is killed next.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def save(self, state: LoopState, step: str) -> None:
+        now = time.time()
+        payload = state.model_dump_json()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                """INSERT INTO runs (run_id, goal_id, repo, status, phase, iteration, cost_usd,
+                       stop_reason, created_at, updated_at, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, phase=excluded.phase,
+                       iteration=excluded.iteration, cost_usd=excluded.cost_usd,
+                       stop_reason=excluded.stop_reason, updated_at=excluded.updated_at,
+                       state=excluded.state""",
+                (state.run_id, state.goal.id, state.repo, state.status.value, state.phase.value,
+                 state.iteration, state.spend.cost_usd, state.stop_label or None, now, now, payload),
+            )
+            self._db.execute(
+                "INSERT INTO steps (run_id, seq, step, iteration, at) VALUES (?, ?, ?, ?, ?)",
+                (state.run_id, state.steps_completed, step, state.iteration, now),
+            )
+            self._db.execute("COMMIT")
+
+    def load(self, run_id: str) -> LoopState:
+        row = self._db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StateError(f"no run {run_id!r} in {self.path}")
+        try:
+            data = json.loads(row[0])
+        except json.JSONDecodeError as exc:
+            raise StateError(f"run {run_id!r} has a corrupt state: {exc}") from None
+        return load_state(data)
+
+    def list_runs(self) -> Sequence[LoopState]:
+        rows = self._db.execute("SELECT run_id FROM runs ORDER BY created_at").fetchall()
+        states = []
+        for (run_id,) in rows:
+            try:
+                states.append(self.load(run_id))
+            except StateError:
+                continue  # listed by `status` as unreadable via step_log, never a crash
+        return states
+
+    def steps(self, run_id: str) -> list[tuple[int, str]]:
+        rows = self._db.execute("SELECT seq, step FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [(int(seq), str(step)) for seq, step in rows.fetchall()]
+
+    def request_cancel(self, run_id: str) -> None:
+        with self._db:
+            cursor = self._db.execute("UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", (run_id,))
+        if cursor.rowcount == 0:
+            raise StateError(f"no run {run_id!r} in {self.path}")
+
+    def cancel_requested(self, run_id: str) -> bool:
+        row = self._db.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def clear_cancel(self, run_id: str) -> None:
+        with self._db:
+            self._db.execute("UPDATE runs SET cancel_requested = 0 WHERE run_id = ?", (run_id,))

@@ -1,0 +1,1 @@
+"""The maker's tools over a workspace."""

@@ -1,0 +1,108 @@
+"""Search/replace edits that survive whitespace drift and fail helpfully."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["applied", "fuzzy", "already_applied", "missing", "ambiguous", "invalid"]
+
+
+@dataclass(frozen=True)
+class EditResult:
+    status: Status
+    text: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("applied", "fuzzy", "already_applied")
+
+
+def _line_of(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _windows(lines: list[str], pattern: list[str]) -> list[int]:
+    key = [p.strip() for p in pattern]
+    width = len(key)
+    return [i for i in range(len(lines) - width + 1) if [ln.strip() for ln in lines[i : i + width]] == key]
+
+
+def _reindent(replacement: list[str], found: str, searched: str) -> list[str]:
+    """Shift the replacement by the indentation difference between the file and the search block."""
+    if found == searched:
+        return replacement
+    out = []
+    for line in replacement:
+        if line.startswith(searched):
+            out.append(found + line[len(searched) :])
+        elif not line.strip():
+            out.append(line)
+        else:
+            out.append(found + line.lstrip())
+    return out
+
+
+def nearest(text: str, search: str) -> str:
+    lines = text.splitlines()
+    pattern = search.splitlines() or [search]
+    width = max(1, len(pattern))
+    best_ratio, best_at = 0.0, 0
+    joined = "\n".join(p.strip() for p in pattern)
+    for i in range(max(1, len(lines) - width + 1)):
+        window = "\n".join(ln.strip() for ln in lines[i : i + width])
+        ratio = difflib.SequenceMatcher(None, joined, window, autojunk=False).ratio()
+        if ratio > best_ratio:
+            best_ratio, best_at = ratio, i
+    snippet = "\n".join(f"{n + 1:>5} | {lines[n]}" for n in range(best_at, min(len(lines), best_at + width)))
+    return f"nearest match ({best_ratio:.0%} similar) at line {best_at + 1}:\n{snippet}"
+
+
+def apply_edit(text: str, search: str, replace: str) -> EditResult:
+    if search == "":
+        return EditResult("invalid", text, "search is empty: use the write tool to create or overwrite a file")
+    if search == replace:
+        return EditResult("invalid", text, "search and replace are identical: nothing to change")
+    count = text.count(search)
+    if count == 1:
+        return EditResult("applied", text.replace(search, replace, 1), "applied")
+    if count > 1:
+        starts, at = [], text.find(search)
+        while at != -1:
+            starts.append(_line_of(text, at))
+            at = text.find(search, at + 1)
+        return EditResult("ambiguous", text,
+                          f"search matches {count} places (lines {', '.join(map(str, starts))}); "
+                          "include more surrounding lines so it matches exactly one")
+    if replace and replace in text:
+        return EditResult("already_applied", text, "the replacement is already in the file; nothing changed")
+
+    lines = text.splitlines(keepends=True)
+    bare = [ln.rstrip("\r\n") for ln in lines]
+    pattern = [ln for ln in search.strip("\n").splitlines()]
+    hits = _windows(bare, pattern)
+    if len(hits) > 1:
+        at = ", ".join(str(h + 1) for h in hits)
+        return EditResult("ambiguous", text,
+                          f"ignoring whitespace, search matches {len(hits)} places (lines {at}); "
+                          "include more surrounding lines")
+    if len(hits) == 1:
+        start = hits[0]
+        first = next((j for j, p in enumerate(pattern) if p.strip()), 0)
+        found_indent = _indent(bare[start + first])
+        searched_indent = _indent(pattern[first])
+        new_lines = _reindent(replace.strip("\n").splitlines(), found_indent, searched_indent)
+        ending = "\n" if lines[start + len(pattern) - 1].endswith("\n") else ""
+        body = "\n".join(new_lines) + ending if new_lines else ""
+        replaced = "".join(lines[:start]) + body + "".join(lines[start + len(pattern) :])
+        if replace.strip() and replace.strip("\n") in text:
+            return EditResult("already_applied", text, "the replacement is already in the file; nothing changed")
+        return EditResult("fuzzy", replaced,
+                          f"applied at line {start + 1} (matched ignoring whitespace differences)")
+    return EditResult("missing", text, "search text not found; " + nearest(text, search))

@@ -1,0 +1,212 @@
+"""The maker's tools: list, read, search, edit, write, run, done (and diagnose in plan mode)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loopbot.core.paths import command_denied
+from loopbot.messages import ToolSpec
+from loopbot.ports import Sandbox
+from loopbot.sandbox.output import CappedOutput
+from loopbot.tools.confine import PathRefused, confine
+from loopbot.tools.edit import apply_edit
+from loopbot.tools.syntax import syntax_error
+
+READ_LIMIT_LINES = 400
+SEARCH_LIMIT = 100
+LIST_LIMIT = 300
+MAX_FILE_BYTES = 2_000_000
+
+
+@dataclass
+class Done:
+    summary: str
+    chunks_completed: list[int]
+
+
+@dataclass
+class Diagnosis:
+    hypotheses: list[str]
+    five_whys: list[str]
+    next_approach: str
+
+    def render(self) -> str:
+        hyp = "\n".join(f"{i}. {h}" for i, h in enumerate(self.hypotheses, 1))
+        whys = "\n".join(f"- why? {w}" for w in self.five_whys)
+        return f"Hypotheses:\n{hyp}\n\nFive whys:\n{whys}\n\nNext approach: {self.next_approach}"
+
+
+@dataclass
+class ToolOutcome:
+    content: str
+    is_error: bool = False
+    done: Done | None = None
+    diagnosis: Diagnosis | None = None
+
+
+def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+
+SPECS = {
+    "list": ToolSpec(name="list", description="List a directory of the repository (default: the root).",
+                     input_schema=_schema({"path": _STR}, [])),
+    "read": ToolSpec(name="read", description=f"Read a file with line numbers; at most {READ_LIMIT_LINES} lines per call.",
+                     input_schema=_schema({"path": _STR, "start_line": _INT, "end_line": _INT}, ["path"])),
+    "search": ToolSpec(name="search", description="Search file contents with a regular expression.",
+                       input_schema=_schema({"pattern": _STR, "path": _STR}, ["pattern"])),
+    "edit": ToolSpec(name="edit", description="Replace one exact block of a file (search must match one place; "
+                     "whitespace differences are tolerated). Include enough context to be unique.",
+                     input_schema=_schema({"path": _STR, "search": _STR, "replace": _STR}, ["path", "search", "replace"])),
+    "write": ToolSpec(name="write", description="Create or overwrite a whole file.",
+                      input_schema=_schema({"path": _STR, "content": _STR}, ["path", "content"])),
+    "run": ToolSpec(name="run", description="Run a shell command in the repository (sandboxed, no network).",
+                    input_schema=_schema({"command": _STR, "timeout_seconds": _INT}, ["command"])),
+    "done": ToolSpec(name="done", description="Finish this iteration: a summary, and the 1-based chunk numbers now complete.",
+                     input_schema=_schema({"summary": _STR, "chunks_completed": {"type": "array", "items": _INT}}, ["summary"])),
+    "diagnose": ToolSpec(name="diagnose", description="Plan mode: record 2-3 hypotheses, five whys, and the next approach.",
+                         input_schema=_schema({"hypotheses": {"type": "array", "items": _STR},
+                                               "five_whys": {"type": "array", "items": _STR},
+                                               "next_approach": _STR},
+                                              ["hypotheses", "five_whys", "next_approach"])),
+}
+
+READ_ONLY = ("list", "read", "search")
+
+
+@dataclass
+class ToolBox:
+    root: Path
+    sandbox: Sandbox
+    deny_paths: list[str] = field(default_factory=list)
+    deny_commands: list[str] = field(default_factory=list)
+    plan_mode: bool = False
+    output_cap_bytes: int = 16_000
+    run_timeout_seconds: float = 300.0
+
+    def specs(self) -> list[ToolSpec]:
+        names = [*READ_ONLY, "diagnose"] if self.plan_mode else [*READ_ONLY, "edit", "write", "run", "done"]
+        return [SPECS[n] for n in names]
+
+    def call(self, name: str, args: dict[str, Any]) -> ToolOutcome:
+        allowed = {s.name for s in self.specs()}
+        if name not in allowed:
+            why = " (plan mode: read-only until you call diagnose)" if self.plan_mode and name in SPECS else ""
+            return ToolOutcome(f"unknown or unavailable tool {name!r}{why}; available: {', '.join(sorted(allowed))}", True)
+        try:
+            return getattr(self, f"_{name}")(**args)
+        except PathRefused as exc:
+            return ToolOutcome(f"refused: {exc}", True)
+        except TypeError as exc:
+            return ToolOutcome(f"bad arguments for {name}: {exc}", True)
+
+    # -- read-only -------------------------------------------------------------------------
+    def _list(self, path: str = ".") -> ToolOutcome:
+        target = confine(self.root, path)
+        if not target.is_dir():
+            return ToolOutcome(f"{path}: not a directory", True)
+        entries = sorted(e for e in os.listdir(target) if e != ".git")
+        shown = [e + ("/" if (target / e).is_dir() else "") for e in entries[:LIST_LIMIT]]
+        more = f"\n… {len(entries) - LIST_LIMIT} more" if len(entries) > LIST_LIMIT else ""
+        return ToolOutcome("\n".join(shown) + more if shown else "(empty)")
+
+    def _read(self, path: str, start_line: int = 1, end_line: int | None = None) -> ToolOutcome:
+        target = confine(self.root, path)
+        if not target.is_file():
+            return ToolOutcome(f"{path}: no such file", True)
+        if target.stat().st_size > MAX_FILE_BYTES:
+            return ToolOutcome(f"{path}: too large to read ({target.stat().st_size} bytes); use search", True)
+        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
+        start = max(1, start_line)
+        end = min(len(lines), end_line if end_line else start + READ_LIMIT_LINES - 1, start + READ_LIMIT_LINES - 1)
+        body = "\n".join(f"{n:>5} | {lines[n - 1]}" for n in range(start, end + 1))
+        note = f"\n[lines {start}-{end} of {len(lines)}]" if end < len(lines) or start > 1 else ""
+        return ToolOutcome(body + note if lines else "(empty file)")
+
+    def _search(self, pattern: str, path: str = ".") -> ToolOutcome:
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            return ToolOutcome(f"bad regex: {exc}", True)
+        base = confine(self.root, path)
+        root = self.root.resolve()
+        hits: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            for filename in sorted(filenames):
+                file = Path(dirpath) / filename
+                try:
+                    if file.is_symlink() or file.stat().st_size > MAX_FILE_BYTES:
+                        continue
+                    text = file.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    continue
+                for number, line in enumerate(text.splitlines(), 1):
+                    if regex.search(line):
+                        hits.append(f"{file.relative_to(root).as_posix()}:{number}: {line.strip()[:200]}")
+                        if len(hits) >= SEARCH_LIMIT:
+                            return ToolOutcome("\n".join(hits) + f"\n[first {SEARCH_LIMIT} matches]")
+        return ToolOutcome("\n".join(hits) if hits else "no matches")
+
+    # -- writes ----------------------------------------------------------------------------
+    def _write_checked(self, path: str, target: Path, old: str | None, new: str) -> ToolOutcome | None:
+        error = syntax_error(path, new)
+        if error and (old is None or syntax_error(path, old) is None):
+            return ToolOutcome(f"refused: the result would not parse ({error}); the file is unchanged", True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(new, encoding="utf-8")
+        return None
+
+    def _edit(self, path: str, search: str, replace: str) -> ToolOutcome:
+        target = confine(self.root, path, deny=self.deny_paths, for_write=True)
+        if not target.is_file():
+            return ToolOutcome(f"{path}: no such file (use write to create it)", True)
+        old = target.read_text(encoding="utf-8", errors="replace")
+        result = apply_edit(old, search, replace)
+        if not result.ok:
+            return ToolOutcome(f"edit not applied: {result.message}", True)
+        if result.status != "already_applied":
+            refused = self._write_checked(path, target, old, result.text)
+            if refused:
+                return refused
+        return ToolOutcome(f"{path}: {result.message}")
+
+    def _write(self, path: str, content: str) -> ToolOutcome:
+        target = confine(self.root, path, deny=self.deny_paths, for_write=True)
+        old = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else None
+        refused = self._write_checked(path, target, old, content)
+        if refused:
+            return refused
+        return ToolOutcome(f"{path}: wrote {len(content.splitlines())} lines")
+
+    def _run(self, command: str, timeout_seconds: int | None = None) -> ToolOutcome:
+        denied = command_denied(command, self.deny_commands)
+        if denied:
+            return ToolOutcome(f"refused: command matches boundaries.deny_commands ({denied!r})", True)
+        timeout = min(float(timeout_seconds or self.run_timeout_seconds), self.run_timeout_seconds)
+        result = self.sandbox.run(command, cwd=self.root, timeout_seconds=timeout)
+        capped = CappedOutput(self.output_cap_bytes)
+        capped.feed(result.output.encode("utf-8", errors="replace"))
+        return ToolOutcome(f"exit code {result.exit_code}\n{capped.text()}", result.exit_code != 0)
+
+    # -- endings ---------------------------------------------------------------------------
+    def _done(self, summary: str, chunks_completed: list[int] | None = None) -> ToolOutcome:
+        chunks = [int(c) for c in (chunks_completed or []) if isinstance(c, int)]
+        return ToolOutcome("iteration finished", done=Done(summary=summary, chunks_completed=chunks))
+
+    def _diagnose(self, hypotheses: list[str], five_whys: list[str], next_approach: str) -> ToolOutcome:
+        if not 2 <= len(hypotheses) <= 3:
+            return ToolOutcome("a diagnosis needs 2 or 3 hypotheses", True)
+        if len(five_whys) < 3:
+            return ToolOutcome("a diagnosis needs the chain of whys (five whys, at least 3 steps)", True)
+        if not next_approach.strip():
+            return ToolOutcome("a diagnosis needs the next approach", True)
+        return ToolOutcome("diagnosis recorded; editing resumes next",
+                           diagnosis=Diagnosis(list(hypotheses), list(five_whys), next_approach))

@@ -1,0 +1,1 @@
+"""The loop's workspace: a git worktree on a loop/* branch."""
