@@ -6,6 +6,7 @@ then the next step runs. A step killed halfway is simply run again from its star
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class Runner:
     on_checkpoint: Callable[[LoopState], None] | None = None
 
     def __post_init__(self) -> None:
+        # Set from a signal handler: stop at the next step boundary as CANCELLED.
+        self.interrupt = threading.Event()
         self._segment_start = 0.0
         self._elapsed_base = 0.0
 
@@ -80,7 +83,7 @@ class Runner:
         self._emit("run_started" if state.steps_completed <= 1 else "resumed", state)
         while state.phase != Phase.DONE:
             step = state.phase.value
-            if state.phase != Phase.FINISH and self.store.cancel_requested(state.run_id):
+            if state.phase != Phase.FINISH and (self.interrupt.is_set() or self.store.cancel_requested(state.run_id)):
                 state = self._stop(state, StopReason.CANCELLED, "cancelled by request")
                 step = "cancel"
             else:

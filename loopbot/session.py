@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, load_config
-from loopbot.core.paths import test_files
+from loopbot.core.paths import find_test_files
 from loopbot.core.state import LoopState, Phase, Snapshot
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
@@ -99,7 +99,7 @@ def create_run(
     run_id = f"{goal.id}-{token}"
     branch = f"loop/{token}-{slugify(goal.id)}"
     tracked = [p for p in git(repo, "ls-tree", "-r", "--name-only", "-z", base_sha).stdout.split("\0") if p]
-    protected = goal.scope.protect if goal.scope.protect is not None else test_files(tracked)
+    protected = goal.scope.protect if goal.scope.protect is not None else find_test_files(tracked)
     if remote is None:
         remote = config.push.remote
     specs = role_specs(goal, config, _absolute_spec(model))

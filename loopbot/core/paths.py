@@ -12,8 +12,8 @@ TEST_PATTERNS = ["test_*.py", "*_test.py", "tests/**", "test/**", "**/tests/**",
                  "*.test.js", "*.test.ts", "*.spec.js", "*.spec.ts", "*_test.go", "spec/**"]
 
 
-def spec(patterns: Iterable[str]) -> pathspec.PathSpec:
-    return pathspec.PathSpec.from_lines("gitwildmatch", list(patterns))
+def spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec:
+    return pathspec.GitIgnoreSpec.from_lines(list(patterns))
 
 
 def matches(patterns: Iterable[str], path: str) -> bool:
@@ -21,7 +21,7 @@ def matches(patterns: Iterable[str], path: str) -> bool:
     return bool(patterns) and spec(patterns).match_file(path)
 
 
-def test_files(files: Iterable[str]) -> list[str]:
+def find_test_files(files: Iterable[str]) -> list[str]:
     """Files that look like tests: protected by default when the loop starts."""
     tests = spec(TEST_PATTERNS)
     return sorted(f for f in files if tests.match_file(f) and not f.endswith((".md", ".txt")))

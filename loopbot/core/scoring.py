@@ -17,7 +17,7 @@ _PYTEST_SHORT = re.compile(r"^(\d+ (?:passed|failed|errors?)(?:, \d+ \w+)*)(?: i
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|error)")
 
 
-def test_fraction(output: str) -> float | None:
+def passing_fraction(output: str) -> float | None:
     """Fraction of tests passing, read from unittest or pytest output; None when not a test run."""
     ran = _UNITTEST_RAN.findall(output)
     if ran:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot.config import Commands
-from loopbot.core.scoring import test_fraction
+from loopbot.core.scoring import passing_fraction
 from loopbot.core.state import Verdict
 from loopbot.goal import FileCheck, Goal, MetricCheck, RunCheck
 from loopbot.ports import Sandbox
@@ -50,7 +50,7 @@ def _command(name: str, kind: str, command: str, timeout: float, expect_exit: in
     def check(root: Path, sandbox: Sandbox) -> Verdict:
         result = sandbox.run(command, cwd=root, timeout_seconds=timeout)
         passed = result.exit_code == expect_exit and not result.timed_out
-        fraction = test_fraction(result.output)
+        fraction = passing_fraction(result.output)
         if passed:
             score = 1.0
         else:

@@ -67,7 +67,7 @@ class SqliteStore:
                  state.iteration, state.spend.cost_usd, state.stop_label or None, now, now, payload),
             )
             self._db.execute(
-                "INSERT INTO steps (run_id, seq, step, iteration, at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO steps (run_id, seq, step, iteration, at) VALUES (?, ?, ?, ?, ?)",
                 (state.run_id, state.steps_completed, step, state.iteration, now),
             )
             self._db.execute("COMMIT")

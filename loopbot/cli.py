@@ -1,0 +1,297 @@
+"""The `loopbot` command. A composition root: it alone reads the environment and wires adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loopbot import __version__
+from loopbot.config import Config, load_config
+from loopbot.core.state import LoopState, Status
+from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.goal import Goal, load_goal, parse_goal
+from loopbot.progress import ProgressDisplay
+from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
+from loopbot.store.sqlite import SqliteStore
+from loopbot.workspace.git import repo_root
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="AI coding-agent loops that do the work on a loop/* branch, get it checked, and never merge.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
+# Fault injection for the kill-and-resume tests: SIGKILL this process after checkpoint N.
+KILL_AFTER_ENV = "LOOPBOT_FAULT_KILL_AFTER_STEP"
+
+
+def _fail(problems: list[Problem] | str) -> NoReturn:
+    if isinstance(problems, str):
+        err.print(f"[red]error:[/] {problems}", highlight=False)
+    else:
+        for problem in problems:
+            err.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@contextmanager
+def _bad_input() -> Iterator[None]:
+    try:
+        yield
+    except InputError as exc:
+        _fail(exc.problems)
+    except LoopbotError as exc:
+        _fail(str(exc))
+
+
+def _paths(repo: Path, state_dir: Path | None) -> Paths:
+    env_dir = os.environ.get("LOOPBOT_STATE_DIR")
+    return Paths.for_repo(repo_root(repo), state_dir or (Path(env_dir) if env_dir else None))
+
+
+def _kill_hook() -> Callable[[LoopState], None] | None:
+    raw = os.environ.get(KILL_AFTER_ENV)
+    if not raw:
+        return None
+    target = int(raw)
+
+    def hook(state: LoopState) -> None:
+        if state.steps_completed == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def _drive(session: Session, *, quiet: bool) -> LoopState:
+    """Run with live progress; SIGINT/SIGTERM cancel at the next step boundary, best work kept."""
+    runner = session.runner
+
+    def cancel(signum: int, _frame: Any) -> None:
+        err.print(f"[yellow]{signal.Signals(signum).name}: stopping after the current step; best work is kept[/]")
+        runner.interrupt.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if quiet:
+            return runner.run(session.state)
+        with ProgressDisplay(err, session.state.budgets.max_iterations) as display:
+            runner.observers.append(display)
+            return runner.run(session.state)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        session.store.close()
+
+
+def _summary(state: LoopState, session: Session) -> int:
+    if state.status == Status.SUCCESS:
+        out.print(f"[green]SUCCESS[/] goal {state.goal.id} met in {len(state.iterations)} iterations")
+    else:
+        out.print(f"[red]STOPPED[/] {state.stop_label}: {state.stop_detail}", highlight=False)
+    out.print(f"branch:   {state.branch} ({state.push.message if state.push else 'not pushed'})", highlight=False)
+    out.print(f"worktree: {state.worktree}", highlight=False)
+    out.print(f"report:   {session.files.report_path}", highlight=False)
+    out.print(f"events:   {session.files.events_path}", highlight=False)
+    out.print(f"run id:   {state.run_id}  (loopbot status / loopbot resume {state.run_id})", highlight=False)
+    return EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED
+
+
+RepoOpt = Annotated[Path, typer.Option("--repo", help="the git checkout to work on")]
+StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="where runs are kept (default .git/loopbot)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live progress display")]
+
+
+@app.command()
+def run(
+    goal_file: Annotated[Path, typer.Argument(help="the goal YAML file")],
+    repo: RepoOpt = Path("."),
+    model: Annotated[str | None, typer.Option(help="model for every role, e.g. scripted:script.yaml")] = None,
+    config: Annotated[Path | None, typer.Option(help="repo config (default .github/loopbot.yml)")] = None,
+    remote: Annotated[str | None, typer.Option(help="remote to push the loop branch to")] = None,
+    state_dir: StateDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a goal's execution loop on a loop/* branch of REPO."""
+    with _bad_input():
+        goal = load_goal(goal_file)
+        paths = _paths(repo, state_dir)
+        cfg = load_config(config) if config else None
+        state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
+        session = open_session(state, paths, on_checkpoint=_kill_hook())
+        session.store.save(state, "created")
+    out.print(f"run {state.run_id} on branch {state.branch}", highlight=False)
+    final = _drive(session, quiet=quiet)
+    raise typer.Exit(_summary(final, session))
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="the run to continue")],
+    repo: RepoOpt = Path("."),
+    state_dir: StateDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Continue a run from its last completed step, every counter intact."""
+    with _bad_input():
+        paths = _paths(repo, state_dir)
+        state = load_for_resume(paths, run_id)
+        if state.finished:
+            out.print(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
+            raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
+        session = open_session(state, paths, on_checkpoint=_kill_hook())
+        session.store.clear_cancel(run_id)
+    out.print(f"resuming {run_id} at iteration {state.iteration}, step {state.phase.value}", highlight=False)
+    final = _drive(session, quiet=quiet)
+    raise typer.Exit(_summary(final, session))
+
+
+@app.command()
+def status(
+    repo: RepoOpt = Path("."),
+    state_dir: StateDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per run")] = False,
+) -> None:
+    """List runs: id, goal, state, iteration, cost, stop reason."""
+    with _bad_input():
+        paths = _paths(repo, state_dir)
+        runs = _list_runs(paths)
+    if as_json:
+        for s in runs:
+            out.print_json(json.dumps({"run_id": s.run_id, "goal": s.goal.id, "status": s.status.value,
+                                       "phase": s.phase.value, "iteration": s.iteration,
+                                       "cost_usd": s.spend.cost_usd, "stop_reason": s.stop_label or None,
+                                       "branch": s.branch}))
+        return
+    if not runs:
+        out.print(f"no runs in {paths.root}", highlight=False)
+        return
+    table = Table("run", "goal", "state", "iteration", "calls", "cost", "stop reason", "branch")
+    for s in runs:
+        state = s.status.value if s.finished else f"{s.status.value} ({s.phase.value})"
+        table.add_row(s.run_id, s.goal.id, state, f"{s.iteration}/{s.budgets.max_iterations}",
+                      str(s.spend.model_calls), f"${s.spend.cost_usd:.4f}", s.stop_label or "-", s.branch)
+    out.print(table)
+
+
+def _list_runs(paths: Paths) -> list[LoopState]:
+    if not paths.db.exists():
+        return []
+    store = SqliteStore(paths.db)
+    try:
+        return list(store.list_runs())
+    finally:
+        store.close()
+
+
+@app.command()
+def stop(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) -> None:
+    """Ask a running loop to stop after its current step (CANCELLED; best work pushed)."""
+    with _bad_input():
+        paths = _paths(repo, state_dir)
+        store = SqliteStore(paths.db)
+        try:
+            store.request_cancel(run_id)
+        finally:
+            store.close()
+    out.print(f"stop requested for {run_id}", highlight=False)
+
+
+class Kind(str, Enum):
+    auto = "auto"
+    goal = "goal"
+    config = "config"
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="a goal file or .github/loopbot.yml")],
+    kind: Annotated[Kind, typer.Option(help="what the file is (auto: by its name)")] = Kind.auto,
+) -> None:
+    """Check a goal or config file; exit 0 when valid, 2 with located errors when not."""
+    is_config = kind == Kind.config or (kind == Kind.auto and file.name in ("loopbot.yml", "loopbot.yaml"))
+    with _bad_input():
+        if is_config:
+            if not file.exists():
+                raise InputError([Problem(str(file), None, None, "", "no such file")])
+            load_config(file)
+            out.print(f"ok: {file} is a valid loopbot config", highlight=False)
+        else:
+            goal = load_goal(file)
+            out.print(f"ok: {file} is a valid goal '{goal.id}' ({len(goal.objective_checks)} objective checks, "
+                      f"{len(goal.criteria)} judged criteria, {len(goal.chunks)} chunks)", highlight=False)
+
+
+class SchemaName(str, Enum):
+    goal = "goal"
+    config = "config"
+
+
+@app.command()
+def schema(name: Annotated[SchemaName, typer.Argument(help="goal or config")]) -> None:
+    """Print the JSON Schema of the goal file or the repo config."""
+    model: type[Goal] | type[Config] = Goal if name == SchemaName.goal else Config
+    document = model.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path | None, typer.Option("--dir", help="where to build the demo (default: a temp dir)")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Offline demo: an example repo, a bare origin, and a scripted loop that fails, is rejected, then succeeds."""
+    from loopbot.examples import KVSTORE
+    from loopbot.examples.setup import make_example_repo
+
+    with _bad_input():
+        base = directory or Path(tempfile.mkdtemp(prefix="loopbot-demo-"))
+        if directory is not None and directory.exists() and any(directory.iterdir()):
+            _fail(f"--dir {directory} is not empty")
+        repo, origin = make_example_repo(KVSTORE / "repo", base)
+        goal_text = (KVSTORE / "goal.yaml").read_text(encoding="utf-8")
+        goal_path = repo.parent / "kvstore-ttl.goal.yaml"
+        goal_path.write_text(goal_text, encoding="utf-8")
+        goal = parse_goal(goal_text, str(goal_path))
+        paths = Paths.for_repo(repo)
+        state = create_run(goal, str(goal_path), repo, paths=paths, model=f"scripted:{KVSTORE / 'script.yaml'}",
+                           config=Config())
+        session = open_session(state, paths)
+        session.store.save(state, "created")
+    out.print(f"demo repo: {repo}  (origin: {origin})", highlight=False)
+    out.print(f"goal: {goal.goal}", highlight=False)
+    final = _drive(session, quiet=quiet)
+    code = _summary(final, session)
+    out.print(f"inspect:  git -C {origin} log --oneline {final.branch}", highlight=False)
+    out.print(f"          git -C {repo} diff main {final.branch}", highlight=False)
+    raise typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"loopbot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True)] = False,
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()

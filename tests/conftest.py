@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopbot.config import Config
+from loopbot.core.state import LoopState
+from loopbot.examples import KVSTORE
+from loopbot.examples.setup import make_example_repo
+from loopbot.goal import Goal, load_goal
+from loopbot.session import Paths, Session, create_run, open_session
+from loopbot.testing import FakeClock, ScriptedModel
+from loopbot.testing.scripted import Script, load_script
+
+
+@dataclass
+class Events:
+    """Collects runner events so tests can assert on what happened, in order."""
+
+    items: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+
+    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+        self.items.append((kind, state.iteration, data))
+
+    def of(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
+        return [(it, data) for k, it, data in self.items if k == kind]
+
+
+@dataclass
+class Loop:
+    repo: Path
+    origin: Path
+    paths: Paths
+    session: Session
+    events: Events
+    model: ScriptedModel
+    clock: FakeClock
+
+    def run(self) -> LoopState:
+        self.session.store.save(self.session.state, "created")
+        return self.session.runner.run(self.session.state)
+
+    def origin_file(self, branch: str, path: str) -> str:
+        return subprocess.run(["git", "-C", str(self.origin), "show", f"{branch}:{path}"],
+                              capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def kv_repo(tmp_path: Path) -> tuple[Path, Path]:
+    return make_example_repo(KVSTORE / "repo", tmp_path / "work")
+
+
+@pytest.fixture
+def demo_goal() -> Goal:
+    return load_goal(KVSTORE / "goal.yaml")
+
+
+@pytest.fixture
+def demo_script() -> Script:
+    return load_script(KVSTORE / "script.yaml")
+
+
+@pytest.fixture
+def make_loop(kv_repo: tuple[Path, Path], demo_goal: Goal):
+    """Build an in-process loop on the kvstore example with a given script and goal changes."""
+
+    def build(script: Script | dict[str, Any], *, goal: Goal | None = None, budgets: dict[str, Any] | None = None,
+              config: Config | None = None) -> Loop:
+        repo, origin = kv_repo
+        chosen = goal or demo_goal
+        if budgets:
+            chosen = chosen.model_copy(update={"budgets": chosen.budgets.model_copy(update=budgets)})
+        parsed = script if isinstance(script, Script) else Script.model_validate(script)
+        clock = FakeClock()
+        model = ScriptedModel(parsed, clock=clock)
+        paths = Paths.for_repo(repo)
+        state = create_run(chosen, "goal.yaml", repo, paths=paths, model="scripted:test", config=config or Config())
+        events = Events()
+        session = open_session(state, paths, clock=clock, observers=[events],
+                               models=dict.fromkeys(("maker", "planner", "checker", "goal_checker"), model))
+        return Loop(repo, origin, paths, session, events, model, clock)
+
+    return build

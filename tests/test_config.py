@@ -1,0 +1,24 @@
+import pytest
+
+from loopbot.config import Config, load_config, parse_config
+from loopbot.errors import InputError
+
+
+def test_missing_or_empty_config_means_defaults(tmp_path):
+    assert load_config(tmp_path / "nope.yml") == Config()
+    assert parse_config("", "c.yml") == Config()
+
+
+def test_tiers_resolve_role_models():
+    config = parse_config("models:\n  tiers: {strong: 'scripted:a.yaml'}\n  checker: 'openai:gpt-x'\n", "c.yml")
+    assert config.models.resolve(config.models.maker) == "scripted:a.yaml"
+    assert config.models.resolve(config.models.checker) == "openai:gpt-x"
+
+
+def test_config_errors_are_located():
+    with pytest.raises(InputError) as info:
+        parse_config("budgets:\n  max_cost_usd: -1\nlimits:\n  max_plans_per_run: 9\nsurprise: 1\n", "c.yml")
+    found = [str(p) for p in info.value.problems]
+    assert "c.yml:2:3: budgets.max_cost_usd: Input should be greater than 0" in found
+    assert "c.yml:4:3: limits.max_plans_per_run: Input should be less than or equal to 5" in found
+    assert "c.yml:5:1: surprise: unknown key" in found
