@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from loopbot.config import Config
+from loopbot.core.budgets import Spend
 from loopbot.core.state import LoopState
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
@@ -22,9 +23,11 @@ class Events:
     """Collects runner events so tests can assert on what happened, in order."""
 
     items: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    spends: list[tuple[str, Spend]] = field(default_factory=list)
 
     def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
         self.items.append((kind, state.iteration, data))
+        self.spends.append((kind, state.spend.model_copy()))
 
     def of(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
         return [(it, data) for k, it, data in self.items if k == kind]

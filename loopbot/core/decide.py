@@ -152,10 +152,13 @@ def begin_iteration(state: LoopState) -> LoopState:
 def stop_now(state: LoopState, reason: StopReason, detail: str, exhausted: Exhausted | None = None) -> LoopState:
     """Stop mid-iteration (budget, cancel, error): the partial iteration is dropped, best work kept."""
     new = state.model_copy(deep=True)
-    if new.current is not None:
-        partial = new.current.model_copy(update={"decision": Decision.STOP, "kept": False})
-        new.iterations.append(partial)
-        new.current = None
+    current = new.current
+    if current is not None:
+        if current.model_calls or current.head_sha or current.verdicts:
+            new.iterations.append(current.model_copy(update={"decision": Decision.STOP, "kept": False}))
+        else:
+            new.iteration = current.number - 1  # the iteration never started: it does not count
+    new.current = None
     new.workspace_head = new.best.sha
     new.status = Status.STOPPED
     new.stop_reason = reason
