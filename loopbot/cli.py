@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -209,7 +209,7 @@ def stop(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) 
     out.print(f"stop requested for {run_id}", highlight=False)
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     auto = "auto"
     goal = "goal"
     config = "config"
@@ -234,7 +234,7 @@ def validate(
                       f"{len(goal.criteria)} judged criteria, {len(goal.chunks)} chunks)", highlight=False)
 
 
-class SchemaName(str, Enum):
+class SchemaName(StrEnum):
     goal = "goal"
     config = "config"
 

@@ -16,7 +16,15 @@ from loopbot import evaluators
 from loopbot.core import guards, memory
 from loopbot.core.budgets import Exhausted, exhausted_before_call
 from loopbot.core.context import file_listing
-from loopbot.core.decide import after_check, after_evaluate, after_guard, apply_outcome, begin_iteration, decide, stop_now
+from loopbot.core.decide import (
+    after_check,
+    after_evaluate,
+    after_guard,
+    apply_outcome,
+    begin_iteration,
+    decide,
+    stop_now,
+)
 from loopbot.core.scoring import iteration_score
 from loopbot.core.state import IterationRecord, LoopState, Phase, Snapshot, StopReason
 from loopbot.messages import ModelReply, ModelRequest

@@ -16,12 +16,7 @@ BLOCK_AFTER = 3
 SIMILARITY = 0.5
 
 _STOPWORDS = frozenset(
-    """a an the and or but to of in on at by for with from into onto via as is are be been being was
-    were it its this that these those then than so such do does did doing done will would should could
-    can may might must shall we i you they he she our my your their let lets let's just also again
-    try trying tried attempt attempting approach instead now first second new old same way method
-    function functions file files code using use used make making made change changing changed
-    update updating updated""".split()
+    ["a", "an", "the", "and", "or", "but", "to", "of", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "via", "as", "is", "are", "be", "been", "being", "was", "were", "it", "its", "this", "that", "these", "those", "then", "than", "so", "such", "do", "does", "did", "doing", "done", "will", "would", "should", "could", "can", "may", "might", "must", "shall", "we", "i", "you", "they", "he", "she", "our", "my", "your", "their", "let", "lets", "let's", "just", "also", "again", "try", "trying", "tried", "attempt", "attempting", "approach", "instead", "now", "first", "second", "new", "old", "same", "way", "method", "function", "functions", "file", "files", "code", "using", "use", "used", "make", "making", "made", "change", "changing", "changed", "update", "updating", "updated"]
 )
 
 # Common synonyms an agent swaps when it rewords the same idea.

@@ -11,7 +11,7 @@ from loopbot.config import Config
 from loopbot.core.budgets import Budgets, Exhausted, Spend
 from loopbot.goal import Goal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 
 class Phase(StrEnum):

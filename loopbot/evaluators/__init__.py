@@ -51,11 +51,9 @@ def _command(name: str, kind: str, command: str, timeout: float, expect_exit: in
         result = sandbox.run(command, cwd=root, timeout_seconds=timeout)
         passed = result.exit_code == expect_exit and not result.timed_out
         fraction = passing_fraction(result.output)
-        if passed:
-            score = 1.0
-        else:
-            # Partial credit from test counts, never a full score for a failing command.
-            score = min(fraction, 0.99) if fraction is not None else 0.0
+        # Partial credit from test counts, never a full score for a failing command.
+        partial = min(fraction, 0.99) if fraction is not None else 0.0
+        score = 1.0 if passed else partial
         return Verdict(name=name, kind=kind, passed=passed, score=score, evidence=_tail(result.output),
                        duration_seconds=result.duration_seconds, exit_code=result.exit_code)
 

@@ -4,6 +4,8 @@ group, capped output. It does not isolate the filesystem or network; the bubblew
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from loopbot.ports import CommandResult
 from loopbot.sandbox.output import CappedOutput
@@ -65,7 +68,8 @@ class SubprocessSandbox:
             )
             output = CappedOutput(self.output_cap_bytes)
             assert process.stdout is not None
-            stream = process.stdout
+            # Popen with bufsize=-1 gives a BufferedReader; read1 returns what is there, not a full block.
+            stream = cast(io.BufferedReader, process.stdout)
 
             def pump() -> None:
                 for chunk in iter(lambda: stream.read1(65536), b""):
@@ -98,7 +102,5 @@ class SubprocessSandbox:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -132,7 +132,8 @@ class ScriptedModel:
             for index, entry in enumerate(turn.tools):
                 (name, args), = entry.items()
                 blocks.append(ToolCall(id=f"call_{request.iteration}_{request.turn}_{index}", name=name, input=args))
-            stop = turn.stop_reason or ("tool_use" if turn.tools else "end_turn")
+            stop: Literal["end_turn", "tool_use", "max_tokens"] = turn.stop_reason or (
+                "tool_use" if turn.tools else "end_turn")
             return Message(role="assistant", content=blocks), stop
         if role == "checker":
             verdict = _pick(self.script.checker, request.iteration)

@@ -73,7 +73,8 @@ def apply_edit(text: str, search: str, replace: str) -> EditResult:
     if count == 1:
         return EditResult("applied", text.replace(search, replace, 1), "applied")
     if count > 1:
-        starts, at = [], text.find(search)
+        starts: list[int] = []
+        at = text.find(search)
         while at != -1:
             starts.append(_line_of(text, at))
             at = text.find(search, at + 1)
@@ -88,9 +89,9 @@ def apply_edit(text: str, search: str, replace: str) -> EditResult:
     pattern = [ln for ln in search.strip("\n").splitlines()]
     hits = _windows(bare, pattern)
     if len(hits) > 1:
-        at = ", ".join(str(h + 1) for h in hits)
+        lines_at = ", ".join(str(h + 1) for h in hits)
         return EditResult("ambiguous", text,
-                          f"ignoring whitespace, search matches {len(hits)} places (lines {at}); "
+                          f"ignoring whitespace, search matches {len(hits)} places (lines {lines_at}); "
                           "include more surrounding lines")
     if len(hits) == 1:
         start = hits[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ class ToolBox:
             why = " (plan mode: read-only until you call diagnose)" if self.plan_mode and name in SPECS else ""
             return ToolOutcome(f"unknown or unavailable tool {name!r}{why}; available: {', '.join(sorted(allowed))}", True)
         try:
-            return getattr(self, f"_{name}")(**args)
+            handler: Callable[..., ToolOutcome] = getattr(self, f"_{name}")
+            return handler(**args)
         except PathRefused as exc:
             return ToolOutcome(f"refused: {exc}", True)
         except TypeError as exc:
