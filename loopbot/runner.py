@@ -224,7 +224,7 @@ class Runner:
     def _make(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None
-        self.workspace.reset(record.start_sha)
+        # The workspace is already at start_sha: decide (or resume) reset it there.
         result = run_session(
             self._gate(state, "maker"), self._toolbox(state, plan_mode=False), role="maker",
             system=render("maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
@@ -308,7 +308,8 @@ class Runner:
         return new
 
     def _finish(self, state: LoopState) -> LoopState:
-        self.workspace.reset(state.best.sha)
+        if self.workspace.head() != state.best.sha:
+            self.workspace.reset(state.best.sha)
         state.push = self.workspace.push(state.remote)
         state.phase = Phase.DONE
         self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)

@@ -86,13 +86,21 @@ class GitWorkspace:
         return git(self.path, "rev-parse", "HEAD").stdout.strip()
 
     def snapshot(self, message: str) -> str:
+        """Commit everything in the worktree; the same commit back when nothing changed.
+
+        Plumbing after `add -A`: porcelain `commit` would scan the whole tree a second time.
+        """
         git(self.path, "add", "-A")
-        result = git(self.path, "commit", "--quiet", "--no-verify", "-m", message, check=False)
-        if result.returncode != 0 and "nothing to commit" not in result.stdout + result.stderr:
-            raise WorkspaceError(f"snapshot commit failed: {result.stderr.strip() or result.stdout.strip()}")
-        return self.head()
+        tree = git(self.path, "write-tree").stdout.strip()
+        head = self.head()
+        if tree == self.tree(head):
+            return head
+        sha = git(self.path, "commit-tree", tree, "-p", head, "-m", message).stdout.strip()
+        git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
+        return sha
 
     def reset(self, sha: str) -> None:
+        """Exactly the tree of `sha`: edits undone, files the loop or its commands created removed."""
         git(self.path, "reset", "--quiet", "--hard", sha)
         git(self.path, "clean", "--quiet", "-fd")
 

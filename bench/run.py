@@ -1,0 +1,147 @@
+"""loopbot benchmarks. Prints one JSON object per line: {"figure", "value", "unit", "target"}.
+
+    python bench/run.py            # all figures
+    python bench/run.py --files 2000 --iterations 3   # a quicker, smaller run
+
+Figures:
+  controller_overhead_ratio  per-iteration controller time (everything but model time and the
+                             evaluator commands) on a generated repo, over one `git add -A && git
+                             commit` there. Target <= 2.
+  eval_phase_ratio           wall time of the evaluation phase over its slowest evaluator. Target <= 1.2.
+  demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from loopbot.config import Config
+from loopbot.examples import KVSTORE
+from loopbot.examples.setup import init_repo, make_example_repo
+from loopbot.goal import parse_goal
+from loopbot.runner import iteration_overhead
+from loopbot.session import Paths, create_run, open_session
+from loopbot.testing.scripted import Script, ScriptedModel, load_script
+from loopbot.workspace.git import git
+
+ROLES = ("maker", "planner", "checker", "goal_checker")
+
+
+def emit(figure: str, value: float, unit: str, target: str, **extra: object) -> None:
+    print(json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, "target": target, **extra}), flush=True)
+
+
+def generate_repo(root: Path, files: int) -> Path:
+    repo = root / "big"
+    for i in range(files):
+        path = repo / "src" / f"pkg{i // 100:03d}" / f"mod{i:05d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'"""Module {i}."""\n\n\ndef f{i}(x: int) -> int:\n    return x + {i}\n')
+    (repo / "target.py").write_text("VALUE = 0\n")
+    init_repo(repo)
+    return repo
+
+
+def git_commit_seconds(repo: Path, samples: int = 5) -> float:
+    """Median time of one `git add -A && git commit` after a one-file change, in the same repo."""
+    times = []
+    scratch = repo / "src" / "pkg000" / "mod00000.py"
+    original = scratch.read_text()
+    for n in range(samples):
+        scratch.write_text(original + f"# change {n}\n")
+        started = time.perf_counter()
+        git(repo, "add", "-A")
+        git(repo, "commit", "--quiet", "-m", f"bench {n}")
+        times.append(time.perf_counter() - started)
+    git(repo, "reset", "--quiet", "--hard", "HEAD~" + str(samples))
+    return statistics.median(times)
+
+
+def controller_overhead(root: Path, files: int, iterations: int) -> None:
+    repo = generate_repo(root, files)
+    baseline = git_commit_seconds(repo)
+    goal = parse_goal(
+        "id: bench\ngoal: never met, so every iteration runs the full loop\n"
+        "acceptance:\n  - run: 'true'\n  - file: target.py\n    contains: NEVER\n"
+        "scope:\n  allow: ['**']\n"
+        f"budgets: {{max_iterations: {iterations}, stagnation_threshold: {iterations + 1}}}\n",
+        "bench.yaml",
+    )
+    script = Script.model_validate({"maker": [{"iteration": "*", "turns": [
+        {"text": "APPROACH: bump the value", "tools": [
+            {"edit": {"path": "target.py", "search": "VALUE = 0", "replace": "VALUE = 1"}}]},
+        {"tools": [{"done": {"summary": "bumped"}}]},
+    ]}]})
+    model = ScriptedModel(script)
+    paths = Paths.for_repo(repo)
+    state = create_run(goal, "bench.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=None)
+    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
+    session.store.save(state, "created")
+    final = session.runner.run(state)
+    overheads = [iteration_overhead(r) for r in final.iterations]
+    per_iteration = statistics.median(overheads)
+    emit("controller_overhead_ratio", per_iteration / baseline, "ratio", "<= 2",
+         files=files, iterations=len(final.iterations), overhead_ms=round(per_iteration * 1000, 1),
+         git_add_commit_ms=round(baseline * 1000, 1))
+
+
+def eval_phase(root: Path) -> None:
+    repo = root / "evalrepo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("a\n")
+    init_repo(repo)
+    durations = (0.3, 0.5, 0.7, 1.0)
+    checks = "".join(f"  - run: 'sleep {d}'\n" for d in durations)
+    goal = parse_goal(f"id: evalbench\ngoal: g\nacceptance:\n{checks}  - file: a.txt\n    contains: zzz\n"
+                      "budgets: {max_iterations: 2, stagnation_threshold: 3}\n", "bench.yaml")
+    script = Script.model_validate({"maker": [{"iteration": "*", "turns": [
+        {"text": "APPROACH: touch a", "tools": [{"write": {"path": "a.txt", "content": "b\n"}}]},
+        {"tools": [{"done": {"summary": "x"}}]}]}]})
+    model = ScriptedModel(script)
+    paths = Paths.for_repo(repo)
+    state = create_run(goal, "bench.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=None)
+    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
+    session.store.save(state, "created")
+    final = session.runner.run(state)
+    ratios = []
+    for record in final.iterations:
+        slowest = max(v.duration_seconds for v in record.verdicts)
+        ratios.append(record.timings["evaluate"] / slowest)
+    emit("eval_phase_ratio", max(ratios), "ratio", "<= 1.2", evaluators=len(durations) + 1,
+         slowest_s=max(durations))
+
+
+def demo(root: Path) -> None:
+    repo, _ = make_example_repo(KVSTORE / "repo", root / "demo")
+    goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
+    model = ScriptedModel(load_script(KVSTORE / "script.yaml"))
+    paths = Paths.for_repo(repo)
+    started = time.perf_counter()
+    state = create_run(goal, "goal.yaml", repo, paths=paths, model="scripted:demo", config=Config())
+    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
+    session.store.save(state, "created")
+    final = session.runner.run(state)
+    emit("demo_seconds", time.perf_counter() - started, "s", "<= 60", status=final.status.value)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--iterations", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="loopbot-bench-") as tmp:
+        root = Path(tmp)
+        controller_overhead(root, args.files, args.iterations)
+        eval_phase(root)
+        demo(root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
