@@ -129,7 +129,7 @@ def open_session(
     on_checkpoint: Callable[[LoopState], None] | None = None,
     output_cap_bytes: int | None = None,
 ) -> Session:
-    store = SqliteStore(paths.db)
+    store = SqliteStore(paths.db, owner=owner_tag())
     workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
     files = RunFiles(paths.run_dir(state.run_id), sandbox_note=SANDBOX_NOTE)
     runner = Runner(
@@ -148,10 +148,15 @@ def owner_tag() -> str:
 def load_for_resume(paths: Paths, run_id: str) -> LoopState:
     if not paths.db.exists():
         raise InputError([Problem(run_id, None, None, "", f"no loopbot runs recorded in {paths.root}")])
-    store = SqliteStore(paths.db)
+    store = SqliteStore(paths.db, owner=owner_tag())
     try:
-        return store.load(run_id)
+        state = store.load(run_id)
+        owner = store.live_owner(run_id)
     except LoopbotError as exc:
         raise InputError([Problem(run_id, None, None, "", str(exc))]) from None
     finally:
         store.close()
+    if owner is not None:
+        raise InputError([Problem(run_id, None, None, "",
+                                  f"run is still in progress in process {owner}; `loopbot stop {run_id}` first")])
+    return state

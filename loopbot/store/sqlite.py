@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS steps (
@@ -37,9 +40,25 @@ CREATE TABLE IF NOT EXISTS steps (
 """
 
 
+def _alive(owner: str) -> bool:
+    """Is the process named `host:pid` still running? Only decidable on this host."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SqliteStore:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, owner: str = ""):
         self.path = path
+        # host:pid of the process running loops through this store; written with every checkpoint.
+        self.owner = owner
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -57,14 +76,15 @@ class SqliteStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 """INSERT INTO runs (run_id, goal_id, repo, status, phase, iteration, cost_usd,
-                       stop_reason, created_at, updated_at, state)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       stop_reason, created_at, updated_at, owner, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, phase=excluded.phase,
                        iteration=excluded.iteration, cost_usd=excluded.cost_usd,
                        stop_reason=excluded.stop_reason, updated_at=excluded.updated_at,
-                       state=excluded.state""",
+                       owner=excluded.owner, state=excluded.state""",
                 (state.run_id, state.goal.id, state.repo, state.status.value, state.phase.value,
-                 state.iteration, state.spend.cost_usd, state.stop_label or None, now, now, payload),
+                 state.iteration, state.spend.cost_usd, state.stop_label or None, now, now,
+                 "" if state.finished else self.owner, payload),
             )
             self._db.execute(
                 "INSERT OR REPLACE INTO steps (run_id, seq, step, iteration, at) VALUES (?, ?, ?, ?, ?)",
@@ -95,6 +115,13 @@ class SqliteStore:
     def steps(self, run_id: str) -> list[tuple[int, str]]:
         rows = self._db.execute("SELECT seq, step FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
         return [(int(seq), str(step)) for seq, step in rows.fetchall()]
+
+    def live_owner(self, run_id: str) -> str | None:
+        """The other process still working on this run, if there is one."""
+        row = self._db.execute("SELECT owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or not row[0] or row[0] == self.owner:
+            return None
+        return str(row[0]) if _alive(str(row[0])) else None
 
     def request_cancel(self, run_id: str) -> None:
         with self._db:

@@ -35,12 +35,13 @@ def test_failing_test_command_gets_partial_credit_below_one(tmp_path):
     assert not verdict.passed and verdict.score == 0.75
 
 
-def test_evaluators_run_in_parallel(tmp_path):
-    goal = _goal("".join(f"  - run: 'sleep 0.6; echo {i}'\n" for i in range(4)))
-    evs = evaluators.build(goal, Commands())
-    verdicts = evaluators.run_parallel(evs, tmp_path, SubprocessSandbox())
-    assert all(v.passed for v in verdicts)
-    # Sequential would take the sum of the durations; parallel overlaps them.
-    total = sum(v.duration_seconds for v in verdicts)
-    spans = [v.duration_seconds for v in verdicts]
-    assert total >= 2.4 and max(spans) < total / 2
+def test_evaluators_run_concurrently(tmp_path):
+    # A barrier: each command announces itself, then waits until all four have started. Run one
+    # after another, the first would wait for the others forever and fail at its deadline.
+    barrier = (
+        "touch started.{i}; n=0; "
+        "while [ $(ls started.* | wc -l) -lt 4 ]; do n=$((n+1)); [ $n -gt 100 ] && exit 1; sleep 0.05; done"
+    )
+    goal = _goal("".join(f"  - run: '{barrier.format(i=i)}'\n    timeout_seconds: 20\n" for i in range(4)))
+    verdicts = evaluators.run_parallel(evaluators.build(goal, Commands()), tmp_path, SubprocessSandbox())
+    assert [v.passed for v in verdicts] == [True] * 4, [v.evidence for v in verdicts]

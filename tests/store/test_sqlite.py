@@ -56,3 +56,25 @@ def test_cancel_flag(tmp_path, state):
     assert store.cancel_requested(state.run_id)
     with pytest.raises(StateError):
         store.request_cancel("nope")
+
+
+def test_a_run_owned_by_a_live_process_is_not_resumed_twice(tmp_path, state):
+    import os
+    import socket
+    import subprocess
+
+    from loopbot.errors import InputError
+    from loopbot.session import Paths, load_for_resume
+
+    paths = Paths(tmp_path / "state")
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        SqliteStore(paths.db, owner=f"{socket.gethostname()}:{sleeper.pid}").save(state, "created")
+        with pytest.raises(InputError, match="still in progress"):
+            load_for_resume(paths, state.run_id)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Its owner is dead now (killed, like a SIGKILLed runner): resuming is allowed.
+    assert load_for_resume(paths, state.run_id).run_id == state.run_id
+    assert SqliteStore(paths.db, owner=f"{socket.gethostname()}:{os.getpid()}").live_owner(state.run_id) is None
