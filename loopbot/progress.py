@@ -10,6 +10,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from loopbot.core.state import LoopState
 
 
+def _clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class ProgressDisplay:
     def __init__(self, console: Console, total_iterations: int):
         self.console = console
@@ -42,14 +46,25 @@ class ProgressDisplay:
             self.console.print(f"baseline score {data['score']:.2f}")
         elif kind == "refused":
             self.console.print(f"  [yellow]refused[/] blocked approach: {data['approach']}")
-        elif kind == "checker" and data["decision"] == "REJECT":
-            self.console.print("  [red]checker REJECT[/]: " + "; ".join(data["reasons"])[:300])
         elif kind == "decided":
-            record = state.iterations[-1] if state.iterations else None
-            approach = record.approach if record else ""
+            record = state.iterations[-1]
             color = {"SUCCESS": "green", "RETRY": "yellow", "STOP": "red"}[data["decision"]]
             kept = "kept" if data["kept"] else "rolled back"
             self.console.print(f"[{color}]iteration {data['iteration']}: {data['decision']}[/] "
-                               f"score {data['score']:.2f} ({kept}) · {approach}")
+                               f"score {data['score']:.2f} ({kept}) · {record.approach}", highlight=False)
+            failed = [v.name for v in record.verdicts if not v.passed]
+            if failed:
+                self.console.print(f"  failed checks: {', '.join(failed)}", highlight=False)
+            if record.checker is not None and record.checker.decision == "REJECT":
+                for reason in record.checker.reasons:
+                    self.console.print(f"  [red]checker REJECT[/]: {_clip(reason)}", highlight=False)
+            if record.violations:
+                for v in record.violations:
+                    self.console.print(f"  [red]guard {v.guard}[/]: {v.path}", highlight=False)
         elif kind == "pushed":
-            self.console.print(f"push: {data['message']}")
+            self.console.print(f"push: {data['message']}", highlight=False)
+        elif kind == "finished":
+            done = len(state.iterations)
+            self.progress.update(self.task, description=f"finished: {state.status.value} {state.stop_label}".rstrip(),
+                                 total=max(done, 1), completed=max(done, 1))
+            self.progress.stop_task(self.task)
