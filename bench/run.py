@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 from loopbot.config import Config
+from loopbot.core.state import LoopState
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import init_repo, make_example_repo
-from loopbot.goal import parse_goal
+from loopbot.goal import Goal, parse_goal
 from loopbot.runner import iteration_overhead
 from loopbot.session import Paths, create_run, open_session
 from loopbot.testing.scripted import Script, ScriptedModel, load_script
@@ -35,6 +36,16 @@ ROLES = ("maker", "planner", "checker", "goal_checker")
 
 def emit(figure: str, value: float, unit: str, target: str, **extra: object) -> None:
     print(json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, "target": target, **extra}), flush=True)
+
+
+def run_loop(repo: Path, goal: Goal, script: Script, *, remote: str | None = None) -> LoopState:
+    """One loop, in process, with a scripted model for every role and default config."""
+    model = ScriptedModel(script)
+    paths = Paths.for_repo(repo)
+    state = create_run(goal, "bench.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=remote)
+    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
+    session.store.save(state, "created")
+    return session.runner.run(state)
 
 
 def generate_repo(root: Path, files: int) -> Path:
@@ -78,12 +89,7 @@ def controller_overhead(root: Path, files: int, iterations: int) -> None:
             {"edit": {"path": "target.py", "search": "VALUE = 0", "replace": "VALUE = 1"}}]},
         {"tools": [{"done": {"summary": "bumped"}}]},
     ]}]})
-    model = ScriptedModel(script)
-    paths = Paths.for_repo(repo)
-    state = create_run(goal, "bench.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=None)
-    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
-    session.store.save(state, "created")
-    final = session.runner.run(state)
+    final = run_loop(repo, goal, script)
     overheads = [iteration_overhead(r) for r in final.iterations]
     per_iteration = statistics.median(overheads)
     emit("controller_overhead_ratio", per_iteration / baseline, "ratio", "<= 2",
@@ -103,12 +109,7 @@ def eval_phase(root: Path) -> None:
     script = Script.model_validate({"maker": [{"iteration": "*", "turns": [
         {"text": "APPROACH: touch a", "tools": [{"write": {"path": "a.txt", "content": "b\n"}}]},
         {"tools": [{"done": {"summary": "x"}}]}]}]})
-    model = ScriptedModel(script)
-    paths = Paths.for_repo(repo)
-    state = create_run(goal, "bench.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=None)
-    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
-    session.store.save(state, "created")
-    final = session.runner.run(state)
+    final = run_loop(repo, goal, script)
     ratios = []
     for record in final.iterations:
         slowest = max(v.duration_seconds for v in record.verdicts)
@@ -120,13 +121,8 @@ def eval_phase(root: Path) -> None:
 def demo(root: Path) -> None:
     repo, _ = make_example_repo(KVSTORE / "repo", root / "demo")
     goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
-    model = ScriptedModel(load_script(KVSTORE / "script.yaml"))
-    paths = Paths.for_repo(repo)
     started = time.perf_counter()
-    state = create_run(goal, "goal.yaml", repo, paths=paths, model="scripted:demo", config=Config())
-    session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
-    session.store.save(state, "created")
-    final = session.runner.run(state)
+    final = run_loop(repo, goal, load_script(KVSTORE / "script.yaml"), remote="origin")
     emit("demo_seconds", time.perf_counter() - started, "s", "<= 60", status=final.status.value)
 
 
