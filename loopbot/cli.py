@@ -25,7 +25,7 @@ from loopbot.goal import Goal, load_goal, parse_goal
 from loopbot.progress import ProgressDisplay
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
 from loopbot.store.sqlite import SqliteStore
-from loopbot.workspace.git import repo_root
+from loopbot.workspace.git import git, repo_root
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="AI coding-agent loops that do the work on a loop/* branch, get it checked, and never merge.")
@@ -132,6 +132,10 @@ def run(
         state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
         session = open_session(state, paths, on_checkpoint=_kill_hook())
         session.store.save(state, "created")
+        dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
+    if dirty:
+        err.print("[yellow]note:[/] your working tree has uncommitted changes; the loop starts from "
+                  f"{state.base_sha[:10]} (HEAD) and does not see them", highlight=False)
     out.print(f"run {state.run_id} on branch {state.branch}", highlight=False)
     final = _drive(session, quiet=quiet)
     raise typer.Exit(_summary(final, session))

@@ -27,6 +27,7 @@ from loopbot.core.decide import (
 )
 from loopbot.core.scoring import iteration_score
 from loopbot.core.state import IterationRecord, LoopState, Phase, Snapshot, StopReason
+from loopbot.errors import WorkspaceError
 from loopbot.messages import ModelReply, ModelRequest
 from loopbot.ports import Clock, Model, Sandbox, Store
 from loopbot.prompts import render
@@ -116,7 +117,12 @@ class Runner:
 
     def _stop(self, state: LoopState, reason: StopReason, detail: str, which: Exhausted | None = None) -> LoopState:
         state = stop_now(state, reason, detail, which)
-        self.workspace.reset(state.best.sha)
+        try:
+            self.workspace.reset(state.best.sha)
+        except WorkspaceError as exc:
+            # The stop must still be recorded; finish will report what it could not push.
+            state.stop_reason = StopReason.ERROR if reason != StopReason.ERROR else reason
+            state.stop_detail = f"{detail}; rollback failed: {exc}"
         return state
 
     def _step(self, state: LoopState) -> LoopState:

@@ -210,3 +210,19 @@ def test_every_step_is_checkpointed(make_loop, demo_script):
     assert steps[0] == "created" and steps[1] == "baseline" and steps[-1] == "finish"
     assert steps.count("decide") == 3 and steps.count("make") == 3
     assert len(steps) == state.steps_completed + 1
+
+
+def test_a_vanished_worktree_ends_in_an_error_stop_not_a_crash(make_loop, demo_script):
+    import shutil
+
+    loop = make_loop(demo_script)
+
+    class DeleteWorktree:
+        def event(self, kind, state, data):
+            if kind == "made":
+                shutil.rmtree(loop.session.runner.workspace.path)
+
+    loop.session.runner.observers.append(DeleteWorktree())
+    state = loop.run()
+    assert state.status == Status.STOPPED and state.stop_reason == StopReason.ERROR
+    assert state.finished and "failed" in state.stop_detail

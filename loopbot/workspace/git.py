@@ -26,15 +26,18 @@ def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None
         "GIT_COMMITTER_NAME": AUTHOR[0],
         "GIT_COMMITTER_EMAIL": AUTHOR[1],
     }
-    result = subprocess.run(
-        ["git", *_SAFE, *args],
-        cwd=cwd,
-        env=env,
-        input=input_text,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
+    try:
+        result = subprocess.run(
+            ["git", *_SAFE, *args],
+            cwd=cwd,
+            env=env,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:  # a missing directory, or no git on PATH
+        raise WorkspaceError(f"git {' '.join(args)} could not run in {cwd}: {exc}") from None
     if check and result.returncode != 0:
         raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
     return result
