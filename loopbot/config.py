@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopbot.core.budgets import Budgets
 from loopbot.errors import InputError, Problem
@@ -65,6 +66,38 @@ class Execution(_Strict):
     context_tokens: int = Field(12_000, ge=1_000, description="token budget of the maker's context")
 
 
+class SandboxConfig(_Strict):
+    """How agent and evaluator commands are isolated. `sandbox: off` alone is accepted, loudly."""
+
+    mode: Literal["bubblewrap", "off"] = "bubblewrap"
+    memory_mb: int = Field(8192, ge=64, description="address-space limit per command")
+    max_processes: int = Field(512, ge=8)
+    max_file_size_mb: int = Field(1024, ge=1)
+    cpu_seconds: int = Field(1800, ge=1)
+    tmp_size_mb: int = Field(512, ge=16, description="size of the private /tmp")
+    env_allow: list[str] = Field(default_factory=list, description="extra variable names passed to commands")
+    expose: list[str] = Field(default_factory=list,
+                              description="extra host paths shown read-only (e.g. ~/.rustup); homes are hidden")
+
+    @field_validator("expose")
+    @classmethod
+    def _no_credential_dirs(cls, paths: list[str]) -> list[str]:
+        bad = [p for p in paths if any(part in p for part in (".ssh", ".gnupg", ".aws", ".git-credentials", ".netrc"))]
+        if bad:
+            raise ValueError(f"credential stores cannot be exposed to the sandbox: {', '.join(bad)}")
+        return paths
+
+    @field_validator("env_allow")
+    @classmethod
+    def _no_secrets(cls, names: list[str]) -> list[str]:
+        from loopbot.core.redact import SECRET_NAME
+
+        leaking = [n for n in names if SECRET_NAME.search(n)]
+        if leaking:
+            raise ValueError(f"variables that look like secrets never enter the sandbox: {', '.join(leaking)}")
+        return names
+
+
 class PushConfig(_Strict):
     remote: str = "origin"
 
@@ -81,8 +114,14 @@ class Config(_Strict):
     commands: Commands = Field(default_factory=Commands)
     execution: Execution = Field(default_factory=Execution)
     push: PushConfig = Field(default_factory=PushConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     wiki: WikiConfig = Field(default_factory=WikiConfig)
     bots: list[str] = Field(default_factory=list, description="bot accounts allowed to trigger loops")
+
+    @field_validator("sandbox", mode="before")
+    @classmethod
+    def _sandbox_shorthand(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
 
 
 def parse_config(text: str, source: str) -> Config:

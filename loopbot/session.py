@@ -22,12 +22,11 @@ from loopbot.ports import Clock, Model
 from loopbot.providers import build_model
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
-from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+from loopbot.sandbox import build_sandbox
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import GitWorkspace, common_dir, git, repo_root, resolve_rev
 
 ROLES = ("maker", "planner", "checker", "goal_checker")
-SANDBOX_NOTE = "plain subprocess (cleared environment, timeouts, capped output; no filesystem isolation)"
 
 
 @dataclass
@@ -127,14 +126,15 @@ def open_session(
     models: dict[str, Model] | None = None,
     observers: list[Observer] | None = None,
     on_checkpoint: Callable[[LoopState], None] | None = None,
-    output_cap_bytes: int | None = None,
+    allow_unsandboxed: bool = False,
 ) -> Session:
     store = SqliteStore(paths.db, owner=owner_tag())
     workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
-    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=SANDBOX_NOTE)
+    sandbox, sandbox_note = build_sandbox(state.config, workspace.path, common_dir(Path(state.repo)),
+                                          allow_fallback=allow_unsandboxed)
+    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note)
     runner = Runner(
-        store=store, workspace=workspace,
-        sandbox=SubprocessSandbox(output_cap_bytes or state.config.execution.output_cap_bytes),
+        store=store, workspace=workspace, sandbox=sandbox,
         models=models if models is not None else build_models(state.models, clock),
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
     )

@@ -81,7 +81,7 @@ class GoalCheck(BaseModel):
 
 
 class GuardViolation(BaseModel):
-    guard: Literal["scope", "protected", "deny_path"]
+    guard: Literal["scope", "protected", "spec_drift", "deny_path", "deny_command", "refused_write"]
     path: str
     message: str
 

@@ -66,29 +66,7 @@ class SubprocessSandbox:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so a timeout kills every child
             )
-            output = CappedOutput(self.output_cap_bytes)
-            assert process.stdout is not None
-            # Popen with bufsize=-1 gives a BufferedReader; read1 returns what is there, not a full block.
-            stream = cast(io.BufferedReader, process.stdout)
-
-            def pump() -> None:
-                for chunk in iter(lambda: stream.read1(65536), b""):
-                    output.feed(chunk)
-
-            reader = threading.Thread(target=pump, daemon=True)
-            reader.start()
-            timed_out = False
-            try:
-                process.wait(timeout=timeout_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                # Kill the group even after a clean exit: background children must not outlive
-                # the command or hold the output pipe open.
-                _kill_group(process.pid)
-                process.wait()
-            reader.join(timeout=5)
-            stream.close()
+            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes)
         text = output.text()
         if timed_out:
             text += f"\n[loopbot: command timed out after {timeout_seconds:g}s and was killed]"
@@ -99,6 +77,36 @@ class SubprocessSandbox:
             timed_out=timed_out,
             truncated_bytes=output.dropped,
         )
+
+
+def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_bytes: int) -> tuple[CappedOutput, bool]:
+    """Read a started process's output under the cap; kill its whole group at the timeout.
+
+    The group is killed after a clean exit too: background children must not outlive the
+    command or hold the output pipe open.
+    """
+    output = CappedOutput(cap_bytes)
+    assert process.stdout is not None
+    # Popen with bufsize=-1 gives a BufferedReader; read1 returns what is there, not a full block.
+    stream = cast(io.BufferedReader, process.stdout)
+
+    def pump() -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            output.feed(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        process.wait(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        _kill_group(process.pid)
+        process.wait()
+    reader.join(timeout=5)
+    stream.close()
+    return output, timed_out
 
 
 def _kill_group(pgid: int) -> None:
