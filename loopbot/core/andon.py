@@ -57,13 +57,12 @@ def classify(output: str, *, exit_code: int | None = None, timed_out: bool = Fal
     if timed_out or exit_code == 124:
         return Classification(FailureClass.TIMEOUT, 0.95 if timed_out else 0.6, "the command hit its time limit")
     if exit_code == 127:
-        line = _matching_line(output, _RULES[0][1]) or "exit code 127"
-        return Classification(FailureClass.COMMAND_NOT_FOUND, 0.97, line)
+        evidence = _matching_line(output, _RULES[0][1]) or "exit code 127"
+        return Classification(FailureClass.COMMAND_NOT_FOUND, 0.97, evidence)
     for failure, pattern, confidence in _RULES:
-        line = _matching_line(output, pattern)
-        if line is not None:
-            # A signal that appears once, far from the end of the output, is weaker evidence.
-            return Classification(failure, confidence, line)
+        found = _matching_line(output, pattern)
+        if found is not None:
+            return Classification(failure, confidence, found)
     return Classification(FailureClass.UNKNOWN, 0.3, output.strip().splitlines()[-1][:200] if output.strip() else "")
 
 

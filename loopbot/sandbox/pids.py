@@ -12,7 +12,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 def _own_cgroup_dirs() -> list[Path]:
     """Where this process's pids cgroup lives, v2 first, then v1."""
-    candidates = []
+    candidates: list[Path] = []
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
