@@ -9,7 +9,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench sandbox
+# Agent commands run in bubblewrap; the tests prove it, so they need it.
+sandbox:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else echo "bubblewrap is needed: sudo apt-get install bubblewrap" >&2; exit 1; fi; }
+
 demo: $(VENV)/.installed
 	$(BIN)/loopbot demo
 
@@ -17,7 +23,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint sandbox
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed

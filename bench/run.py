@@ -8,6 +8,7 @@ Figures:
                              evaluator commands) on a generated repo, over one `git add -A && git
                              commit` there. Target <= 2.
   eval_phase_ratio           wall time of the evaluation phase over its slowest evaluator. Target <= 1.2.
+  sandbox_overhead_ms        extra wall time of a trivial command in bubblewrap over a plain subprocess. Target <= 50.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
 """
 
@@ -21,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from loopbot.config import Config
+from loopbot.config import Config, SandboxConfig
 from loopbot.core.state import LoopState
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import init_repo, make_example_repo
 from loopbot.goal import Goal, parse_goal
 from loopbot.runner import iteration_overhead
+from loopbot.sandbox.bubblewrap import BubblewrapSandbox
+from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 from loopbot.session import Paths, create_run, open_session
 from loopbot.testing.scripted import Script, ScriptedModel, load_script
 from loopbot.workspace.git import git
@@ -118,6 +121,25 @@ def eval_phase(root: Path) -> None:
          slowest_s=max(durations))
 
 
+def sandbox_overhead(root: Path, samples: int = 30) -> None:
+    """Extra wall time of a trivial command in bubblewrap over a plain subprocess (medians)."""
+    repo = root / "sbx"
+    repo.mkdir()
+    (repo / "a.txt").write_text("a\n")
+    init_repo(repo)
+    sandboxes = {"plain": SubprocessSandbox(), "bubblewrap": BubblewrapSandbox(repo, repo / ".git", SandboxConfig())}
+    medians = {}
+    for name, sandbox in sandboxes.items():
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            sandbox.run("true", cwd=repo, timeout_seconds=10)
+            times.append(time.perf_counter() - started)
+        medians[name] = statistics.median(times)
+    emit("sandbox_overhead_ms", (medians["bubblewrap"] - medians["plain"]) * 1000, "ms", "<= 50",
+         plain_ms=round(medians["plain"] * 1000, 1), bubblewrap_ms=round(medians["bubblewrap"] * 1000, 1))
+
+
 def demo(root: Path) -> None:
     repo, _ = make_example_repo(KVSTORE / "repo", root / "demo")
     goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
@@ -135,6 +157,7 @@ def main() -> int:
         root = Path(tmp)
         controller_overhead(root, args.files, args.iterations)
         eval_phase(root)
+        sandbox_overhead(root)
         demo(root)
     return 0
 

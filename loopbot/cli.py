@@ -15,10 +15,12 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loopbot import __version__
 from loopbot.config import Config, load_config
+from loopbot.core.redact import secrets_from_env
 from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, load_goal, parse_goal
@@ -61,6 +63,11 @@ def _paths(repo: Path, state_dir: Path | None) -> Paths:
     return Paths.for_repo(repo_root(repo), state_dir or (Path(env_dir) if env_dir else None))
 
 
+def _secrets() -> list[str]:
+    """Every secret this process holds: never in a sandbox, redacted from everything written."""
+    return secrets_from_env(dict(os.environ))
+
+
 def _kill_hook() -> Callable[[LoopState], None] | None:
     raw = os.environ.get(KILL_AFTER_ENV)
     if not raw:
@@ -100,7 +107,10 @@ def _summary(state: LoopState, session: Session) -> int:
     if state.status == Status.SUCCESS:
         out.print(f"[green]SUCCESS[/] goal {state.goal.id} met in {len(state.iterations)} iterations")
     else:
-        out.print(f"[red]STOPPED[/] {state.stop_label}: {state.stop_detail}", highlight=False)
+        out.print(f"[red]STOPPED[/] {state.stop_label}: {escape(session.redact(state.stop_detail))}",
+                  highlight=False)
+        if session.files.incident_path.exists():
+            out.print(f"incident: {session.files.incident_path}", highlight=False)
     out.print(f"branch:   {state.branch} ({state.push.message if state.push else 'not pushed'})", highlight=False)
     out.print(f"worktree: {state.worktree}", highlight=False)
     out.print(f"report:   {session.files.report_path}", highlight=False)
@@ -130,7 +140,7 @@ def run(
         paths = _paths(repo, state_dir)
         cfg = load_config(config) if config else None
         state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
-        session = open_session(state, paths, on_checkpoint=_kill_hook())
+        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets())
         session.store.save(state, "created")
         dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
@@ -155,7 +165,7 @@ def resume(
         if state.finished:
             out.print(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
             raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
-        session = open_session(state, paths, on_checkpoint=_kill_hook())
+        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets())
         session.store.clear_cancel(run_id)
     out.print(f"resuming {run_id} at iteration {state.iteration}, step {state.phase.value}", highlight=False)
     final = _drive(session, quiet=quiet)
@@ -274,7 +284,7 @@ def demo(
         state = create_run(goal, str(goal_path), repo, paths=paths, model=f"scripted:{KVSTORE / 'script.yaml'}",
                            config=Config())
         # The demo's commands are our own bundled tests: without bubblewrap it still runs, saying so.
-        session = open_session(state, paths, allow_unsandboxed=True)
+        session = open_session(state, paths, allow_unsandboxed=True, secrets=_secrets())
         session.store.save(state, "created")
     out.print(f"demo repo: {repo}  (origin: {origin})", highlight=False)
     out.print(f"sandbox: {session.files.sandbox_note}", highlight=False)

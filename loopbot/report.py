@@ -72,6 +72,9 @@ def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
         kept = "yes" if record.kept else "rolled back"
         lines.append(f"| {record.number} | {_cell(record.approach or '-')} | {_iteration_result(record)} | "
                      f"{score} | {decision} | {kept} |")
+    summarised = next((r for r in reversed(state.iterations) if r.summary), None)
+    if summarised is not None:
+        lines += ["", f"## Maker's summary (iteration {summarised.number})", "", summarised.summary]
     rejected = [r for r in state.iterations if r.checker and r.checker.decision == "REJECT"]
     if rejected:
         lines += ["", "## Checker rejections", ""]

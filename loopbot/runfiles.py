@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopbot.core.redact import NO_SECRETS
 from loopbot.core.state import LoopState
 from loopbot.report import render_report
 
 
 class RunFiles:
-    def __init__(self, directory: Path, *, sandbox_note: str = ""):
+    def __init__(self, directory: Path, *, sandbox_note: str = "", redact: Callable[[str], str] = NO_SECRETS):
         self.directory = directory
+        self.redact = redact
+        self.incident_path = directory / "incident.md"
         directory.mkdir(parents=True, exist_ok=True)
         self.events_path = directory / "events.jsonl"
         self.report_path = directory / "report.md"
@@ -23,11 +27,13 @@ class RunFiles:
         record = {"t": round(time.time(), 3), "event": kind, "run_id": state.run_id,
                   "iteration": state.iteration, "phase": state.phase.value, **data}
         with self.events_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=str) + "\n")
+            handle.write(self.redact(json.dumps(record, default=str)) + "\n")
+        if kind == "incident":
+            self.incident_path.write_text(self.redact(str(data["markdown"])), encoding="utf-8")
         if kind in ("checkpoint", "finished"):
             self.write_report(state)
 
     def write_report(self, state: LoopState) -> None:
         tmp = self.report_path.with_suffix(".tmp")
-        tmp.write_text(render_report(state, sandbox_note=self.sandbox_note), encoding="utf-8")
+        tmp.write_text(self.redact(render_report(state, sandbox_note=self.sandbox_note)), encoding="utf-8")
         tmp.replace(self.report_path)

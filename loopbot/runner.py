@@ -6,6 +6,7 @@ then the next step runs. A step killed halfway is simply run again from its star
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loopbot import evaluators
-from loopbot.core import guards, memory
+from loopbot.core import andon, guards, memory
 from loopbot.core.budgets import Exhausted, exhausted_before_call
 from loopbot.core.context import file_listing
 from loopbot.core.decide import (
@@ -25,8 +26,17 @@ from loopbot.core.decide import (
     decide,
     stop_now,
 )
+from loopbot.core.paths import ALWAYS_DENIED, find_test_files
 from loopbot.core.scoring import iteration_score
-from loopbot.core.state import IterationRecord, LoopState, Phase, Snapshot, StopReason
+from loopbot.core.state import (
+    GuardViolation,
+    IterationRecord,
+    LoopState,
+    Phase,
+    Snapshot,
+    Status,
+    StopReason,
+)
 from loopbot.errors import WorkspaceError
 from loopbot.messages import ModelReply, ModelRequest
 from loopbot.ports import Clock, Model, Sandbox, Store
@@ -187,12 +197,19 @@ class Runner:
         state.baseline = verdicts
         state.best = Snapshot(sha=state.base_sha, score=iteration_score(verdicts, None), iteration=0)
         self._emit("baseline", state, score=state.best.score)
+        broken = andon.infrastructure_failure(verdicts)
+        if broken is not None:
+            verdict, found = broken
+            # No model call can fix the environment: stop the line before spending any.
+            return stop_now(state, StopReason.ANDON,
+                            f"infrastructure: {verdict.name}: {found.failure.value} "
+                            f"(confidence {found.confidence:.2f}): {found.evidence}")
         return begin_iteration(state)
 
     def _toolbox(self, state: LoopState, *, plan_mode: bool) -> ToolBox:
         run_timeout = min(300.0, state.config.commands.timeout_seconds)
         return ToolBox(root=self.workspace.path, sandbox=self.sandbox,
-                       deny_paths=[*state.goal.boundaries.deny_paths, *state.protected],
+                       deny_paths=[*ALWAYS_DENIED, *state.goal.boundaries.deny_paths, *state.protected],
                        deny_commands=state.goal.boundaries.deny_commands, plan_mode=plan_mode,
                        output_cap_bytes=min(16_000, state.config.execution.output_cap_bytes),
                        run_timeout_seconds=run_timeout)
@@ -231,8 +248,9 @@ class Runner:
         record = state.current
         assert record is not None
         # The workspace is already at start_sha: decide (or resume) reset it there.
+        toolbox = self._toolbox(state, plan_mode=False)
         result = run_session(
-            self._gate(state, "maker"), self._toolbox(state, plan_mode=False), role="maker",
+            self._gate(state, "maker"), toolbox, role="maker",
             system=render("maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
             max_turns=state.config.execution.max_turns_per_iteration,
         )
@@ -243,6 +261,7 @@ class Runner:
         record.summary = result.summary
         record.chunks_completed = result.chunks_completed
         record.maker_error = result.error
+        record.refusals = list(toolbox.refusals)
         title = (record.approach or "no approach stated")[:72]
         record.head_sha = self.workspace.snapshot(f"loopbot: iteration {record.number}: {title}")
         record.files = self.workspace.changed_files(record.start_sha, record.head_sha)
@@ -254,16 +273,34 @@ class Runner:
     def _guard(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None
+        violations = list(record.refusals)
         if record.head_sha is not None:
-            record.violations = guards.check_changes(
+            # The diff is read only when test files changed: spec drift is judged on it.
+            diff = self.workspace.diff(record.start_sha, record.head_sha) if find_test_files(record.files) else ""
+            violations += guards.check_changes(
                 record.files, allow=state.goal.scope.allow, protected=state.protected,
-                deny_paths=state.goal.boundaries.deny_paths)
+                deny_paths=state.goal.boundaries.deny_paths, diff=diff)
+        violations += self._escaping_symlinks(record.files)
+        record.violations = violations
         blocked = memory.is_blocked(state.memory, record.approach, record.files)
         if blocked is not None and not record.violations:
             record.blocked_fingerprint = blocked.fingerprint
             self._emit("refused", state, approach=record.approach, fingerprint=blocked.fingerprint)
         state.phase = after_guard(record)
         return state
+
+    def _escaping_symlinks(self, files: list[str]) -> list[GuardViolation]:
+        """A committed symlink that leads out of the worktree is a trap for whoever checks it out."""
+        root = self.workspace.path.resolve()
+        found = []
+        for name in files:
+            path = self.workspace.path / name
+            if path.is_symlink():
+                target = path.resolve()
+                if target != root and root not in target.parents:
+                    found.append(GuardViolation(guard="deny_path", path=name,
+                                                message=f"symlink points outside the worktree ({os.readlink(path)})"))
+        return found
 
     def _evaluate(self, state: LoopState) -> LoopState:
         record = state.current
@@ -317,8 +354,16 @@ class Runner:
         if self.workspace.head() != state.best.sha:
             self.workspace.reset(state.best.sha)
         state.push = self.workspace.push(state.remote)
-        state.phase = Phase.DONE
         self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
+        if state.status != Status.SUCCESS:
+            # Kaizen: every stop leaves an incident record and lessons for this repository's next loops.
+            lessons = andon.lessons_for(state)
+            self.store.add_lessons(state.repo, lessons)
+            found = andon.stop_classification(state)
+            self._emit("incident", state, markdown=andon.incident_markdown(state, lessons, found),
+                       failure=found.failure.value if found else None,
+                       confidence=found.confidence if found else None)
+        state.phase = Phase.DONE
         return state
 
 

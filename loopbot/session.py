@@ -8,13 +8,14 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, load_config
 from loopbot.core.paths import find_test_files
+from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Phase, Snapshot
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
@@ -116,6 +117,7 @@ class Session:
     store: SqliteStore
     runner: Runner
     files: RunFiles
+    redact: Redactor
 
 
 def open_session(
@@ -127,18 +129,21 @@ def open_session(
     observers: list[Observer] | None = None,
     on_checkpoint: Callable[[LoopState], None] | None = None,
     allow_unsandboxed: bool = False,
+    secrets: Sequence[str] = (),
 ) -> Session:
-    store = SqliteStore(paths.db, owner=owner_tag())
+    redact = Redactor(secrets)
+    store = SqliteStore(paths.db, owner=owner_tag(), redact=redact)
     workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
     sandbox, sandbox_note = build_sandbox(state.config, workspace.path, common_dir(Path(state.repo)),
                                           allow_fallback=allow_unsandboxed)
-    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note)
+    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact)
     runner = Runner(
         store=store, workspace=workspace, sandbox=sandbox,
         models=models if models is not None else build_models(state.models, clock),
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
+        lessons=store.lessons(state.repo),
     )
-    return Session(state=state, store=store, runner=runner, files=files)
+    return Session(state=state, store=store, runner=runner, files=files, redact=redact)
 
 
 def owner_tag() -> str:

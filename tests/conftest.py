@@ -52,6 +52,23 @@ class Loop:
                               capture_output=True, text=True, check=True).stdout
 
 
+def require_bubblewrap() -> None:
+    """Sandbox tests fail in CI (which installs bubblewrap) and skip, saying why, elsewhere."""
+    import os
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        if os.environ.get("CI"):
+            pytest.fail("bubblewrap is not installed; .ci/run installs it")
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
+
+
+@pytest.fixture(autouse=True)
+def _bubblewrap_present() -> None:
+    # Every loop runs its commands in bubblewrap unless a test says sandbox: off.
+    require_bubblewrap()
+
+
 @pytest.fixture
 def kv_repo(tmp_path: Path) -> tuple[Path, Path]:
     return make_example_repo(KVSTORE / "repo", tmp_path / "work")
@@ -72,7 +89,7 @@ def make_loop(kv_repo: tuple[Path, Path], demo_goal: Goal):
     """Build an in-process loop on the kvstore example with a given script and goal changes."""
 
     def build(script: Script | dict[str, Any], *, goal: Goal | None = None, budgets: dict[str, Any] | None = None,
-              config: Config | None = None) -> Loop:
+              config: Config | None = None, secrets: tuple[str, ...] = ()) -> Loop:
         repo, origin = kv_repo
         chosen = goal or demo_goal
         if budgets:
@@ -83,7 +100,7 @@ def make_loop(kv_repo: tuple[Path, Path], demo_goal: Goal):
         paths = Paths.for_repo(repo)
         state = create_run(chosen, "goal.yaml", repo, paths=paths, model="scripted:test", config=config or Config())
         events = Events()
-        session = open_session(state, paths, clock=clock, observers=[events],
+        session = open_session(state, paths, clock=clock, observers=[events], secrets=secrets,
                                models=dict.fromkeys(("maker", "planner", "checker", "goal_checker"), model))
         return Loop(repo, origin, paths, session, events, model, clock)
 

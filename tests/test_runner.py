@@ -8,6 +8,7 @@ import pytest
 
 from loopbot.core.budgets import Exhausted
 from loopbot.core.state import Decision, Status, StopReason
+from loopbot.goal import RunCheck
 from loopbot.testing.scripted import Script
 from loopbot.workspace.git import git, resolve_rev
 
@@ -226,3 +227,25 @@ def test_a_vanished_worktree_ends_in_an_error_stop_not_a_crash(make_loop, demo_s
     state = loop.run()
     assert state.status == Status.STOPPED and state.stop_reason == StopReason.ERROR
     assert state.finished and "failed" in state.stop_detail
+
+
+def test_missing_tool_at_baseline_stops_the_line_before_any_model_call(make_loop, demo_goal, demo_script):
+    goal = demo_goal.model_copy(update={"acceptance": [*demo_goal.acceptance, RunCheck(run="definitely-not-a-tool -x")]})
+    loop = make_loop(demo_script, goal=goal)
+    state = loop.run()
+    assert state.stop_reason == StopReason.ANDON and "command_not_found" in state.stop_detail
+    assert state.spend.model_calls == 0 and state.iterations == []
+    incident = loop.session.files.incident_path.read_text()
+    assert "command_not_found" in incident and "L4 alert" in incident
+
+
+def test_incident_lessons_reach_the_next_loop_in_the_same_repo(make_loop, demo_script):
+    first = make_loop(script(session(1, "Bend the rules", [{"run": {"command": "rm tests/test_ttl.py"}}])))
+    state = first.run()
+    assert state.stop_reason == StopReason.ANDON
+    incident = first.session.files.incident_path.read_text()
+    assert "Guard violations" in incident and "tests/test_ttl.py" in incident and "L2 auto-detect" in incident
+    second = make_loop(demo_script)
+    second.run()
+    context = second.model.requests[0].messages[0].text
+    assert "Lessons from earlier loops" in context and "Never change, delete or weaken existing tests" in context

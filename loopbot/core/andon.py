@@ -33,7 +33,7 @@ class Level(StrEnum):
 INFRASTRUCTURE = {FailureClass.COMMAND_NOT_FOUND, FailureClass.PERMISSION_DENIED}
 
 _RULES: list[tuple[FailureClass, re.Pattern[str], float]] = [
-    (FailureClass.COMMAND_NOT_FOUND, re.compile(r"command not found|: not found\b|No such file or directory: '[^']+'\s*$|executable file not found", re.M), 0.9),
+    (FailureClass.COMMAND_NOT_FOUND, re.compile(r"command not found|: not found$|executable file not found in \$PATH", re.M), 0.9),
     (FailureClass.MODULE_MISSING, re.compile(r"ModuleNotFoundError|No module named|Cannot find module|ImportError|cannot find package"), 0.85),
     (FailureClass.SYNTAX_ERROR, re.compile(r"SyntaxError|IndentationError|TabError|ParseError|syntax error|unexpected token", re.I), 0.85),
     (FailureClass.PERMISSION_DENIED, re.compile(r"Permission denied|EACCES|Read-only file system|Operation not permitted|EPERM"), 0.85),
@@ -97,6 +97,10 @@ class Lesson:
 
 def stop_classification(state: LoopState) -> Classification | None:
     """What the last failing evidence of the run says went wrong."""
+    if not state.iterations:
+        broken = infrastructure_failure(state.baseline)
+        if broken is not None:
+            return broken[1]
     for record in reversed(state.iterations):
         failed = [v for v in record.verdicts if not v.passed]
         if failed:

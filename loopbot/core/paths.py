@@ -8,6 +8,9 @@ from fnmatch import fnmatchcase
 
 import pathspec
 
+# Never changed by a loop, whatever the goal says: CI definitions and loopbot's own config/prompts.
+ALWAYS_DENIED = [".github/workflows/**", ".github/loopbot.yml", ".github/loopbot.yaml", ".github/loopbot/**"]
+
 TEST_PATTERNS = ["test_*.py", "*_test.py", "tests/**", "test/**", "**/tests/**", "**/test/**",
                  "*.test.js", "*.test.ts", "*.spec.js", "*.spec.ts", "*_test.go", "spec/**"]
 

@@ -110,6 +110,7 @@ class IterationRecord(BaseModel):
     model_calls: int = 0
     model_seconds: float = 0.0
     maker_error: str | None = None
+    refusals: list[GuardViolation] = Field(default_factory=list)
     violations: list[GuardViolation] = Field(default_factory=list)
     blocked_fingerprint: str | None = None
     verdicts: list[Verdict] = Field(default_factory=list)

@@ -7,9 +7,11 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from loopbot.core.andon import Lesson
+from loopbot.core.redact import NO_SECRETS
 from loopbot.core.state import LoopState, load_state
 from loopbot.errors import StateError
 
@@ -28,6 +30,15 @@ CREATE TABLE IF NOT EXISTS runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     owner TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lessons (
+    repo TEXT NOT NULL,
+    text TEXT NOT NULL,
+    level TEXT NOT NULL,
+    source TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (repo, text)
 );
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL,
@@ -55,8 +66,9 @@ def _alive(owner: str) -> bool:
 
 
 class SqliteStore:
-    def __init__(self, path: Path, owner: str = ""):
+    def __init__(self, path: Path, owner: str = "", redact: Callable[[str], str] = NO_SECRETS):
         self.path = path
+        self.redact = redact
         # host:pid of the process running loops through this store; written with every checkpoint.
         self.owner = owner
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +83,7 @@ class SqliteStore:
 
     def save(self, state: LoopState, step: str) -> None:
         now = time.time()
-        payload = state.model_dump_json()
+        payload = self.redact(state.model_dump_json())
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -122,6 +134,22 @@ class SqliteStore:
         if row is None or not row[0] or row[0] == self.owner:
             return None
         return str(row[0]) if _alive(str(row[0])) else None
+
+    def add_lessons(self, repo: str, lessons: Sequence[Lesson]) -> None:
+        now = time.time()
+        with self._db:
+            for lesson in lessons:
+                self._db.execute(
+                    """INSERT INTO lessons (repo, text, level, source, count, last_seen) VALUES (?, ?, ?, ?, 1, ?)
+                       ON CONFLICT(repo, text) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen""",
+                    (repo, self.redact(lesson.text), lesson.level.value, lesson.source, now))
+
+    def lessons(self, repo: str, limit: int = 12) -> list[str]:
+        """The lessons for prompts: strongest prevention level first, then the most repeated."""
+        rows = self._db.execute(
+            "SELECT level, text, count FROM lessons WHERE repo = ? ORDER BY level, count DESC, last_seen DESC LIMIT ?",
+            (repo, limit)).fetchall()
+        return [f"[{level}] {text}" + (f" (seen {count}x)" if count > 1 else "") for level, text, count in rows]
 
     def request_cancel(self, run_id: str) -> None:
         with self._db:

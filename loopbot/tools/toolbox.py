@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loopbot.core.paths import command_denied
+from loopbot.core.state import GuardViolation
 from loopbot.messages import ToolSpec
 from loopbot.ports import Sandbox
 from loopbot.sandbox.output import CappedOutput
@@ -91,6 +92,8 @@ class ToolBox:
     plan_mode: bool = False
     output_cap_bytes: int = 16_000
     run_timeout_seconds: float = 300.0
+    # Boundary crossings the tools refused; the guards turn them into a line stop.
+    refusals: list[GuardViolation] = field(default_factory=list)
 
     def specs(self) -> list[ToolSpec]:
         names = [*READ_ONLY, "diagnose"] if self.plan_mode else [*READ_ONLY, "edit", "write", "run", "done"]
@@ -105,6 +108,9 @@ class ToolBox:
             handler: Callable[..., ToolOutcome] = getattr(self, f"_{name}")
             return handler(**args)
         except PathRefused as exc:
+            if name in ("edit", "write"):
+                self.refusals.append(GuardViolation(guard="refused_write", path=str(args.get("path", "")),
+                                                    message=str(exc)))
             return ToolOutcome(f"refused: {exc}", True)
         except TypeError as exc:
             return ToolOutcome(f"bad arguments for {name}: {exc}", True)
@@ -191,6 +197,8 @@ class ToolBox:
     def _run(self, command: str, timeout_seconds: int | None = None) -> ToolOutcome:
         denied = command_denied(command, self.deny_commands)
         if denied:
+            self.refusals.append(GuardViolation(guard="deny_command", path=command[:200],
+                                                message=f"matches deny_commands {denied!r}"))
             return ToolOutcome(f"refused: command matches boundaries.deny_commands ({denied!r})", True)
         timeout = min(float(timeout_seconds or self.run_timeout_seconds), self.run_timeout_seconds)
         result = self.sandbox.run(command, cwd=self.root, timeout_seconds=timeout)

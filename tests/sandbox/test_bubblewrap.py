@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from loopbot.config import Config, SandboxConfig
+from loopbot.errors import InputError
+from loopbot.sandbox import OFF_NOTE, build_sandbox
+from loopbot.sandbox.bubblewrap import BubblewrapSandbox, sanitized_git_config, toolchain_roots
+from loopbot.workspace.git import GitWorkspace, common_dir
+
+
+@pytest.fixture
+def box(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    ws = GitWorkspace.open(repo, repo / ".git" / "loopbot" / "worktrees" / "t", "loop/t-x", "HEAD")
+    sandbox = BubblewrapSandbox(ws.path, common_dir(repo), SandboxConfig(max_processes=64, tmp_size_mb=16))
+    yield sandbox
+    sandbox.close()
+
+
+def test_self_test_describes_the_isolation(box):
+    assert "no network" in box.self_test()
+
+
+def test_worktree_is_writable_and_git_read_only(box):
+    result = box.run("echo hi > new.txt && cat new.txt; git status --short; touch .git; "
+                     "echo x > \"$(git rev-parse --git-common-dir)/HEAD\"", cwd=box.worktree, timeout_seconds=10)
+    assert "hi" in result.output and "?? new.txt" in result.output
+    assert result.output.count("Read-only file system") >= 1
+    assert (box.worktree / "new.txt").read_text() == "hi\n"
+
+
+def test_private_tmp_and_fresh_proc(box, tmp_path):
+    (tmp_path / "host-file").write_text("host")
+    result = box.run(f"cat {tmp_path}/host-file; echo t > /tmp/x && cat /tmp/x; ls /proc | grep -c '^[0-9]'",
+                     cwd=box.worktree, timeout_seconds=10)
+    lines = result.output.split()
+    assert "host" not in lines and "t" in lines
+    assert int(lines[-1]) < 10  # only the sandbox's own processes are visible
+    assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "t\n"
+
+
+def test_git_config_is_stripped_of_credentials():
+    text = ("[core]\n\tbare = false\n[remote \"origin\"]\n\turl = https://x:tok@github.com/a/b\n"
+            "[http \"https://github.com/\"]\n\textraheader = AUTHORIZATION: basic dG9r\n[extensions]\n\tworktreeConfig = true\n")
+    clean = sanitized_git_config(text)
+    assert "bare = false" in clean and "worktreeConfig" in clean
+    assert "tok@" not in clean and "extraheader" not in clean
+
+
+def test_toolchains_in_homes_are_found(tmp_path, monkeypatch):
+    assert toolchain_roots("/usr/bin:/bin") == []
+    roots = toolchain_roots("/root/.pyenv/shims:/usr/bin:/root/.pyenv/bin")
+    assert roots == (["/root/.pyenv"] if Path("/root/.pyenv").is_dir() else [])
+
+
+def test_refused_without_bubblewrap_unless_off_or_demo(kv_repo, monkeypatch):
+    repo, _ = kv_repo
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(InputError) as info:
+        build_sandbox(Config(), repo, common_dir(repo))
+    assert "Agent commands are refused" in str(info.value) and "sandbox: off" in str(info.value)
+    sandbox, note = build_sandbox(Config(), repo, common_dir(repo), allow_fallback=True)
+    assert sandbox.name == "subprocess" and note.startswith("OFF")
+    sandbox, note = build_sandbox(Config.model_validate({"sandbox": "off"}), repo, common_dir(repo))
+    assert sandbox.name == "subprocess" and note == OFF_NOTE
