@@ -65,6 +65,12 @@ def hostile(make_loop, kv_repo, tmp_path, monkeypatch):
         assert resolve_rev(repo, "main") == main_before == git(origin, "rev-parse", "main").stdout.strip()
         assert (outside / "keep.txt").read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
         _assert_no_secret_anywhere(loop, summary_is_attack=summary != "done")
+        if state.stop_reason == StopReason.ANDON:
+            # Every line stop: rolled back to the base, and an incident naming each violation.
+            assert git(origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
+            incident = loop.session.files.incident_path.read_text()
+            for violation in state.iterations[-1].violations:
+                assert violation.guard in incident
         return loop, state
 
     run.repo, run.origin, run.outside, run.home = repo, origin, outside, home  # type: ignore[attr-defined]

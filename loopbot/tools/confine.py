@@ -24,4 +24,7 @@ def confine(root: Path, relative: str, *, deny: list[str] | None = None, for_wri
         raise PathRefused(f"{relative}: .git is off limits")
     if for_write and deny and matches(deny, rel):
         raise PathRefused(f"{relative}: denied by boundaries.deny_paths")
+    if for_write and resolved.is_file() and resolved.stat().st_nlink > 1:
+        # A hard link may lead to a file outside the worktree; loopbot writes it unsandboxed.
+        raise PathRefused(f"{relative}: has several hard links; refusing to write through it")
     return resolved

@@ -73,3 +73,12 @@ def test_plan_mode_is_read_only(tmp_path):
 def test_unknown_tool_and_bad_arguments(box):
     assert box.call("teleport", {}).is_error
     assert "bad arguments" in box.call("read", {"file": "x"}).content
+
+
+def test_writing_through_a_hard_link_is_refused(box, tmp_path):
+    outside = box.root / "pkg" / "mod.py"
+    os.link(outside, box.root / "alias.py")
+    outcome = box.call("write", {"path": "alias.py", "content": "x = 1\n"})
+    assert outcome.is_error and "hard links" in outcome.content
+    assert outside.read_text() == "def f():\n    return 1\n"
+    assert [r.guard for r in box.refusals] == ["refused_write"]
