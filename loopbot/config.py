@@ -64,6 +64,8 @@ class Execution(_Strict):
     max_turns_per_iteration: int = Field(40, ge=1, description="maker model calls in one iteration")
     output_cap_bytes: int = Field(64_000, ge=1_000, description="command output kept per run")
     context_tokens: int = Field(12_000, ge=1_000, description="token budget of the maker's context")
+    repo_map_tokens: int = Field(4_000, ge=200, description="share of the context for the repo map")
+    wiki_tokens: int = Field(1_500, ge=0, description="share of the context for wiki pages")
 
 
 class SandboxConfig(_Strict):

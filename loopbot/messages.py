@@ -12,6 +12,8 @@ Role = Literal["maker", "planner", "checker", "goal_checker", "auditor", "docume
 class TextBlock(BaseModel):
     type: Literal["text"] = "text"
     text: str
+    # A prompt-cache breakpoint: everything up to and including this block is a stable prefix.
+    cache: bool = False
 
 
 class ToolCall(BaseModel):
@@ -58,8 +60,6 @@ class ModelRequest(BaseModel):
     # Force a call to this tool (typed replies from checker and goal-checker).
     tool_choice: str | None = None
     max_tokens: int = 4096
-    # How many leading messages are stable across calls, for prompt caching by providers.
-    stable_messages: int = 1
     # Where in the loop this call is made; scripted models key on it, providers log it.
     iteration: int = 0
     turn: int = 0

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loopbot import evaluators
+from loopbot.context import repomap
 from loopbot.core import andon, guards, memory
 from loopbot.core.budgets import Exhausted, exhausted_before_call
-from loopbot.core.context import file_listing
 from loopbot.core.decide import (
     after_check,
     after_evaluate,
@@ -38,7 +38,7 @@ from loopbot.core.state import (
     StopReason,
 )
 from loopbot.errors import WorkspaceError
-from loopbot.messages import ModelReply, ModelRequest
+from loopbot.messages import ModelReply, ModelRequest, TextBlock
 from loopbot.ports import Clock, Model, Sandbox, Store
 from loopbot.prompts import render
 from loopbot.roles.checker import run_checker
@@ -195,6 +195,11 @@ class Runner:
         verdicts = evaluators.run_parallel(
             evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
         state.baseline = verdicts
+        execution = state.config.execution
+        state.repo_map = repomap.build(
+            self.workspace.path, self.workspace.tracked_files(), goal_text=f"{state.goal.goal} {' '.join(state.goal.chunks)}",
+            scope=state.goal.scope.allow, budget_tokens=execution.repo_map_tokens)
+        state.wiki = repomap.wiki_excerpt(self.workspace.path, state.config.wiki.path, execution.wiki_tokens)
         state.best = Snapshot(sha=state.base_sha, score=iteration_score(verdicts, None), iteration=0)
         self._emit("baseline", state, score=state.best.score)
         broken = andon.infrastructure_failure(verdicts)
@@ -214,22 +219,26 @@ class Runner:
                        output_cap_bytes=min(16_000, state.config.execution.output_cap_bytes),
                        run_timeout_seconds=run_timeout)
 
-    def _context(self, state: LoopState) -> str:
-        budget_chars = state.config.execution.context_tokens * 4 // 3
-        listing = file_listing(self.workspace.tracked_files(), focus=state.goal.scope.allow, budget_chars=budget_chars)
-        return render(
-            "maker_context.md.j2", goal=state.goal, chunks_done=state.chunks_done,
-            current_chunk=state.current_chunk, acceptance=evaluators.describe(state.goal),
-            protected=state.protected, lessons=self.lessons, repo_files=listing,
-            blocked=state.blocked_approaches(), diagnosis=state.diagnosis, feedback=state.feedback,
-            iteration=state.iteration,
-        )
+    def _context(self, state: LoopState) -> list[TextBlock]:
+        """Two blocks: a stable prefix (cache breakpoint) and this iteration's progress and feedback."""
+        stable = self._render(
+            state, "maker_context.md.j2", goal=state.goal, acceptance=evaluators.describe(state.goal),
+            protected=state.protected, lessons=self.lessons, wiki=state.wiki, repo_map=state.repo_map)
+        changed = self.workspace.changed_files(state.base_sha, state.best.sha) if state.best.sha != state.base_sha else []
+        progress = self._render(
+            state, "maker_progress.md.j2", goal=state.goal, iteration=state.iteration, chunks_done=state.chunks_done,
+            current_chunk=state.current_chunk, changed_files=changed, blocked=state.blocked_approaches(),
+            diagnosis=state.diagnosis, feedback=state.feedback)
+        return [TextBlock(text=stable, cache=True), TextBlock(text=progress)]
+
+    def _render(self, state: LoopState, name: str, **values: Any) -> str:
+        return render(name, overrides=state.prompt_overrides, **values)
 
     def _diagnose(self, state: LoopState) -> LoopState:
         assert state.current is not None
         result = run_session(
             self._gate(state, "planner"), self._toolbox(state, plan_mode=True), role="planner",
-            system=render("planner_system.md.j2", failures=state.consecutive_failures),
+            system=self._render(state, "planner_system.md.j2", failures=state.consecutive_failures),
             context=self._context(state), iteration=state.iteration,
             max_turns=state.config.execution.max_turns_per_iteration,
         )
@@ -251,7 +260,7 @@ class Runner:
         toolbox = self._toolbox(state, plan_mode=False)
         result = run_session(
             self._gate(state, "maker"), toolbox, role="maker",
-            system=render("maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
+            system=self._render(state, "maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
             max_turns=state.config.execution.max_turns_per_iteration,
         )
         record = state.current
@@ -321,7 +330,7 @@ class Runner:
         assert record is not None and record.head_sha is not None
         diff = self.workspace.diff(state.base_sha, record.head_sha)
         record.checker = run_checker(self._gate(state, "checker"), state.goal, diff, record.verdicts,
-                                     iteration=record.number)
+                                     iteration=record.number, overrides=state.prompt_overrides)
         record.score = iteration_score(record.verdicts, record.checker)
         self._emit("checker", state, decision=record.checker.decision, reasons=record.checker.reasons)
         state.phase = after_check(record)
@@ -332,7 +341,7 @@ class Runner:
         assert record is not None and record.head_sha is not None
         diff = self.workspace.diff(state.base_sha, record.head_sha)
         record.goal_check = run_goal_checker(self._gate(state, "goal_checker"), state.goal, diff,
-                                             record.verdicts, iteration=record.number)
+                                             record.verdicts, iteration=record.number, overrides=state.prompt_overrides)
         self._emit("goal_check", state, met=record.goal_check.met, summary=record.goal_check.summary)
         state.phase = Phase.DECIDE
         return state

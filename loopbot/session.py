@@ -20,6 +20,7 @@ from loopbot.core.state import LoopState, Phase, Snapshot
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
 from loopbot.ports import Clock, Model
+from loopbot.prompts import OVERRIDE_DIR, check_overrides
 from loopbot.providers import build_model
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
@@ -103,12 +104,24 @@ def create_run(
     if remote is None:
         remote = config.push.remote
     specs = role_specs(goal, config, _absolute_spec(model))
+    overrides = _prompt_overrides(repo, base_sha)
     return LoopState(
         run_id=run_id, goal=goal, goal_source=goal_source, config=config,
         budgets=goal.budgets.apply_to(config.budgets), models=specs, repo=str(repo), branch=branch,
         worktree=str(paths.worktree(run_id)), base_sha=base_sha, remote=remote, protected=protected,
         best=Snapshot(sha=base_sha, score=0.0, iteration=0), workspace_head=base_sha, phase=Phase.BASELINE,
+        prompt_overrides=overrides,
     )
+
+
+def _prompt_overrides(repo: Path, base_sha: str) -> dict[str, str]:
+    listing = git(repo, "ls-tree", "--name-only", f"{base_sha}:{OVERRIDE_DIR}", check=False)
+    if listing.returncode != 0:
+        return {}
+    overrides = {name: git(repo, "show", f"{base_sha}:{OVERRIDE_DIR}/{name}").stdout
+                 for name in listing.stdout.split() if name.endswith(".j2")}
+    check_overrides(overrides, OVERRIDE_DIR)
+    return overrides
 
 
 @dataclass

@@ -159,6 +159,11 @@ class LoopState(BaseModel):
     base_sha: str
     remote: str | None
     protected: list[str] = Field(default_factory=list)
+    # Computed once at baseline and never changed: a byte-stable prompt prefix caches.
+    repo_map: str = ""
+    wiki: str = ""
+    # The repo's own templates from .github/loopbot/prompts/ at the base commit (never the loop's branch).
+    prompt_overrides: dict[str, str] = Field(default_factory=dict)
 
     status: Status = Status.RUNNING
     stop_reason: StopReason | None = None

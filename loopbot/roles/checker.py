@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from loopbot.core.state import CheckerVerdict, Verdict
@@ -43,12 +44,13 @@ def _parse(args: dict[str, Any]) -> CheckerVerdict | None:
     return CheckerVerdict(decision=decision, reasons=[str(r) for r in reasons])
 
 
-def run_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, iteration: int) -> CheckerVerdict:
+def run_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, iteration: int,
+                overrides: Mapping[str, str] | None = None) -> CheckerVerdict:
     request = ModelRequest(
         role="checker",
-        system=render("checker_system.md.j2"),
+        system=render("checker_system.md.j2", overrides=overrides),
         messages=[Message(role="user", content=[TextBlock(
-            text=render("checker_user.md.j2", goal=goal, verdicts=verdicts, diff=trim_diff(diff)))])],
+            text=render("checker_user.md.j2", overrides=overrides, goal=goal, verdicts=verdicts, diff=trim_diff(diff)))])],
         tools=[VERDICT_TOOL],
         tool_choice="verdict",
         iteration=iteration,

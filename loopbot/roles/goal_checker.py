@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from loopbot.core.state import CriterionResult, GoalCheck, Verdict
 from loopbot.goal import Goal
 from loopbot.messages import Message, ModelRequest, TextBlock, ToolSpec
@@ -31,7 +33,8 @@ GOAL_VERDICT_TOOL = ToolSpec(
 )
 
 
-def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, iteration: int) -> GoalCheck:
+def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, iteration: int,
+                    overrides: Mapping[str, str] | None = None) -> GoalCheck:
     objective_met = bool(verdicts) and all(v.passed for v in verdicts)
     if not objective_met:
         failed = ", ".join(v.name for v in verdicts if not v.passed)
@@ -40,9 +43,9 @@ def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict],
         return GoalCheck(met=True, objective_met=True, summary="every objective check passed")
     request = ModelRequest(
         role="goal_checker",
-        system=render("goal_checker_system.md.j2"),
+        system=render("goal_checker_system.md.j2", overrides=overrides),
         messages=[Message(role="user", content=[TextBlock(
-            text=render("goal_checker_user.md.j2", goal=goal, criteria=goal.criteria, verdicts=verdicts,
+            text=render("goal_checker_user.md.j2", overrides=overrides, goal=goal, criteria=goal.criteria, verdicts=verdicts,
                         diff=trim_diff(diff)))])],
         tools=[GOAL_VERDICT_TOOL],
         tool_choice="goal_verdict",

@@ -29,16 +29,17 @@ def run_session(
     *,
     role: Role,
     system: str,
-    context: str,
+    context: str | list[TextBlock],
     iteration: int,
     max_turns: int,
 ) -> MakerResult:
     """Run tool calls until `done` (or `diagnose` in plan mode), an error, or the turn limit."""
     result = MakerResult()
-    messages = [Message(role="user", content=[TextBlock(text=context)])]
+    blocks = [TextBlock(text=context)] if isinstance(context, str) else context
+    messages = [Message(role="user", content=list(blocks))]
     for turn in range(max_turns):
         request = ModelRequest(role=role, system=system, messages=list(messages), tools=toolbox.specs(),
-                               iteration=iteration, turn=turn, stable_messages=1)
+                               iteration=iteration, turn=turn)
         try:
             reply = gate(request)
         except ModelError as exc:
