@@ -9,6 +9,8 @@ Figures:
                              commit` there. Target <= 2.
   eval_phase_ratio           wall time of the evaluation phase over its slowest evaluator. Target <= 1.2.
   sandbox_overhead_ms        extra wall time of a trivial command in bubblewrap over a plain subprocess. Target <= 50.
+  prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache. Target >= 0.85.
+  prompt_tokens_growth       growth of the maker's first prompt from a 100- to a 10,000-file repo. Target < 0.20.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
 """
 
@@ -21,8 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from loopbot.config import Config, SandboxConfig
+from loopbot.core.context import approx_tokens
 from loopbot.core.state import LoopState
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import init_repo, make_example_repo
@@ -140,6 +144,106 @@ def sandbox_overhead(root: Path, samples: int = 30) -> None:
          plain_ms=round(medians["plain"] * 1000, 1), bubblewrap_ms=round(medians["bubblewrap"] * 1000, 1))
 
 
+class ModelCalls:
+    """Collects usage per model call with its iteration (an observer)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict[str, Any]]] = []
+
+    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+        if kind == "model_call":
+            self.calls.append((state.iteration, data))
+
+    def cached_share(self, from_iteration: int) -> float:
+        read = fresh = 0
+        for iteration, data in self.calls:
+            if iteration >= from_iteration:
+                read += data["cache_read_tokens"]
+                fresh += data["input_tokens"] + data["cache_write_tokens"]
+        return read / (read + fresh) if read + fresh else 0.0
+
+
+def add_filler(repo: Path, files: int) -> None:
+    """A realistic surrounding codebase: modules with a few functions and a class each."""
+    for i in range(files):
+        path = repo / "app" / f"pkg{i // 100:03d}" / f"module_{i:05d}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'"""Module {i}."""\n\n\nclass Handler{i}:\n    def handle(self, request):\n        return request\n\n\n'
+                        f"def parse_{i}(text: str) -> str:\n    return text.strip()\n\n\ndef render_{i}(value) -> str:\n    return str(value)\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "filler")
+
+
+def with_exploration(script: Script) -> Script:
+    """The demo story with the reading a real maker does before editing: the file, its tests, a search."""
+    explore = [{"read": {"path": "kvstore.py"}}, {"read": {"path": "tests/test_ttl.py"}},
+               {"search": {"pattern": "def (get|set|keys|exists)"}}, {"read": {"path": "tests/test_kvstore.py"}}]
+    data = script.model_dump()
+    for session in data["maker"]:
+        first = session["turns"][0]
+        reads = [{"text": first["text"], "tools": [tool]} if n == 0 else {"text": "", "tools": [tool]}
+                 for n, tool in enumerate(explore)]
+        session["turns"] = [*reads, {**first, "text": ""}, *session["turns"][1:]]
+    return Script.model_validate(data)
+
+
+def prompt_cache(root: Path) -> None:
+    """Share of input tokens from iteration 2 on that the provider serves from its prompt cache.
+
+    The real anthropic SDK talks to the loopback replay server, which caches prefixes as the API does.
+    """
+    from loopbot.providers import ProviderEnv, build_model
+    from loopbot.testing.cassettes import from_script
+    from loopbot.testing.replay import ReplayServer
+
+    ratios = {}
+    for name, script, filler in (("exploring", with_exploration(load_script(KVSTORE / "script.yaml")), 200),
+                                 ("demo_story", load_script(KVSTORE / "script.yaml"), 0)):
+        repo, _ = make_example_repo(KVSTORE / "repo", root / f"cache-{name}")
+        if filler:
+            add_filler(repo, filler)
+        cassette = from_script(script, "anthropic", iterations=3, checked=[2, 3], judged=[3])
+        goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
+        calls = ModelCalls()
+        with ReplayServer(cassette) as server:
+            model = build_model("anthropic:claude-sonnet-4-6",
+                                env=ProviderEnv(anthropic_api_key="sk-ant-bench-000000", anthropic_base_url=server.url))
+            paths = Paths.for_repo(repo)
+            state = create_run(goal, "goal.yaml", repo, paths=paths, model="anthropic:claude-sonnet-4-6", config=Config(),
+                               remote=None)
+            session = open_session(state, paths, models=dict.fromkeys(ROLES, model), observers=[calls])
+            session.store.save(state, "created")
+            final = session.runner.run(state)
+            assert final.status.value == "success" and not server.misses, (final.stop_detail, server.misses)
+        ratios[name] = calls.cached_share(from_iteration=2)
+    emit("prompt_cache_ratio", ratios["exploring"], "ratio", ">= 0.85", demo_story_ratio=round(ratios["demo_story"], 3),
+         scenario="demo story with a realistic maker (reads before edits), 200-module repo, anthropic SDK")
+
+
+def prompt_growth(root: Path, sizes: tuple[int, ...] = (100, 1_000, 10_000)) -> None:
+    """Tokens of the maker's first prompt on the same goal as the repository grows."""
+    tokens = {}
+    for size in sizes:
+        repo, _ = make_example_repo(KVSTORE / "repo", root / f"growth-{size}")
+        add_filler(repo, size)
+        script = load_script(KVSTORE / "script.yaml")
+        model = ScriptedModel(script)
+        goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
+        goal = goal.model_copy(update={"budgets": goal.budgets.model_copy(update={"max_iterations": 1})})
+        paths = Paths.for_repo(repo)
+        state = create_run(goal, "goal.yaml", repo, paths=paths, model="scripted:bench", config=Config(), remote=None)
+        session = open_session(state, paths, models=dict.fromkeys(ROLES, model))
+        session.store.save(state, "created")
+        session.runner.run(state)
+        first = next(r for r in model.requests if r.role == "maker")
+        text = first.system + json.dumps([m.model_dump() for m in first.messages]) + json.dumps(
+            [t.model_dump() for t in first.tools])
+        tokens[size] = approx_tokens(text)
+    smallest, largest = tokens[min(sizes)], tokens[max(sizes)]
+    emit("prompt_tokens_growth", (largest - smallest) / smallest, "ratio", "< 0.20",
+         **{f"tokens_{size}_files": count for size, count in tokens.items()})
+
+
 def demo(root: Path) -> None:
     repo, _ = make_example_repo(KVSTORE / "repo", root / "demo")
     goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
@@ -158,6 +262,8 @@ def main() -> int:
         controller_overhead(root, args.files, args.iterations)
         eval_phase(root)
         sandbox_overhead(root)
+        prompt_cache(root)
+        prompt_growth(root)
         demo(root)
     return 0
 

@@ -25,6 +25,7 @@ from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, load_goal, parse_goal
 from loopbot.progress import ProgressDisplay
+from loopbot.providers import ProviderEnv
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import git, repo_root
@@ -66,6 +67,13 @@ def _paths(repo: Path, state_dir: Path | None) -> Paths:
 def _secrets() -> list[str]:
     """Every secret this process holds: never in a sandbox, redacted from everything written."""
     return secrets_from_env(dict(os.environ))
+
+
+def _provider_env() -> ProviderEnv:
+    """Model keys and base URLs (ANTHROPIC_BASE_URL, OPENAI_BASE_URL point at proxies or replays)."""
+    env = os.environ
+    return ProviderEnv(anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
+                       openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL"))
 
 
 def _kill_hook() -> Callable[[LoopState], None] | None:
@@ -140,7 +148,8 @@ def run(
         paths = _paths(repo, state_dir)
         cfg = load_config(config) if config else None
         state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
-        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets())
+        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
+                               provider_env=_provider_env())
         session.store.save(state, "created")
         dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
@@ -165,7 +174,8 @@ def resume(
         if state.finished:
             out.print(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
             raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
-        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets())
+        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
+                               provider_env=_provider_env())
         session.store.clear_cancel(run_id)
     out.print(f"resuming {run_id} at iteration {state.iteration}, step {state.phase.value}", highlight=False)
     final = _drive(session, quiet=quiet)
@@ -294,6 +304,58 @@ def demo(
     out.print(f"inspect:  git -C {origin} log --oneline {final.branch}", highlight=False)
     out.print(f"          git -C {repo} diff main {final.branch}", highlight=False)
     raise typer.Exit(code)
+
+
+replay_app = typer.Typer(no_args_is_help=True, help="Serve recorded model exchanges, or record new ones.")
+app.add_typer(replay_app, name="replay")
+
+
+@replay_app.command("serve")
+def replay_serve(
+    cassette: Annotated[Path, typer.Argument(help="a cassette YAML file")],
+    port: Annotated[int, typer.Option(help="loopback port (0: any free port)")] = 0,
+) -> None:
+    """Answer the Anthropic and OpenAI APIs on loopback from a cassette (point *_BASE_URL at it)."""
+    import time
+
+    from loopbot.testing.replay import Cassette, ReplayServer
+
+    with _bad_input():
+        try:
+            loaded = Cassette.load(cassette)
+        except (OSError, ValueError) as exc:
+            raise InputError([Problem(str(cassette), None, None, "", f"not a cassette: {exc}")]) from None
+    server = ReplayServer(loaded, port=port)
+    with server:
+        out.print(f"replaying {len(loaded.exchanges)} exchanges at {server.url}", highlight=False)
+        out.print(f"  ANTHROPIC_BASE_URL={server.url}  OPENAI_BASE_URL={server.url}/v1", highlight=False)
+        try:
+            while server.remaining:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    out.print(f"done: {len(server.received)} requests, {len(server.misses)} unmatched", highlight=False)
+
+
+@replay_app.command("record")
+def replay_record(
+    out_file: Annotated[Path, typer.Option("--out", help="the cassette to write")],
+    upstream: Annotated[str, typer.Option(help="the real API")] = "https://api.anthropic.com",
+    port: Annotated[int, typer.Option(help="loopback port (0: any free port)")] = 0,
+) -> None:
+    """Proxy to the real API on loopback and record each reply into a cassette. Keys are never written."""
+    import time
+
+    from loopbot.testing.recorder import RecordingProxy
+
+    with RecordingProxy(upstream, out_file, port=port) as proxy:
+        out.print(f"recording {upstream} at {proxy.url} into {out_file}; Ctrl-C to stop", highlight=False)
+        try:
+            while True:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    out.print(f"recorded {len(proxy.cassette.exchanges)} exchanges", highlight=False)
 
 
 def version_callback(value: bool) -> None:

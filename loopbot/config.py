@@ -18,12 +18,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Price(_Strict):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_write: float | None = Field(None, ge=0, description="default: the input price")
+    cache_read: float | None = Field(None, ge=0, description="default: the input price")
+
+
+# Built-in prices for families whose prices are known; any other model needs models.prices.
+DEFAULT_PRICES = {
+    "claude-opus-4-5": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
+    "claude-opus-4-6": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
+    "claude-opus-4": Price(input=15, output=75, cache_write=18.75, cache_read=1.5),
+    "claude-sonnet-4": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
+    "claude-haiku-4": Price(input=1, output=5, cache_write=1.25, cache_read=0.1),
+    "claude-3-5-haiku": Price(input=0.8, output=4, cache_write=1.0, cache_read=0.08),
+    "gpt-4.1-mini": Price(input=0.4, output=1.6, cache_read=0.1),
+    "gpt-4.1": Price(input=2, output=8, cache_read=0.5),
+    "gpt-4o-mini": Price(input=0.15, output=0.6, cache_read=0.075),
+    "gpt-4o": Price(input=2.5, output=10, cache_read=1.25),
+}
+
+
+class ProviderConfig(_Strict):
+    """Where a provider is reached. Keys come from the environment only, never from config."""
+
+    base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1 for Ollama")
+    max_retries: int = Field(4, ge=0, le=10, description="retries on 429, 529, 5xx and dropped connections")
+    timeout_seconds: float = Field(600, gt=0)
+    max_output_tokens: int = Field(8192, ge=256)
+
+
 class ModelsConfig(_Strict):
     """Named tiers map to model specs (`provider:model`); each role names a tier or a spec."""
 
     tiers: dict[str, str] = Field(
         default_factory=lambda: {
-            "strong": "anthropic:claude-sonnet-4-5",
+            "strong": "anthropic:claude-sonnet-4-6",
             "cheap": "anthropic:claude-haiku-4-5",
         }
     )
@@ -32,6 +65,17 @@ class ModelsConfig(_Strict):
     goal_checker: str = "cheap"
     auditor: str = "strong"
     documenter: str = "cheap"
+    anthropic: ProviderConfig = Field(default_factory=ProviderConfig)
+    openai: ProviderConfig = Field(default_factory=ProviderConfig)
+    prices: dict[str, Price] = Field(default_factory=dict, description="per model (or model-name prefix)")
+
+    def price_of(self, model: str) -> Price | None:
+        """The configured price, else the built-in table; the longest matching name prefix wins."""
+        for table in (self.prices, DEFAULT_PRICES):
+            matches = [name for name in table if model == name or model.startswith(name)]
+            if matches:
+                return table[max(matches, key=len)]
+        return None
 
     def resolve(self, role_or_tier: str) -> str:
         """A tier name becomes its spec; anything else is already a spec."""
@@ -64,7 +108,7 @@ class Execution(_Strict):
     max_turns_per_iteration: int = Field(40, ge=1, description="maker model calls in one iteration")
     output_cap_bytes: int = Field(64_000, ge=1_000, description="command output kept per run")
     context_tokens: int = Field(12_000, ge=1_000, description="token budget of the maker's context")
-    repo_map_tokens: int = Field(4_000, ge=200, description="share of the context for the repo map")
+    repo_map_tokens: int = Field(2_048, ge=200, description="share of the context for the repo map")
     wiki_tokens: int = Field(1_500, ge=0, description="share of the context for wiki pages")
 
 

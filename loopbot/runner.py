@@ -185,6 +185,7 @@ class Runner:
                 state.current.model_seconds += seconds
             self._emit("model_call", state, role=role, model=model.name, turn=request.turn,
                        input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
+                       cache_write_tokens=reply.usage.cache_write_tokens, cache_read_tokens=reply.usage.cache_read_tokens,
                        cost_usd=reply.cost_usd, stop_reason=reply.stop_reason)
             return reply
 

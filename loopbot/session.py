@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot.clock import SystemClock
-from loopbot.config import CONFIG_PATH, Config, load_config
+from loopbot.config import CONFIG_PATH, Config, ModelsConfig, load_config
 from loopbot.core.paths import find_test_files
 from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Phase, Snapshot
@@ -21,7 +21,7 @@ from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
 from loopbot.ports import Clock, Model
 from loopbot.prompts import OVERRIDE_DIR, check_overrides
-from loopbot.providers import build_model
+from loopbot.providers import ProviderEnv, build_model
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
@@ -62,12 +62,13 @@ def role_specs(goal: Goal, config: Config, override: str | None) -> dict[str, st
     return {role: config.models.resolve(value) for role, value in chosen.items()}
 
 
-def build_models(specs: dict[str, str], clock: Clock | None = None) -> dict[str, Model]:
+def build_models(specs: dict[str, str], config: ModelsConfig, env: ProviderEnv, clock: Clock | None = None
+                 ) -> dict[str, Model]:
     built: dict[str, Model] = {}
     models: dict[str, Model] = {}
     for role, spec in specs.items():
         if spec not in built:
-            built[spec] = build_model(spec, clock=clock)
+            built[spec] = build_model(spec, models=config, env=env, clock=clock)
         models[role] = built[spec]
     return models
 
@@ -143,6 +144,7 @@ def open_session(
     on_checkpoint: Callable[[LoopState], None] | None = None,
     allow_unsandboxed: bool = False,
     secrets: Sequence[str] = (),
+    provider_env: ProviderEnv | None = None,
 ) -> Session:
     redact = Redactor(secrets)
     store = SqliteStore(paths.db, owner=owner_tag(), redact=redact)
@@ -152,7 +154,8 @@ def open_session(
     files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact)
     runner = Runner(
         store=store, workspace=workspace, sandbox=sandbox,
-        models=models if models is not None else build_models(state.models, clock),
+        models=models if models is not None else build_models(state.models, state.config.models,
+                                                              provider_env or ProviderEnv(), clock),
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
         lessons=store.lessons(state.repo),
     )

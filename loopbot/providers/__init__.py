@@ -1,27 +1,76 @@
-"""Model providers, chosen by spec `provider:model`. SDKs are imported lazily."""
+"""Model providers, chosen by spec `provider:model`. SDKs are imported lazily.
+
+Keys and base URLs reach here through ProviderEnv, which only the composition roots (CLI,
+Action, App) fill from the environment.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopbot.config import ModelsConfig, Price
 from loopbot.errors import InputError, Problem
 from loopbot.ports import Model
 
 KNOWN = ("scripted", "anthropic", "openai")
 
 
-def build_model(spec: str, *, clock: Any | None = None) -> Model:
+@dataclass(frozen=True)
+class ProviderEnv:
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str | None = None
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+
+
+def _problem(message: str) -> InputError:
+    return InputError([Problem("model", None, None, "", message)])
+
+
+def _price(models: ModelsConfig, model: str) -> Price:
+    price = models.price_of(model)
+    if price is None:
+        raise _problem(f"no price known for model {model!r}: add it under models.prices in .github/loopbot.yml "
+                       "(input/output USD per million tokens; 0 for a local model) so the cost budget holds")
+    return price
+
+
+def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderEnv | None = None,
+                clock: Any | None = None) -> Model:
     provider, _, target = spec.partition(":")
+    models = models or ModelsConfig()
+    env = env or ProviderEnv()
     if provider == "scripted":
         from loopbot.testing.scripted import ScriptedModel
 
         if not target:
-            raise InputError([Problem("--model", None, None, "", "scripted needs a script: scripted:PATH.yaml")])
+            raise _problem("scripted needs a script: scripted:PATH.yaml")
         return ScriptedModel.from_file(Path(target), clock=clock)
-    if provider in ("anthropic", "openai"):
-        raise InputError([Problem("--model", None, None, "",
-                                  f"the {provider} provider is not in this version of loopbot yet; "
-                                  "use --model scripted:SCRIPT.yaml")])
-    raise InputError([Problem("--model", None, None, "",
-                              f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(KNOWN)}")])
+    if not target:
+        raise _problem(f"{spec!r} names no model; use {provider}:MODEL")
+    if provider == "anthropic":
+        from loopbot.providers.anthropic import AnthropicModel
+
+        if not env.anthropic_api_key:
+            raise _problem("ANTHROPIC_API_KEY is not set")
+        return AnthropicModel(target, api_key=env.anthropic_api_key,
+                              base_url=env.anthropic_base_url or models.anthropic.base_url,
+                              settings=models.anthropic, price=_price(models, target))
+    if provider == "openai":
+        from loopbot.providers.openai_compat import OpenAICompatModel
+
+        base_url = env.openai_base_url or models.openai.base_url
+        if not env.openai_api_key and base_url is None:
+            raise _problem("OPENAI_API_KEY is not set (a local OpenAI-compatible server needs models.openai.base_url)")
+        return OpenAICompatModel(target, api_key=env.openai_api_key or "unused", base_url=base_url,
+                                 settings=models.openai, price=_price(models, target))
+    raise _problem(f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(KNOWN)}")
+
+
+def cost_usd(price: Price, *, input_tokens: int, output_tokens: int, cache_write: int, cache_read: int) -> float:
+    write = price.cache_write if price.cache_write is not None else price.input
+    read = price.cache_read if price.cache_read is not None else price.input
+    total = input_tokens * price.input + output_tokens * price.output + cache_write * write + cache_read * read
+    return round(total / 1_000_000, 8)

@@ -34,18 +34,37 @@ def _windows(lines: list[str], pattern: list[str]) -> list[int]:
     return [i for i in range(len(lines) - width + 1) if [ln.strip() for ln in lines[i : i + width]] == key]
 
 
-def _reindent(replacement: list[str], found: str, searched: str) -> list[str]:
-    """Shift the replacement by the indentation difference between the file and the search block."""
-    if found == searched:
-        return replacement
+def _indent_map(pattern: list[str], found: list[str]) -> dict[str, str]:
+    """How the search block's indentation reads in the file, line by line (tabs, depth, offset)."""
+    mapping: dict[str, str] = {}
+    for wanted, actual in zip(pattern, found, strict=False):
+        if wanted.strip():
+            mapping.setdefault(_indent(wanted), _indent(actual))
+    return mapping
+
+
+def _reindent(replacement: list[str], mapping: dict[str, str]) -> list[str]:
+    """Give the replacement the file's indentation: mapped indents directly, deeper ones by
+    extending the longest mapped prefix in the file's own style."""
+    tab_file = any("\t" in v for v in mapping.values())
+    unit = min((len(k) for k in mapping if k and "\t" not in k), default=4)
     out = []
     for line in replacement:
-        if line.startswith(searched):
-            out.append(found + line[len(searched) :])
-        elif not line.strip():
+        if not line.strip():
             out.append(line)
-        else:
-            out.append(found + line.lstrip())
+            continue
+        indent = _indent(line)
+        if indent in mapping:
+            out.append(mapping[indent] + line[len(indent):])
+            continue
+        base = max((k for k in mapping if indent.startswith(k)), key=len, default=None)
+        if base is None:
+            out.append(line)
+            continue
+        extra = indent[len(base):]
+        if tab_file and "\t" not in extra:
+            extra = "\t" * (len(extra) // unit) + " " * (len(extra) % unit)
+        out.append(mapping[base] + extra + line[len(indent):])
     return out
 
 
@@ -95,10 +114,8 @@ def apply_edit(text: str, search: str, replace: str) -> EditResult:
                           "include more surrounding lines")
     if len(hits) == 1:
         start = hits[0]
-        first = next((j for j, p in enumerate(pattern) if p.strip()), 0)
-        found_indent = _indent(bare[start + first])
-        searched_indent = _indent(pattern[first])
-        new_lines = _reindent(replace.strip("\n").splitlines(), found_indent, searched_indent)
+        mapping = _indent_map(pattern, bare[start : start + len(pattern)])
+        new_lines = _reindent(replace.strip("\n").splitlines(), mapping)
         ending = "\n" if lines[start + len(pattern) - 1].endswith("\n") else ""
         body = "\n".join(new_lines) + ending if new_lines else ""
         replaced = "".join(lines[:start]) + body + "".join(lines[start + len(pattern) :])

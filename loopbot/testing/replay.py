@@ -1,0 +1,364 @@
+"""A loopback server that speaks the Anthropic Messages API and the OpenAI chat API, replaying
+recorded exchanges (a cassette) and injecting faults. The real SDKs talk to it over HTTP.
+
+It holds requests to the APIs' contracts (a request the real API would refuse gets a 400), and
+it computes usage itself, including prompt caching as the APIs do it: a cached prefix is read
+back only when it is byte-identical and long enough, so the figures measure whether loopbot's
+requests are cache-friendly, not what a recording happened to say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopbot.core.context import approx_tokens
+
+MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
+LOOKBACK = 20  # block boundaries before a breakpoint that the Messages API checks for cache hits
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Match(_Strict):
+    """Which requests an exchange answers; empty matches any request of its API."""
+
+    system_contains: str | None = None
+    text_contains: str | None = None
+
+    def fits(self, system: str, text: str) -> bool:
+        return (self.system_contains is None or self.system_contains in system) and (
+            self.text_contains is None or self.text_contains in text)
+
+
+class Fault(_Strict):
+    status: int | None = Field(None, description="an HTTP error status, e.g. 429, 529, 500")
+    retry_after: float | None = None
+    drop: bool = Field(False, description="close the connection without answering")
+
+
+class Exchange(_Strict):
+    api: Literal["anthropic", "openai"]
+    match: Match = Field(default_factory=Match)
+    fault: Fault | None = None
+    # Anthropic: {content: [...], stop_reason}; OpenAI: {message: {...}, finish_reason}.
+    response: dict[str, Any] | None = None
+    times: int = Field(1, ge=1, description="how many requests this exchange answers")
+
+
+class Cassette(_Strict):
+    exchanges: list[Exchange] = Field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Cassette:
+        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+    def dump(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False, width=120),
+                        encoding="utf-8")
+
+
+class ContractError(Exception):
+    pass
+
+
+# -- prompt caching, as the APIs do it ---------------------------------------------------------
+
+@dataclass
+class PromptCache:
+    seen: set[str] = field(default_factory=set)
+    prompts: list[str] = field(default_factory=list)
+
+    def anthropic(self, segments: list[tuple[str, bool]]) -> tuple[int, int, int]:
+        """(uncached input, cache write, cache read) for a request cut into (json, breakpoint) segments.
+
+        As the API does it: entries are written at breakpoints; a read is the longest cached prefix
+        ending at a breakpoint or at one of the LOOKBACK block boundaries before a breakpoint.
+        """
+        digest = hashlib.sha256()
+        used = 0
+        boundaries: list[tuple[int, str]] = []
+        for text, _ in segments:
+            digest.update(text.encode())
+            used += approx_tokens(text)
+            boundaries.append((used, digest.hexdigest()))
+        read = 0
+        written: list[tuple[int, str]] = []
+        for index, (_, breakpoint) in enumerate(segments):
+            if not breakpoint:
+                continue
+            for tokens, key in boundaries[max(0, index - LOOKBACK): index + 1]:
+                if key in self.seen and tokens >= MIN_CACHEABLE_TOKENS:
+                    read = max(read, tokens)
+            if boundaries[index][0] >= MIN_CACHEABLE_TOKENS:
+                written.append(boundaries[index])
+        write = max((tokens for tokens, _ in written), default=read) - read
+        self.seen.update(key for _, key in written)
+        return used - read - max(write, 0), max(write, 0), read
+
+    def openai(self, prompt: str) -> tuple[int, int]:
+        """(prompt tokens, cached tokens): the longest prefix shared with an earlier prompt, counted
+        in 128-token steps from 1024 tokens on (OpenAI's automatic prompt caching)."""
+        shared = max((_common_prefix(prompt, earlier) for earlier in self.prompts), default=0)
+        self.prompts.append(prompt)
+        cached = (approx_tokens(prompt[:shared]) // 128) * 128 if shared else 0
+        return approx_tokens(prompt), cached if cached >= MIN_CACHEABLE_TOKENS else 0
+
+
+def _common_prefix(a: str, b: str) -> int:
+    limit = min(len(a), len(b))
+    low, high = 0, limit
+    while low < high:  # binary search on prefix equality: fast for long prompts
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+# -- contracts ---------------------------------------------------------------------------------
+
+def check_anthropic(body: dict[str, Any], headers: dict[str, str]) -> None:
+    if not headers.get("x-api-key") and not headers.get("authorization"):
+        raise ContractError("missing x-api-key")
+    if not headers.get("anthropic-version"):
+        raise ContractError("missing anthropic-version header")
+    if not isinstance(body.get("model"), str) or not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
+        raise ContractError("model and a positive max_tokens are required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+        raise ContractError("messages must be a non-empty list starting with a user message")
+    breakpoints = 0
+    tool_names = [t.get("name") for t in body.get("tools", [])]
+    if len(set(tool_names)) != len(tool_names) or not all(isinstance(n, str) and _TOOL_NAME.match(n) for n in tool_names):
+        raise ContractError("tool names must be unique and match ^[a-zA-Z0-9_-]{1,64}$")
+    breakpoints += sum(1 for t in body.get("tools", []) if "cache_control" in t)
+    system = body.get("system", [])
+    if isinstance(system, list):
+        breakpoints += sum(1 for b in system if "cache_control" in b)
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        if index and message["role"] == messages[index - 1]["role"]:
+            raise ContractError("roles must alternate between user and assistant")
+        content = message["content"]
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        if not blocks:
+            raise ContractError(f"messages.{index}: content must not be empty")
+        results = {b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"}
+        if pending and results != pending:
+            raise ContractError(f"messages.{index}: every tool_use needs its tool_result right after it")
+        pending = set()
+        for block in blocks:
+            kind = block.get("type")
+            if kind == "text" and not block.get("text"):
+                raise ContractError(f"messages.{index}: text content blocks must be non-empty")
+            if kind == "tool_use":
+                pending.add(block["id"])
+            if kind not in ("text", "tool_use", "tool_result", "image", "document", "thinking"):
+                raise ContractError(f"messages.{index}: unknown block type {kind!r}")
+            breakpoints += "cache_control" in block
+    if breakpoints > 4:
+        raise ContractError(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
+
+
+def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
+    if not headers.get("authorization", "").startswith("Bearer "):
+        raise ContractError("missing bearer authorization")
+    messages = body.get("messages")
+    if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
+        raise ContractError("model and messages are required")
+    pending: set[str] = set()
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role == "tool":
+            if message.get("tool_call_id") not in pending:
+                raise ContractError(f"messages.{index}: a tool message must answer a preceding tool_call")
+            pending.discard(message["tool_call_id"])
+            continue
+        if pending:
+            raise ContractError(f"messages.{index}: tool_calls must be answered before the next message")
+        if role == "assistant":
+            pending = {c["id"] for c in message.get("tool_calls", [])}
+
+
+# -- the server --------------------------------------------------------------------------------
+
+@dataclass
+class Received:
+    api: str
+    body: dict[str, Any]
+    status: int
+    usage: dict[str, Any] | None = None
+
+
+class ReplayServer:
+    """`with ReplayServer(cassette) as server:` then point a base URL at `server.url`."""
+
+    def __init__(self, cassette: Cassette, *, port: int = 0):
+        self.remaining = [e.model_copy() for e in cassette.exchanges]
+        self.received: list[Received] = []
+        self.misses: list[str] = []
+        self.cache = PromptCache()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> ReplayServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _take(self, api: str, system: str, text: str) -> Exchange | None:
+        with self._lock:
+            for exchange in self.remaining:
+                if exchange.api == api and exchange.match.fits(system, text):
+                    exchange.times -= 1
+                    if exchange.times == 0:
+                        self.remaining.remove(exchange)
+                    return exchange
+        return None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                api = "anthropic" if self.path.rstrip("/").endswith("/messages") else (
+                    "openai" if self.path.rstrip("/").endswith("/chat/completions") else "")
+                if not api:
+                    self._send(404, {"error": {"message": f"no such endpoint {self.path}"}})
+                    return
+                try:
+                    (check_anthropic if api == "anthropic" else check_openai)(body, headers)
+                except ContractError as exc:
+                    server.received.append(Received(api, body, 400))
+                    self._send(400, _error(api, "invalid_request_error", str(exc)))
+                    return
+                system, text = _summary(api, body)
+                exchange = server._take(api, system, text)
+                if exchange is None:
+                    server.misses.append(f"{api}: {system[:60]!r} / {text[-120:]!r}")
+                    server.received.append(Received(api, body, 500))
+                    self._send(500, _error(api, "api_error", "replay: no recorded exchange matches this request"),
+                               {"x-should-retry": "false"})
+                    return
+                if exchange.fault is not None:
+                    fault = exchange.fault
+                    server.received.append(Received(api, body, 0 if fault.drop else fault.status or 500))
+                    if fault.drop:
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    extra = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
+                    kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(fault.status or 500, "api_error")
+                    self._send(fault.status or 500, _error(api, kind, f"injected {fault.status}"), extra)
+                    return
+                assert exchange.response is not None
+                payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, exchange.response)
+                server.received.append(Received(api, body, 200, payload["usage"]))
+                self._send(200, payload)
+
+        return Handler
+
+
+def _error(api: str, kind: str, message: str) -> dict[str, Any]:
+    if api == "anthropic":
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    return {"error": {"message": message, "type": kind, "code": None}}
+
+
+def _summary(api: str, body: dict[str, Any]) -> tuple[str, str]:
+    """The system prompt and all message text, for matching."""
+    if api == "anthropic":
+        system = body.get("system", "")
+        system_text = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
+        texts = []
+        for message in body["messages"]:
+            content = message["content"]
+            for block in content if isinstance(content, list) else [{"type": "text", "text": content}]:
+                texts.append(block.get("text") or str(block.get("content", "")))
+        return system_text, "\n".join(texts)
+    messages = body["messages"]
+    system_text = " ".join(m.get("content") or "" for m in messages if m["role"] == "system")
+    return system_text, "\n".join(m.get("content") or "" for m in messages if m["role"] != "system")
+
+
+def _anthropic_reply(cache: PromptCache, body: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    def segment(block: dict[str, Any], **extra: Any) -> tuple[str, bool]:
+        # The cached content is the block itself; where the marker sits does not change it.
+        content = {k: v for k, v in block.items() if k != "cache_control"}
+        return _json({**content, **extra}), "cache_control" in block
+
+    segments = [segment(t) for t in body.get("tools", [])]
+    system = body.get("system", [])
+    segments += [segment(b) for b in (system if isinstance(system, list) else [{"type": "text", "text": system}])]
+    for message in body["messages"]:
+        content = message["content"]
+        blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        segments += [segment(b, role=message["role"]) for b in blocks]
+    fresh, write, read = cache.anthropic(segments)
+    content = response.get("content", [])
+    return {
+        "id": f"msg_replay_{hashlib.sha1(_json(body).encode()).hexdigest()[:20]}",
+        "type": "message", "role": "assistant", "model": body["model"], "content": content,
+        "stop_reason": response.get("stop_reason", "end_turn"), "stop_sequence": None,
+        "usage": {"input_tokens": fresh, "output_tokens": max(1, approx_tokens(_json(content))),
+                  "cache_creation_input_tokens": write, "cache_read_input_tokens": read},
+    }
+
+
+def _openai_reply(cache: PromptCache, body: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    # Tool definitions lead the prompt (they are rendered into its system part), then the messages.
+    prompt, cached = cache.openai(_json(body.get("tools", [])) + "".join(_json(m) for m in body["messages"]))
+    message = {"role": "assistant", "content": None, **response.get("message", {})}
+    completion = max(1, approx_tokens(_json(message)))
+    return {
+        "id": f"chatcmpl-replay-{hashlib.sha1(_json(body).encode()).hexdigest()[:20]}",
+        "object": "chat.completion", "created": 1_700_000_000, "model": body["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": response.get("finish_reason", "stop"),
+                     "logprobs": None}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                  "prompt_tokens_details": {"cached_tokens": cached}},
+    }
