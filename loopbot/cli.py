@@ -19,11 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from loopbot import __version__
-from loopbot.config import Config, load_config
+from loopbot.config import CONFIG_PATH, Config, load_config
 from loopbot.core.redact import secrets_from_env
 from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LoopbotError, Problem
-from loopbot.goal import Goal, load_goal, parse_goal
+from loopbot.goal import Goal, load_goal
+from loopbot.plans import goal_from_markdown
 from loopbot.progress import ProgressDisplay
 from loopbot.providers import ProviderEnv
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
@@ -127,6 +128,26 @@ def _summary(state: LoopState, session: Session) -> int:
     return EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED
 
 
+def _load_goal_or_plan(path: Path) -> Goal:
+    """A goal file, or a plan (markdown with the goal in a fenced YAML block)."""
+    if path.suffix == ".md":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
+        return goal_from_markdown(text, str(path))
+    return load_goal(path)
+
+
+def _role_model(role: str, config: Config, override: str | None) -> Any:
+    from loopbot.providers import build_model
+
+    spec = override or config.models.resolve(getattr(config.models, role))
+    if spec.startswith("scripted:"):
+        spec = "scripted:" + str(Path(spec.split(":", 1)[1]).resolve())
+    return build_model(spec, models=config.models, env=_provider_env())
+
+
 RepoOpt = Annotated[Path, typer.Option("--repo", help="the git checkout to work on")]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="where runs are kept (default .git/loopbot)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live progress display")]
@@ -144,7 +165,7 @@ def run(
 ) -> None:
     """Run a goal's execution loop on a loop/* branch of REPO."""
     with _bad_input():
-        goal = load_goal(goal_file)
+        goal = _load_goal_or_plan(goal_file)
         paths = _paths(repo, state_dir)
         cfg = load_config(config) if config else None
         state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
@@ -277,33 +298,117 @@ def demo(
     directory: Annotated[Path | None, typer.Option("--dir", help="where to build the demo (default: a temp dir)")] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Offline demo: an example repo, a bare origin, and a scripted loop that fails, is rejected, then succeeds."""
-    from loopbot.examples import KVSTORE
-    from loopbot.examples.setup import make_example_repo
+    """Offline demo of all three loops: audit files plans, a plan runs (fails, is rejected, succeeds),
+    a reviewer merges, the wiki is updated on its own branch."""
+    from loopbot.demo import run_demo
+
+    base = directory or Path(tempfile.mkdtemp(prefix="loopbot-demo-"))
+    if directory is not None and directory.exists() and any(directory.iterdir()):
+        _fail(f"--dir {directory} is not empty")
+    with _bad_input():
+        result = run_demo(base, out, lambda session: _drive(session, quiet=quiet), _secrets())
+    code = _summary(result.loop, result.session)
+    if result.docs is not None:
+        out.print(f"wiki:     {result.docs.branch} ({'pushed' if result.docs.pushed else 'not pushed'}); "
+                  f"proposal {result.docs.proposal}", highlight=False)
+        if not result.docs.changed:
+            code = EXIT_STOPPED
+    out.print(f"inspect:  git -C {result.origin} log --oneline --all", highlight=False)
+    out.print(f"          git -C {result.repo} diff main {result.docs.branch if result.docs else result.loop.branch}",
+              highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def audit(
+    repo: RepoOpt = Path("."),
+    model: Annotated[str | None, typer.Option(help="model for the auditor (default: models.auditor)")] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Review the repository and file plans (at most limits.max_plans_per_run) under plans/."""
+    from loopbot.audit import audit as run_audit
+    from loopbot.clock import SystemClock
+    from loopbot.forge.local import LocalForge
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 
     with _bad_input():
-        base = directory or Path(tempfile.mkdtemp(prefix="loopbot-demo-"))
-        if directory is not None and directory.exists() and any(directory.iterdir()):
-            _fail(f"--dir {directory} is not empty")
-        repo, origin = make_example_repo(KVSTORE / "repo", base)
-        goal_text = (KVSTORE / "goal.yaml").read_text(encoding="utf-8")
-        goal_path = repo.parent / "kvstore-ttl.goal.yaml"
-        goal_path.write_text(goal_text, encoding="utf-8")
-        goal = parse_goal(goal_text, str(goal_path))
-        paths = Paths.for_repo(repo)
-        state = create_run(goal, str(goal_path), repo, paths=paths, model=f"scripted:{KVSTORE / 'script.yaml'}",
-                           config=Config())
-        # The demo's commands are our own bundled tests: without bubblewrap it still runs, saying so.
-        session = open_session(state, paths, allow_unsandboxed=True, secrets=_secrets())
-        session.store.save(state, "created")
-    out.print(f"demo repo: {repo}  (origin: {origin})", highlight=False)
-    out.print(f"sandbox: {session.files.sandbox_note}", highlight=False)
-    out.print(f"goal: {goal.goal}", highlight=False)
-    final = _drive(session, quiet=quiet)
-    code = _summary(final, session)
-    out.print(f"inspect:  git -C {origin} log --oneline {final.branch}", highlight=False)
-    out.print(f"          git -C {repo} diff main {final.branch}", highlight=False)
-    raise typer.Exit(code)
+        root = repo_root(repo)
+        config = load_config(root / CONFIG_PATH)
+        paths = _paths(root, state_dir)
+        auditor = _role_model("auditor", config, model)
+        store = SqliteStore(paths.db)
+        lessons = store.lessons(str(root))
+        store.close()
+    result = run_audit(root, model=auditor, config=config, forge=LocalForge(root, paths.root / "proposals"),
+                       sandbox=SubprocessSandbox(), clock=SystemClock(), lessons=lessons)
+    out.print(escape(result.markdown()), highlight=False)
+
+
+@app.command()
+def docs(
+    repo: RepoOpt = Path("."),
+    since: Annotated[str, typer.Option(help="document what was merged after this revision")] = "HEAD~1",
+    model: Annotated[str | None, typer.Option(help="model for the documenter (default: models.documenter)")] = None,
+    remote: Annotated[str | None, typer.Option(help="remote for the loop/wiki-* branch")] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Bring the wiki up to date with what was merged, on a loop/wiki-<sha> branch (never main)."""
+    from loopbot.clock import SystemClock
+    from loopbot.forge.local import LocalForge
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+    from loopbot.wiki.update import docs as run_docs
+
+    with _bad_input():
+        root = repo_root(repo)
+        config = load_config(root / CONFIG_PATH)
+        paths = _paths(root, state_dir)
+        documenter = _role_model("documenter", config, model)
+        result = run_docs(root, since=since, model=documenter, config=config,
+                          forge=LocalForge(root, paths.root / "proposals"), sandbox=SubprocessSandbox(),
+                          clock=SystemClock(), state_root=paths.root, remote=remote or config.push.remote)
+    if result.error:
+        err.print(f"[yellow]note:[/] {escape(result.error)}", highlight=False)
+    out.print(escape(result.body()), highlight=False)
+    if result.changed:
+        out.print(f"branch:   {result.branch} ({'pushed' if result.pushed else 'local only'})", highlight=False)
+        out.print(f"proposal: {result.proposal}", highlight=False)
+
+
+wiki_app = typer.Typer(no_args_is_help=True, help="The committed wiki folder.")
+app.add_typer(wiki_app, name="wiki")
+
+
+@wiki_app.command("lint")
+def wiki_lint(
+    repo: RepoOpt = Path("."),
+    fix: Annotated[bool, typer.Option(help="fix the index when there are at most 10 findings")] = False,
+) -> None:
+    """Orphans, broken links, names of files and symbols that no longer exist, index out of step.
+    Exits 1 on findings, so CI can use it."""
+    from loopbot.context import repomap
+    from loopbot.wiki import lint
+
+    with _bad_input():
+        root = repo_root(repo)
+        config = load_config(root / CONFIG_PATH)
+    wiki_path = config.wiki.path.strip("/")
+    wiki = root / wiki_path
+    if not wiki.is_dir():
+        out.print(f"no wiki at {wiki_path}/ (loopbot docs creates one)", highlight=False)
+        return
+    tracked = [p for p in git(root, "ls-files", "-z").stdout.split("\0") if p]
+    files = set(tracked) | {f"{wiki_path}/{p}" for p in lint.pages(wiki)}
+    names = repomap.defined_names(root, [f for f in tracked if not f.startswith(wiki_path + "/")])
+    findings = lint.lint(wiki, repo_files=files, symbols=names, wiki_prefix=wiki_path)
+    if fix:
+        if len(findings) > lint.AUTO_FIX_LIMIT:
+            err.print(f"{len(findings)} findings: more than {lint.AUTO_FIX_LIMIT}, so nothing is fixed automatically")
+        else:
+            findings = lint.fix(wiki, findings)
+    for finding in findings:
+        out.print(escape(str(finding)), highlight=False)
+    out.print(f"{len(findings)} finding(s)" if findings else "wiki lint: clean", highlight=False)
+    raise typer.Exit(1 if findings else 0)
 
 
 replay_app = typer.Typer(no_args_is_help=True, help="Serve recorded model exchanges, or record new ones.")

@@ -126,3 +126,34 @@ def wiki_excerpt(root: Path, wiki_path: str, budget_tokens: int) -> str:
     text = "\n\n".join(parts)
     limit = budget_tokens * CHARS_PER_TOKEN
     return text if len(text) <= limit else text[:limit] + "\n[… wiki trimmed …]"
+
+
+def defined_names(root: Path, files: Iterable[str]) -> set[str]:
+    """Every name the code defines (functions, classes, methods, constants) and every module name."""
+    names: set[str] = set()
+    for rel in files:
+        names.add(Path(rel).stem)
+        path = root / rel
+        if not path.suffix or path.is_symlink():
+            continue
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if rel.endswith(".py"):
+            try:
+                tree = ast.parse(text)
+            except (SyntaxError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+                elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+                elif isinstance(node, ast.arg):
+                    names.add(node.arg)
+        else:
+            names.update(symbols_of(rel, text))
+    return names

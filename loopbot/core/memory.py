@@ -46,7 +46,7 @@ def normalise(approach: str) -> list[str]:
     tokens: set[str] = set()
     for raw in re.findall(r"[a-z0-9_]+", approach.lower()):
         for word in raw.split("_"):
-            if not word or word in _STOPWORDS or len(word) < 2:
+            if not word or word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
                 continue
             word = _SYNONYMS.get(word, word)
             word = _SYNONYMS.get(_stem(word), _stem(word))

@@ -72,6 +72,8 @@ class Script(_Strict):
     latency_seconds: float = Field(0.0, ge=0)
     maker: list[SessionScript] = Field(default_factory=list)
     planner: list[SessionScript] = Field(default_factory=list)
+    auditor: list[SessionScript] = Field(default_factory=list)
+    documenter: list[SessionScript] = Field(default_factory=list)
     checker: list[CheckerScript] = Field(default_factory=list)
     goal_checker: list[GoalCheckerScript] = Field(default_factory=list)
 
@@ -121,8 +123,8 @@ class ScriptedModel:
 
     def _reply(self, request: ModelRequest) -> tuple[Message, Literal["end_turn", "tool_use", "max_tokens"]]:
         role = request.role
-        if role in ("maker", "planner"):
-            session = _pick(self.script.maker if role == "maker" else self.script.planner, request.iteration)
+        if role in ("maker", "planner", "auditor", "documenter"):
+            session = _pick(getattr(self.script, role), request.iteration)
             if session is None:
                 raise ModelError(f"script has no {role} reply for iteration {request.iteration}")
             if request.turn >= len(session.turns):

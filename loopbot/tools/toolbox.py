@@ -7,9 +7,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from loopbot.core.paths import command_denied
+from loopbot.core.paths import command_denied, matches
 from loopbot.core.state import GuardViolation
 from loopbot.messages import ToolSpec
 from loopbot.ports import Sandbox
@@ -81,6 +81,22 @@ SPECS = {
 }
 
 READ_ONLY = ("list", "read", "search")
+Mode = Literal["edit", "plan", "audit", "docs"]
+MODE_TOOLS: dict[str, tuple[str, ...]] = {
+    "edit": (*READ_ONLY, "edit", "write", "run", "done"),
+    "plan": (*READ_ONLY, "diagnose"),          # Meta-Andon: read-only until a diagnosis
+    "audit": (*READ_ONLY, "propose_plan", "done"),
+    "docs": (*READ_ONLY, "edit", "write", "done"),  # writes confined to write_allow (the wiki)
+}
+
+
+def _propose_plan_spec() -> ToolSpec:
+    from loopbot.plans import Plan
+
+    return ToolSpec(name="propose_plan", description=(
+        "Propose one plan: title, context, 1-10 chunks, scope (globs), risks, priority, and a goal "
+        "(id, goal, acceptance with at least one objective check: run, file or metric)."),
+        input_schema=Plan.model_json_schema())
 
 
 @dataclass
@@ -90,25 +106,33 @@ class ToolBox:
     deny_paths: list[str] = field(default_factory=list)
     deny_commands: list[str] = field(default_factory=list)
     plan_mode: bool = False
+    mode: Mode = "edit"
+    write_allow: list[str] | None = None
     output_cap_bytes: int = 16_000
     run_timeout_seconds: float = 300.0
     # Boundary crossings the tools refused; the guards turn them into a line stop.
     refusals: list[GuardViolation] = field(default_factory=list)
+    # Plans proposed in audit mode that passed validation, and why the others did not.
+    proposals: list[Any] = field(default_factory=list)
+    refused_plans: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.plan_mode:
+            self.mode = "plan"
 
     def specs(self) -> list[ToolSpec]:
-        names = [*READ_ONLY, "diagnose"] if self.plan_mode else [*READ_ONLY, "edit", "write", "run", "done"]
-        return [SPECS[n] for n in names]
+        return [_propose_plan_spec() if n == "propose_plan" else SPECS[n] for n in MODE_TOOLS[self.mode]]
 
     def call(self, name: str, args: dict[str, Any]) -> ToolOutcome:
         allowed = {s.name for s in self.specs()}
         if name not in allowed:
-            why = " (plan mode: read-only until you call diagnose)" if self.plan_mode and name in SPECS else ""
+            why = " (plan mode: read-only until you call diagnose)" if self.mode == "plan" and name in SPECS else ""
             return ToolOutcome(f"unknown or unavailable tool {name!r}{why}; available: {', '.join(sorted(allowed))}", True)
         try:
             handler: Callable[..., ToolOutcome] = getattr(self, f"_{name}")
             return handler(**args)
         except PathRefused as exc:
-            if name in ("edit", "write"):
+            if name in ("edit", "write") and self.mode == "edit":
                 self.refusals.append(GuardViolation(guard="refused_write", path=str(args.get("path", "")),
                                                     message=str(exc)))
             return ToolOutcome(f"refused: {exc}", True)
@@ -172,8 +196,16 @@ class ToolBox:
         target.write_text(new, encoding="utf-8")
         return None
 
-    def _edit(self, path: str, search: str, replace: str) -> ToolOutcome:
+    def _writable(self, path: str) -> Path:
         target = confine(self.root, path, deny=self.deny_paths, for_write=True)
+        if self.write_allow is not None:
+            rel = target.relative_to(self.root.resolve()).as_posix()
+            if not matches(self.write_allow, rel):
+                raise PathRefused(f"{path}: only {', '.join(self.write_allow)} may be written here")
+        return target
+
+    def _edit(self, path: str, search: str, replace: str) -> ToolOutcome:
+        target = self._writable(path)
         if not target.is_file():
             return ToolOutcome(f"{path}: no such file (use write to create it)", True)
         old = target.read_text(encoding="utf-8", errors="replace")
@@ -187,7 +219,7 @@ class ToolBox:
         return ToolOutcome(f"{path}: {result.message}")
 
     def _write(self, path: str, content: str) -> ToolOutcome:
-        target = confine(self.root, path, deny=self.deny_paths, for_write=True)
+        target = self._writable(path)
         old = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else None
         refused = self._write_checked(path, target, old, content)
         if refused:
@@ -210,6 +242,16 @@ class ToolBox:
     def _done(self, summary: str, chunks_completed: list[int] | None = None) -> ToolOutcome:
         chunks = [int(c) for c in (chunks_completed or []) if isinstance(c, int)]
         return ToolOutcome("iteration finished", done=Done(summary=summary, chunks_completed=chunks))
+
+    def _propose_plan(self, **plan: Any) -> ToolOutcome:
+        from loopbot.plans import validate
+
+        valid, why = validate(plan)
+        if valid is None:
+            self.refused_plans.append(f"{plan.get('title', '(untitled)')}: {why}")
+            return ToolOutcome(f"plan refused: {why}", True)
+        self.proposals.append(valid)
+        return ToolOutcome(f"plan {valid.title!r} accepted for triage ({len(self.proposals)} so far)")
 
     def _diagnose(self, hypotheses: list[str], five_whys: list[str], next_approach: str) -> ToolOutcome:
         if not 2 <= len(hypotheses) <= 3:

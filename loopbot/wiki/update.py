@@ -1,0 +1,133 @@
+"""The documentation loop: after merges, the documenter brings the wiki up to date on a
+`loop/wiki-<sha>` branch, proposed for review. Main is never written."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loopbot.config import Config
+from loopbot.context import repomap
+from loopbot.forge.local import LocalForge
+from loopbot.messages import ModelReply, ModelRequest, TextBlock
+from loopbot.ports import Clock, Model, Sandbox
+from loopbot.prompts import render
+from loopbot.roles.checker import trim_diff
+from loopbot.roles.maker import run_session
+from loopbot.tools.toolbox import ToolBox
+from loopbot.wiki import lint, skeleton
+from loopbot.workspace.git import GitWorkspace, git, resolve_rev
+
+
+@dataclass
+class DocsResult:
+    branch: str
+    changed: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    logged_runs: list[str] = field(default_factory=list)
+    findings: list[lint.Finding] = field(default_factory=list)
+    fixed: int = 0
+    summary: str = ""
+    pushed: bool = False
+    proposal: str | None = None
+    error: str | None = None
+
+    def body(self) -> str:
+        lines = ["Documentation loop: the wiki brought up to date with main.", "", self.summary or "", ""]
+        if self.changed:
+            lines += ["Changed pages:", *[f"- `{p}`" for p in self.changed], ""]
+        if self.fixed:
+            lines.append(f"Wiki lint fixed {self.fixed} index problem(s).")
+        if self.findings:
+            more = len(self.findings) > lint.AUTO_FIX_LIMIT
+            lines += ["", f"Wiki lint: {len(self.findings)} finding(s)" + (" — more than 10: report only, nothing "
+                      "was fixed automatically" if more else "") + ":", *[f"- {f}" for f in self.findings]]
+        return "\n".join(lines).strip() + "\n"
+
+
+def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
+    """Loop reports and incident records land in 90_LOG/, one page per finished run."""
+    copied = []
+    for run in sorted((state_root / "runs").glob("*")) if (state_root / "runs").is_dir() else []:
+        report = run / "report.md"
+        target = log_dir / f"{run.name}.md"
+        if not report.is_file() or target.exists():
+            continue
+        text = report.read_text(encoding="utf-8")
+        if "**Outcome**: running" in text:
+            continue
+        incident = run / "incident.md"
+        if incident.is_file():
+            text += "\n\n" + incident.read_text(encoding="utf-8").replace("# Incident", "## Incident", 1)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        copied.append(target.name)
+    return copied
+
+
+def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
+         state_root: Path, remote: str | None) -> DocsResult:
+    head = resolve_rev(repo, "HEAD")
+    start = resolve_rev(repo, since)
+    branch = f"loop/wiki-{head[:10]}"
+    result = DocsResult(branch=branch)
+    worktree = state_root / "worktrees" / f"wiki-{head[:10]}"
+    if worktree.exists():
+        git(repo, "worktree", "remove", "--force", str(worktree), check=False)
+        shutil.rmtree(worktree, ignore_errors=True)
+    git(repo, "branch", "-D", branch, check=False)  # a re-run starts from main again
+    workspace = GitWorkspace.open(repo, worktree, branch, head)
+    wiki_path = config.wiki.path.strip("/")
+    wiki = workspace.path / wiki_path
+    result.created = skeleton.ensure(wiki)
+    result.logged_runs = _copy_run_records(state_root, wiki / "90_LOG")
+
+    changed = workspace.changed_files(start, head)
+    # First-parent history: a merged pull request is one entry, not every commit of its branch.
+    commits = git(repo, "log", "--first-parent", "--format=%h %s", f"{start}..{head}").stdout.strip()
+    context = render("documenter_context.md.j2", since=start, head=head, commits=commits or "(none)",
+                     changed=changed or ["(none)"], diff=trim_diff(git(repo, "diff", "--no-color", start, head).stdout,
+                                                                  40_000),
+                     wiki_pages=sorted(lint.pages(wiki)))
+    toolbox = ToolBox(root=workspace.path, sandbox=sandbox, mode="docs", write_allow=[f"{wiki_path}/**"])
+
+    def gate(request: ModelRequest) -> ModelReply:
+        return model.complete(request)
+
+    session = run_session(gate, toolbox, role="documenter",
+                          system=render("documenter_system.md.j2", wiki_path=wiki_path),
+                          context=[TextBlock(text=context, cache=True)], iteration=1,
+                          max_turns=config.execution.max_turns_per_iteration)
+    result.summary, result.error = session.summary, session.error
+
+    day = time.strftime("%Y-%m-%d", time.gmtime(clock.wall()))
+    log = wiki / "log.md"
+    entries = [f"- {day} `{line.split()[0]}` {line.split(' ', 1)[1] if ' ' in line else ''}"
+               for line in reversed(commits.splitlines()) if line.strip()]
+    if entries:
+        log.write_text(log.read_text(encoding="utf-8").rstrip() + "\n" + "\n".join(entries) + "\n", encoding="utf-8")
+
+    files = set(workspace.tracked_files()) | {f"{wiki_path}/{p}" for p in lint.pages(wiki)}
+    names = repomap.defined_names(workspace.path, [f for f in workspace.tracked_files() if not f.startswith(wiki_path)])
+    findings = lint.lint(wiki, repo_files=files, symbols=names, wiki_prefix=wiki_path)
+    remaining = lint.fix(wiki, findings)
+    result.fixed = len(findings) - len(remaining)
+    result.findings = remaining
+
+    sha = workspace.snapshot(f"docs: wiki for {head[:10]}")
+    result.changed = workspace.changed_files(head, sha)
+    outside = [p for p in result.changed if not p.startswith(wiki_path + "/")]
+    if outside:  # the toolbox allows wiki writes only; this is a second line of defence
+        workspace.reset(head)
+        result.error = f"changes outside the wiki were refused: {', '.join(outside)}"
+        result.changed = []
+        return result
+    if not result.changed:
+        result.summary = result.summary or "the wiki is already current"
+        return result
+    push = workspace.push(remote)
+    result.pushed = push.pushed
+    result.proposal = forge.propose(branch, f"docs: wiki for {head[:10]}", result.body())
+    return result

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+from loopbot.clock import SystemClock
+from loopbot.config import Config
+from loopbot.forge.local import LocalForge
+from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+from loopbot.testing.scripted import Script, ScriptedModel
+from loopbot.wiki.update import docs
+from loopbot.workspace.git import git, resolve_rev
+
+PAGE = "# Purging\n\n`KVStore.purge_expired()` in `kvstore.py` drops every key whose deadline passed.\n"
+
+
+def documenter(*tools) -> ScriptedModel:
+    return ScriptedModel(Script.model_validate({"documenter": [{"iteration": "*", "turns": [
+        {"text": "Documenting.", "tools": list(tools)}, {"tools": [{"done": {"summary": "wrote a page"}}]}]}]}))
+
+
+def merge_a_change(repo):
+    before = resolve_rev(repo, "main")
+    code = (repo / "kvstore.py").read_text() + "\n    def purge_expired(self) -> int:\n        return 0\n"
+    (repo / "kvstore.py").write_text(code)
+    git(repo, "commit", "--quiet", "-am", "Add purge_expired()")
+    return before
+
+
+def run_docs(repo, model, since):
+    state_root = repo / ".git" / "loopbot"
+    return docs(repo, since=since, model=model, config=Config(), forge=LocalForge(repo, state_root / "proposals"),
+                sandbox=SubprocessSandbox(), clock=SystemClock(), state_root=state_root, remote="origin")
+
+
+def test_docs_loop_updates_the_wiki_on_its_own_branch_and_never_main(kv_repo):
+    repo, origin = kv_repo
+    since = merge_a_change(repo)
+    git(repo, "push", "--quiet", "origin", "main")
+    main_before = resolve_rev(repo, "main")
+    run_dir = repo / ".git" / "loopbot" / "runs" / "kvstore-ttl-abc123"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.md").write_text("# loopbot run `kvstore-ttl-abc123`\n\n**Outcome**: SUCCESS: goal met\n")
+
+    result = run_docs(repo, documenter(
+        {"write": {"path": "wiki/10_DOMAIN/purging.md", "content": PAGE}},
+        {"edit": {"path": "wiki/index.md", "search": "- [Log](log.md): timeline of documented merges",
+                  "replace": "- [Log](log.md): timeline of documented merges\n- [Purging](10_DOMAIN/purging.md): purge"}},
+    ), since)
+
+    assert result.pushed and result.branch.startswith("loop/wiki-") and result.error is None
+    shown = lambda path: git(origin, "show", f"{result.branch}:{path}").stdout  # noqa: E731
+    assert "purge_expired" in shown("wiki/10_DOMAIN/purging.md")
+    assert "Add purge_expired()" in shown("wiki/log.md")
+    assert "SUCCESS" in shown("wiki/90_LOG/kvstore-ttl-abc123.md")
+    assert {"wiki/00_SCHEMA.md", "wiki/index.md", "wiki/20_SYSTEM/README.md"} <= set(result.changed)
+    assert result.findings == []  # the run record was indexed by the lint fix
+    assert resolve_rev(repo, "main") == main_before == git(origin, "rev-parse", "main").stdout.strip()
+    assert not (repo / "wiki").exists()  # the user's checkout is untouched
+    proposal = Path(result.proposal).read_text()
+    assert "wiki/10_DOMAIN/purging.md" in proposal and "wrote a page" in proposal
+
+
+def test_the_documenter_cannot_write_outside_the_wiki(kv_repo):
+    repo, origin = kv_repo
+    since = merge_a_change(repo)
+    result = run_docs(repo, documenter({"write": {"path": "kvstore.py", "content": "broken = True\n"}},
+                                       {"write": {"path": "wiki/10_DOMAIN/purging.md", "content": PAGE}}), since)
+    assert result.pushed
+    assert "purge_expired" in git(origin, "show", f"{result.branch}:kvstore.py").stdout
+    assert all(path.startswith("wiki/") for path in result.changed)
