@@ -10,10 +10,9 @@ from loopbot.config import Config
 from loopbot.context import repomap
 from loopbot.core.budgets import Spend
 from loopbot.core.paths import find_test_files
-from loopbot.forge.local import LocalForge
 from loopbot.messages import ModelReply, ModelRequest, TextBlock
 from loopbot.plans import MAX_CHUNKS, FiledPlan, render, triage
-from loopbot.ports import Clock, Model, ModelError, Sandbox
+from loopbot.ports import Clock, Model, ModelError, PlanForge, Sandbox
 from loopbot.prompts import render as render_prompt
 from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
@@ -59,7 +58,7 @@ class _BudgetGate:
         return reply
 
 
-def audit(repo: Path, *, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
+def audit(repo: Path, *, model: Model, config: Config, forge: PlanForge, sandbox: Sandbox, clock: Clock,
           lessons: list[str]) -> AuditResult:
     result = AuditResult()
     files = [p for p in git(repo, "ls-files", "-z").stdout.split("\0") if p]

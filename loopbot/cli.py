@@ -411,6 +411,14 @@ def wiki_lint(
     raise typer.Exit(1 if findings else 0)
 
 
+@app.command()
+def action() -> None:
+    """The GitHub Action's entrypoint: reads GITHUB_EVENT_NAME / GITHUB_EVENT_PATH and the inputs."""
+    from loopbot.action import main as action_main
+
+    raise typer.Exit(action_main(os.environ))
+
+
 replay_app = typer.Typer(no_args_is_help=True, help="Serve recorded model exchanges, or record new ones.")
 app.add_typer(replay_app, name="replay")
 

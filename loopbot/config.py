@@ -88,6 +88,7 @@ class Labels(_Strict):
     running: str = "loopbot:running"
     blocked: str = "loopbot:blocked"
     done: str = "loopbot:done"
+    stop: str = "loopbot:stop"
 
 
 class Limits(_Strict):

@@ -10,6 +10,7 @@ from typing import Protocol
 from loopbot.core.andon import Lesson
 from loopbot.core.state import LoopState, PushResult
 from loopbot.messages import ModelReply, ModelRequest
+from loopbot.plans import FiledPlan, Plan
 
 
 class Model(Protocol):
@@ -73,6 +74,15 @@ class Store(Protocol):
     def lessons(self, repo: str, limit: int = 12) -> list[str]: ...
     def request_cancel(self, run_id: str) -> None: ...
     def cancel_requested(self, run_id: str) -> bool: ...
+    def clear_cancel(self, run_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlanForge(Protocol):
+    """Where plans are filed: files under plans/ locally, issues on GitHub."""
+
+    def plans(self) -> list[FiledPlan]: ...
+    def file_plan(self, plan: Plan, body: str, *, date: str) -> FiledPlan: ...
 
 
 class Clock(Protocol):

@@ -19,7 +19,7 @@ from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Phase, Snapshot
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
-from loopbot.ports import Clock, Model
+from loopbot.ports import Clock, Model, Store
 from loopbot.prompts import OVERRIDE_DIR, check_overrides
 from loopbot.providers import ProviderEnv, build_model
 from loopbot.runfiles import RunFiles
@@ -90,6 +90,8 @@ def create_run(
     config: Config | None = None,
     remote: str | None = "origin",
     base: str = "HEAD",
+    run_id: str | None = None,
+    branch: str | None = None,
 ) -> LoopState:
     repo = repo_root(repo)
     if config is None:
@@ -98,8 +100,8 @@ def create_run(
         config = load_config(repo / CONFIG_PATH)
     base_sha = resolve_rev(repo, base)
     token = secrets.token_hex(3)
-    run_id = f"{goal.id}-{token}"
-    branch = f"loop/{token}-{slugify(goal.id)}"
+    run_id = run_id or f"{goal.id}-{token}"
+    branch = branch or f"loop/{token}-{slugify(goal.id)}"
     tracked = [p for p in git(repo, "ls-tree", "-r", "--name-only", "-z", base_sha).stdout.split("\0") if p]
     protected = goal.scope.protect if goal.scope.protect is not None else find_test_files(tracked)
     if remote is None:
@@ -128,7 +130,7 @@ def _prompt_overrides(repo: Path, base_sha: str) -> dict[str, str]:
 @dataclass
 class Session:
     state: LoopState
-    store: SqliteStore
+    store: Store
     runner: Runner
     files: RunFiles
     redact: Redactor
@@ -145,9 +147,10 @@ def open_session(
     allow_unsandboxed: bool = False,
     secrets: Sequence[str] = (),
     provider_env: ProviderEnv | None = None,
+    store: Store | None = None,
 ) -> Session:
     redact = Redactor(secrets)
-    store = SqliteStore(paths.db, owner=owner_tag(), redact=redact)
+    store = store if store is not None else SqliteStore(paths.db, owner=owner_tag(), redact=redact)
     workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
     sandbox, sandbox_note = build_sandbox(state.config, workspace.path, common_dir(Path(state.repo)),
                                           allow_fallback=allow_unsandboxed)

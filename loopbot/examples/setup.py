@@ -15,7 +15,7 @@ def init_repo(path: Path, *, message: str = "Initial commit") -> None:
 
 
 def add_bare_origin(repo: Path, origin: Path) -> None:
-    git(origin.parent, "init", "--quiet", "--bare", str(origin))
+    git(origin.parent, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
     git(repo, "remote", "add", "origin", str(origin))
     git(repo, "push", "--quiet", "origin", "main")
 

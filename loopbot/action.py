@@ -1,0 +1,315 @@
+"""`loopbot action`: the GitHub Action's entrypoint. A composition root: it reads the Actions
+environment (event, inputs, credentials) and dispatches the event to a loop.
+
+| event                                  | what happens                                   |
+|----------------------------------------|------------------------------------------------|
+| schedule, workflow_dispatch            | audit loop → plan issues                       |
+| issues.labeled (labels.run)            | execute that plan issue                        |
+| issue_comment `/loop …`                | run, stop, resume, retry, status, context      |
+| pull_request_review on a loop/* PR     | iterate again with the review as feedback      |
+| push to the default branch             | documentation loop → wiki PR                   |
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loopbot.clock import SystemClock
+from loopbot.config import CONFIG_PATH, Config, parse_config
+from loopbot.core import commands
+from loopbot.core.redact import Redactor, secrets_from_env
+from loopbot.core.state import LoopState, Status
+from loopbot.errors import InputError, LoopbotError
+from loopbot.forge.github.forge import GitHubForge, connect
+from loopbot.forge.github.publisher import GitHubPublisher
+from loopbot.goal import slugify
+from loopbot.plans import goal_from_markdown
+from loopbot.providers import ProviderEnv
+from loopbot.report import render_report
+from loopbot.session import Paths, create_run, open_session
+from loopbot.store.git_state import GitStateStore
+from loopbot.workspace.git import git, resolve_rev
+
+_CLOSES = re.compile(r"\b(?:closes|fixes|resolves)\s+#(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Context:
+    env: Mapping[str, str]
+    event: str
+    payload: dict[str, Any]
+    owner: str
+    repo: str
+    checkout: Path
+    default_branch: str
+    config: Config
+    forge: GitHubForge
+    state_dir: Path
+    on_checkpoint: Callable[[LoopState], None] | None
+    outputs: dict[str, str]
+
+
+def _read_config(checkout: Path, default_branch: str, path: str) -> Config:
+    """The repo config from the default branch only: a pull request can never change the bot's config."""
+    for ref in (f"refs/remotes/origin/{default_branch}", f"refs/heads/{default_branch}", "HEAD"):
+        if git(checkout, "rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
+            continue
+        shown = git(checkout, "show", f"{ref}:{path}", check=False)
+        return parse_config(shown.stdout, f"{default_branch}:{path}") if shown.returncode == 0 else Config()
+    return Config()
+
+
+def _context(env: Mapping[str, str], transport: httpx.BaseTransport | None, sleep: Callable[[float], None],
+             on_checkpoint: Callable[[LoopState], None] | None) -> Context:
+    event = env.get("GITHUB_EVENT_NAME", "")
+    payload = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text()) if env.get("GITHUB_EVENT_PATH") else {}
+    owner, _, repo = env.get("GITHUB_REPOSITORY", "/").partition("/")
+    checkout = Path(env.get("GITHUB_WORKSPACE", "."))
+    default_branch = payload.get("repository", {}).get("default_branch") or env.get("LOOPBOT_DEFAULT_BRANCH", "main")
+    config_path = env.get("LOOPBOT_CONFIG") or CONFIG_PATH
+    config = _read_config(checkout, default_branch, config_path)
+    if env.get("LOOPBOT_MAX_COST_USD"):
+        budgets = config.budgets.model_copy(update={"max_cost_usd": float(env["LOOPBOT_MAX_COST_USD"])})
+        config = config.model_copy(update={"budgets": budgets})
+    forge = connect(owner=owner, repo=repo, api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
+                    token=env.get("LOOPBOT_GITHUB_TOKEN") or env.get("GITHUB_TOKEN"),
+                    app_id=env.get("LOOPBOT_APP_ID") or None, private_key=env.get("LOOPBOT_APP_PRIVATE_KEY") or None,
+                    transport=transport, sleep=sleep)
+    state_dir = Path(env.get("RUNNER_TEMP", "/tmp")) / "loopbot"
+    return Context(env, event, payload, owner, repo, checkout, default_branch, config, forge, state_dir,
+                   on_checkpoint, {})
+
+
+def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None = None,
+               sleep: Callable[[float], None] = time.sleep,
+               on_checkpoint: Callable[[LoopState], None] | None = None) -> int:
+    ctx = _context(env, transport, sleep, on_checkpoint)
+    mode = env.get("LOOPBOT_MODE", "auto")
+    action = ctx.payload.get("action")
+    if mode == "audit" or (mode == "auto" and ctx.event in ("schedule", "workflow_dispatch")):
+        code = _audit(ctx)
+    elif mode == "docs" or (mode == "auto" and ctx.event == "push"):
+        code = _docs(ctx)
+    elif ctx.event == "issues" and action == "labeled":
+        if ctx.payload.get("label", {}).get("name") != ctx.config.labels.run:
+            return 0
+        code = _execute(ctx, ctx.payload["issue"]["number"], actor=ctx.payload["sender"])
+    elif ctx.event == "issue_comment" and action == "created":
+        code = _comment(ctx)
+    elif ctx.event == "pull_request_review" and action == "submitted":
+        code = _review(ctx)
+    else:
+        print(f"loopbot: nothing to do for {ctx.event}.{action}")
+        code = 0
+    _write_outputs(ctx)
+    return code
+
+
+def _is_bot(user: Mapping[str, Any]) -> bool:
+    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
+
+
+def _allowed(ctx: Context, user: Mapping[str, Any]) -> bool:
+    return ctx.forge.may_trigger(str(user.get("login", "")), is_bot=_is_bot(user), bots=ctx.config.bots)
+
+
+def _refuse(ctx: Context, number: int, user: Mapping[str, Any], what: str) -> int:
+    login = user.get("login", "someone")
+    who = "bots not named in `bots:` of .github/loopbot.yml" if _is_bot(user) else "users without write access"
+    ctx.forge.comment(number, f"@{login} {what} was not started: loopbot takes commands from collaborators with "
+                              f"write, maintain or admin permission; {who} cannot trigger loops.")
+    ctx.outputs["status"] = "refused"
+    return 0
+
+
+def _comment(ctx: Context) -> int:
+    comment, issue = ctx.payload["comment"], ctx.payload["issue"]
+    user = comment["user"]
+    if user.get("login", "").endswith("[bot]") and "<!-- loopbot:" in (comment.get("body") or ""):
+        return 0  # our own comment
+    try:
+        command = commands.parse(comment.get("body") or "")
+    except commands.CommandError as exc:
+        ctx.forge.comment(issue["number"], f"@{user.get('login')} {exc}")
+        return 0
+    if command is None:
+        return 0
+    number = issue["number"]
+    if command.verb == "status":
+        latest = GitStateStore(ctx.checkout, "origin", f"loop/state-{_issue_of(ctx, number)}").latest()
+        text = render_report(latest) if latest else "No loop has run for this issue yet."
+        ctx.forge.comment(number, text)
+        return 0
+    if not _allowed(ctx, user):
+        return _refuse(ctx, number, user, f"`/loop {command.verb}`")
+    if command.verb == "stop":
+        ctx.forge.add_labels(_issue_of(ctx, number), ctx.config.labels.stop)
+        ctx.forge.comment(number, "Stopping after the current step; the best work so far stays on the branch.")
+        return 0
+    if command.verb == "context":
+        ctx.forge.comment(number, "Noted: the next iteration gets this as context.")
+        return 0
+    feedback = ctx.forge.review_feedback(number) if "pull_request" in issue else None
+    return _execute(ctx, _issue_of(ctx, number), actor=user, fresh=command.verb == "retry", feedback=feedback)
+
+
+def _review(ctx: Context) -> int:
+    review, pull = ctx.payload["review"], ctx.payload["pull_request"]
+    if not pull["head"]["ref"].startswith("loop/") or "loopbot:review" in (review.get("body") or ""):
+        return 0
+    if review.get("state", "").lower() not in ("changes_requested", "commented"):
+        return 0
+    if not _allowed(ctx, review["user"]):
+        return 0  # reviews from outsiders are ignored silently: they do not ask for a reply
+    issue = _issue_of(ctx, pull["number"], body=pull.get("body") or "")
+    return _execute(ctx, issue, actor=review["user"], feedback=ctx.forge.review_feedback(pull["number"]))
+
+
+def _issue_of(ctx: Context, number: int, body: str | None = None) -> int:
+    """The plan issue behind a loop PR ("Closes #N"), or the number itself for an issue."""
+    text = body if body is not None else ctx.forge.issue(number).body
+    found = _CLOSES.search(text)
+    return int(found.group(1)) if found else number
+
+
+def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool = False,
+             feedback: str | None = None) -> int:
+    if not _allowed(ctx, actor):
+        return _refuse(ctx, number, actor, "the loop")
+    issue = ctx.forge.issue(number)
+    try:
+        goal = goal_from_markdown(issue.body, f"issue #{number}")
+    except InputError as exc:
+        problems = "\n".join(f"- {p}" for p in exc.problems)
+        ctx.forge.comment(number, f"This issue's goal is not valid, so no loop ran:\n\n{problems}\n\n"
+                                  "Fix the fenced ```yaml block and add the label again.")
+        ctx.outputs["status"] = "invalid_goal"
+        return 0
+    ctx.forge.remove_label(number, ctx.config.labels.stop)
+    extra = [c["body"].split("/loop context", 1)[1].strip() for c in ctx.forge.comments(number)
+             if "/loop context" in (c.get("body") or "")]
+    if extra:
+        goal = goal.model_copy(update={"context": "\n\n".join(filter(None, [goal.context, *extra]))})
+
+    branch = f"loop/{number}-{slugify(goal.id, 30)}"
+    remote = "origin"
+    git(ctx.checkout, "fetch", "--quiet", remote, check=False)
+    redact = Redactor(secrets_from_env(dict(ctx.env)))
+    store = GitStateStore(ctx.checkout, remote, f"loop/state-{number}", redact=redact,
+                          cancel_check=lambda: ctx.config.labels.stop in ctx.forge.issue(number).labels)
+    latest = store.latest()
+    paths = Paths(ctx.state_dir)
+    if latest is not None and not latest.finished and not fresh and feedback is None:
+        # A previous runner died: resume where it left off, on this runner's checkout.
+        state = latest.model_copy(update={"repo": str(ctx.checkout),
+                                          "worktree": str(paths.worktree(latest.run_id))})
+    else:
+        open_prs = [p for p in ctx.forge.loop_prs() if p["head"]["ref"] != branch]
+        if len(open_prs) >= ctx.config.limits.max_open_prs:
+            ctx.forge.comment(number, f"Not started: {len(open_prs)} loop pull requests are open "
+                                      f"(limits.max_open_prs is {ctx.config.limits.max_open_prs}).")
+            ctx.outputs["status"] = "limited"
+            return 0
+        base = "HEAD"
+        if feedback is not None and git(ctx.checkout, "rev-parse", "--verify", "--quiet",
+                                        f"refs/remotes/{remote}/{branch}", check=False).returncode == 0:
+            base = f"refs/remotes/{remote}/{branch}"  # iterate on the PR's work, with the review as feedback
+        run_id = f"{goal.id}-{number}-{int(time.time())}"
+        state = create_run(goal, f"issue #{number}", ctx.checkout, paths=paths, model=ctx.env.get("LOOPBOT_MODEL") or None,
+                           config=ctx.config, remote=remote, base=base, run_id=run_id, branch=branch)
+        if base != "HEAD":
+            state = state.model_copy(update={"base_sha": resolve_rev(ctx.checkout, f"refs/remotes/{remote}/"
+                                                                    f"{ctx.default_branch}")})
+        if feedback:
+            state = state.model_copy(update={"feedback": "## Review feedback from a human\n\n" + feedback})
+        store.save(state, "created")
+    env = ctx.env
+    session = open_session(state, paths, store=store, secrets=secrets_from_env(dict(env)), on_checkpoint=ctx.on_checkpoint,
+                           provider_env=ProviderEnv(anthropic_api_key=env.get("ANTHROPIC_API_KEY"),
+                                                    anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
+                                                    openai_api_key=env.get("OPENAI_API_KEY"),
+                                                    openai_base_url=env.get("OPENAI_BASE_URL")))
+    publisher = GitHubPublisher(ctx.forge, session.runner.workspace, issue=number, base_branch=ctx.default_branch,
+                                labels=ctx.config.labels, remote=remote, redact=session.redact,
+                                sandbox_note=session.files.sandbox_note, clock=SystemClock())
+    session.runner.observers.append(publisher)
+    final = session.runner.run(state)
+    ctx.outputs.update({"loop_id": final.run_id, "status": final.status.value, "cost": f"{final.spend.cost_usd:.4f}",
+                        "pr_number": str(publisher.pr.number) if publisher.pr else ""})
+    summary = ctx.env.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
+    return 0 if final.status == Status.SUCCESS else 1
+
+
+def _audit(ctx: Context) -> int:
+    from loopbot.audit import audit
+    from loopbot.providers import build_model
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+
+    spec = ctx.env.get("LOOPBOT_MODEL") or ctx.config.models.resolve(ctx.config.models.auditor)
+    env = ctx.env
+    model = build_model(spec, models=ctx.config.models, env=ProviderEnv(
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
+        openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL")))
+    result = audit(ctx.checkout, model=model, config=ctx.config, forge=ctx.forge, sandbox=SubprocessSandbox(),
+                   clock=SystemClock(), lessons=[])
+    ctx.outputs["status"] = f"filed {len(result.filed)}"
+    print(result.markdown())
+    return 0
+
+
+def _docs(ctx: Context) -> int:
+    ref = ctx.payload.get("ref", "")
+    if ref and ref != f"refs/heads/{ctx.default_branch}":
+        return 0
+    from loopbot.forge.local import LocalForge
+    from loopbot.providers import build_model
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+    from loopbot.wiki.update import docs
+
+    env = ctx.env
+    spec = env.get("LOOPBOT_MODEL") or ctx.config.models.resolve(ctx.config.models.documenter)
+    model = build_model(spec, models=ctx.config.models, env=ProviderEnv(
+        anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
+        openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL")))
+    since = ctx.payload.get("before") or "HEAD~1"
+    if set(since) == {"0"}:
+        since = "HEAD~1"
+    result = docs(ctx.checkout, since=since, model=model, config=ctx.config,
+                  forge=LocalForge(ctx.checkout, ctx.state_dir / "proposals"), sandbox=SubprocessSandbox(),
+                  clock=SystemClock(), state_root=ctx.state_dir, remote="origin")
+    if result.pushed:
+        pr = ctx.forge.open_pr(result.branch, ctx.default_branch, f"docs: wiki for {result.branch[10:]}", result.body())
+        ctx.outputs["pr_number"] = str(pr.number)
+    ctx.outputs["status"] = "documented" if result.changed else "current"
+    return 0
+
+
+def _write_outputs(ctx: Context) -> None:
+    path = ctx.env.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            for key in ("loop_id", "status", "pr_number", "cost"):
+                handle.write(f"{key}={ctx.outputs.get(key, '')}\n")
+
+
+def main(env: Mapping[str, str]) -> int:
+    try:
+        return run_action(env)
+    except InputError as exc:
+        for problem in exc.problems:
+            print(f"::error::{problem}")
+        return 2
+    except LoopbotError as exc:
+        print(f"::error::{exc}")
+        return 2

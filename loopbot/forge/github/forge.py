@@ -1,0 +1,219 @@
+"""The GitHub forge. Idempotent writes: every comment, review and check run it makes is found
+again (by a hidden marker, a head branch, or a check name) before anything new is created."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit.exception import RequestError, RequestFailed
+
+from loopbot.core import memory
+from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.forge.github.policy import ForbiddenOperation, RequestPolicy
+from loopbot.plans import FiledPlan, Plan, goal_from_markdown, read_marker
+
+CHECK_NAME = "loopbot / goal"
+WRITERS = frozenset({"admin", "maintain", "write"})
+
+
+class GitHubError(LoopbotError):
+    pass
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    author: str
+    is_pull_request: bool
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    node_id: str
+    head: str
+    draft: bool
+    state: str
+    body: str
+
+
+def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, app_id: str | None = None,
+            private_key: str | None = None, transport: httpx.BaseTransport | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> GitHubForge:
+    """A forge for one repository, with a token, or App credentials (an installation token is minted)."""
+    policy = RequestPolicy(base_url=api_url, sleep=sleep)
+    hooks = {"request": [policy]}
+    options: dict[str, Any] = {"base_url": api_url, "event_hooks": hooks, "auto_retry": True}
+    if transport is not None:
+        options["transport"] = transport
+    github: GitHub[Any]
+    if app_id and private_key:
+        app = GitHub(AppInstallationAuthStrategy(app_id, private_key, installation_id=0), **options)
+        try:
+            installation = app.rest.apps.get_repo_installation(owner, repo).json()["id"]
+        except RequestFailed as exc:
+            raise InputError([Problem("github", None, None, "", f"the App is not installed on {owner}/{repo}: "
+                                      f"{exc.response.status_code}")]) from None
+        github = GitHub(AppInstallationAuthStrategy(app_id, private_key, installation_id=installation), **options)
+    elif token:
+        github = GitHub(TokenAuthStrategy(token), **options)
+    else:
+        raise InputError([Problem("github", None, None, "", "no GitHub credentials: a token, or App id and private key")])
+    return GitHubForge(github, owner, repo, policy)
+
+
+class GitHubForge:
+    name = "github"
+
+    def __init__(self, github: GitHub[Any], owner: str, repo: str, policy: RequestPolicy):
+        self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self.owner, self.repo, *args, **kwargs).json()
+        except RequestFailed as exc:
+            raise GitHubError(f"GitHub answered {exc.response.status_code}: {exc.response.text[:300]}") from None
+        except RequestError as exc:
+            if isinstance(exc.__cause__, ForbiddenOperation):
+                raise exc.__cause__ from None
+            raise GitHubError(f"GitHub unreachable: {exc}") from None
+
+    # -- who may trigger ----------------------------------------------------------------------
+    def permission(self, username: str) -> str:
+        try:
+            data = self._call(self.gh.rest.repos.get_collaborator_permission_level, username)
+        except GitHubError:
+            return "none"
+        return str(data.get("permission", "none"))
+
+    def may_trigger(self, username: str, *, is_bot: bool, bots: list[str]) -> bool:
+        """Writers, maintainers and admins; bots only when the config names them."""
+        if is_bot or username.endswith("[bot]"):
+            return username in bots or username.removesuffix("[bot]") in bots
+        return self.permission(username) in WRITERS
+
+    # -- issues and comments ------------------------------------------------------------------
+    def issue(self, number: int) -> Issue:
+        data = self._call(self.gh.rest.issues.get, number)
+        return Issue(number=number, title=data.get("title", ""), body=data.get("body") or "",
+                     labels=tuple(label["name"] for label in data.get("labels", [])),
+                     author=data.get("user", {}).get("login", ""), is_pull_request="pull_request" in data)
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        return list(self._call(self.gh.rest.issues.list_comments, number, per_page=100))
+
+    def comment(self, number: int, body: str, *, marker: str | None = None) -> int:
+        """Post a comment, or update the one carrying `marker` (never two of them)."""
+        if marker is not None:
+            body = f"{marker}\n{body}"
+            for existing in self.comments(number):
+                if marker in (existing.get("body") or ""):
+                    if existing.get("body") != body:
+                        self._call(self.gh.rest.issues.update_comment, existing["id"], body=body)
+                    return int(existing["id"])
+        return int(self._call(self.gh.rest.issues.create_comment, number, body=body)["id"])
+
+    def add_labels(self, number: int, *labels: str) -> None:
+        self._call(self.gh.rest.issues.add_labels, number, data={"labels": list(labels)})
+
+    def remove_label(self, number: int, label: str) -> None:
+        with contextlib.suppress(GitHubError):  # not there: nothing to remove
+            self._call(self.gh.rest.issues.remove_label, number, label)
+
+    # -- plans --------------------------------------------------------------------------------
+    def plans(self, label: str = "loopbot:plan") -> list[FiledPlan]:
+        found = []
+        for item in self._call(self.gh.rest.issues.list_for_repo, labels=label, state="open", per_page=100):
+            body = item.get("body") or ""
+            marker = read_marker(body)
+            if marker is None:
+                continue
+            goal_text, scope = "", []
+            try:
+                goal = goal_from_markdown(body, f"#{item['number']}")
+                goal_text, scope = goal.goal, goal.scope.allow
+            except InputError:
+                pass
+            found.append(FiledPlan(ref=f"#{item['number']}", title=item.get("title", ""), fingerprint=marker[0],
+                                   open=marker[1], tokens=memory.normalise(f"{item.get('title', '')} {goal_text}"),
+                                   scope=scope))
+        return found
+
+    def file_plan(self, plan: Plan, body: str, *, date: str, label: str = "loopbot:plan") -> FiledPlan:
+        data = self._call(self.gh.rest.issues.create, title=plan.title, body=body, labels=[label])
+        return FiledPlan(ref=f"#{data['number']}", title=plan.title, fingerprint=plan.fingerprint, open=True,
+                         tokens=plan.tokens, scope=plan.scope)
+
+    # -- pull requests ------------------------------------------------------------------------
+    def _pull(self, data: dict[str, Any]) -> PullRequest:
+        return PullRequest(number=data["number"], node_id=data.get("node_id", ""), head=data["head"]["ref"],
+                           draft=bool(data.get("draft")), state=data.get("state", "open"), body=data.get("body") or "")
+
+    def find_pr(self, branch: str) -> PullRequest | None:
+        pulls = self._call(self.gh.rest.pulls.list, head=f"{self.owner}:{branch}", state="all", per_page=10)
+        return self._pull(pulls[0]) if pulls else None
+
+    def open_pr(self, branch: str, base: str, title: str, body: str) -> PullRequest:
+        """A draft PR for the loop branch, or the one that exists already."""
+        existing = self.find_pr(branch)
+        if existing is not None:
+            return existing
+        return self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
+                                     draft=True))
+
+    def update_pr(self, pr: PullRequest, body: str) -> None:
+        if pr.body != body:
+            self._call(self.gh.rest.pulls.update, pr.number, body=body)
+
+    def mark_ready(self, pr: PullRequest) -> None:
+        """Draft → ready for review: only GraphQL can do it."""
+        if pr.draft:
+            self.gh.graphql("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+                            "{ clientMutationId } }", variables={"id": pr.node_id})
+
+    def loop_prs(self) -> list[dict[str, Any]]:
+        return [p for p in self._call(self.gh.rest.pulls.list, state="open", per_page=100)
+                if p["head"]["ref"].startswith("loop/")]
+
+    def review(self, pr: PullRequest, body: str, *, marker: str, request_changes: bool) -> None:
+        """The checker's verdict as a review; COMMENT on approval (approvals are for humans), and
+        COMMENT as the fallback where the API refuses REQUEST_CHANGES (e.g. on the token's own PR)."""
+        for existing in self._call(self.gh.rest.pulls.list_reviews, pr.number, per_page=100):
+            if marker in (existing.get("body") or ""):
+                return
+        text = f"{marker}\n{body}"
+        if request_changes:
+            try:
+                self._call(self.gh.rest.pulls.create_review, pr.number, body=text, event="REQUEST_CHANGES")
+                return
+            except GitHubError:
+                text += "\n\n_(posted as a comment: GitHub refused a change request here)_"
+        self._call(self.gh.rest.pulls.create_review, pr.number, body=text, event="COMMENT")
+
+    def review_feedback(self, pr_number: int) -> str:
+        reviews = self._call(self.gh.rest.pulls.list_reviews, pr_number, per_page=100)
+        inline = self._call(self.gh.rest.pulls.list_review_comments, pr_number, per_page=100)
+        parts = [r["body"] for r in reviews if r.get("body") and "loopbot:review" not in r["body"]]
+        parts += [f"{c.get('path')}:{c.get('line') or c.get('original_line')}: {c.get('body')}" for c in inline]
+        return "\n\n".join(parts)
+
+    # -- the check run ------------------------------------------------------------------------
+    def check_run(self, head_sha: str, *, status: str, title: str, summary: str, conclusion: str | None = None) -> None:
+        runs = self._call(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME)
+        output = {"title": title, "summary": summary[:60_000]}
+        fields: dict[str, Any] = {"status": status, "output": output}
+        if conclusion is not None:
+            fields["conclusion"] = conclusion
+        if runs.get("check_runs"):
+            self._call(self.gh.rest.checks.update, runs["check_runs"][0]["id"], **fields)
+        else:
+            self._call(self.gh.rest.checks.create, name=CHECK_NAME, head_sha=head_sha, **fields)

@@ -1,0 +1,107 @@
+"""What a loop shows on GitHub, kept current as it runs: the draft PR, one progress comment, the
+checker's reviews, the `loopbot / goal` check run, and labels. Every write is idempotent."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loopbot.config import Labels
+from loopbot.core.redact import Redactor
+from loopbot.core.state import LoopState, Status, StopReason
+from loopbot.forge.github.forge import GitHubForge, PullRequest
+from loopbot.report import render_report
+from loopbot.workspace.git import GitWorkspace
+
+
+def progress_marker(issue: int) -> str:
+    return f"<!-- loopbot:progress issue={issue} -->"
+
+
+def review_marker(run_id: str, iteration: int) -> str:
+    return f"<!-- loopbot:review run={run_id} iteration={iteration} -->"
+
+
+def progress_body(state: LoopState, *, now: float) -> str:
+    b, s = state.budgets, state.spend
+    status = {Status.RUNNING: f"running: iteration {state.iteration}, step {state.phase.value}",
+              Status.SUCCESS: "done: goal met", Status.STOPPED: f"stopped: {state.stop_label}"}[state.status]
+    lines = [f"**loopbot** — {status}", ""]
+    if state.goal.chunks:
+        lines += [f"- [{'x' if i in state.chunks_done else ' '}] {c}" for i, c in enumerate(state.goal.chunks, 1)]
+        lines.append("")
+    lines += [
+        "| iterations | model calls | tokens | cost |", "|---|---|---|---|",
+        f"| {len(state.iterations)}/{b.max_iterations} | {s.model_calls}/{b.max_model_calls} | {s.tokens:,} | "
+        f"${s.cost_usd:.3f} / ${b.max_cost_usd:g} |", "",
+        f"Branch `{state.branch}` · run `{state.run_id}` · heartbeat "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(now))}",
+    ]
+    return "\n".join(lines)
+
+
+class GitHubPublisher:
+    def __init__(self, forge: GitHubForge, workspace: GitWorkspace, *, issue: int, base_branch: str, labels: Labels,
+                 remote: str | None, redact: Redactor, sandbox_note: str, clock: Any):
+        self.forge, self.workspace, self.issue = forge, workspace, issue
+        self.base_branch, self.labels, self.remote = base_branch, labels, remote
+        self.redact, self.sandbox_note, self.clock = redact, sandbox_note, clock
+        self.pr: PullRequest | None = None
+
+    def _report(self, state: LoopState) -> str:
+        return self.redact(f"Closes #{self.issue}\n\n" + render_report(state, sandbox_note=self.sandbox_note))
+
+    def _progress(self, state: LoopState) -> None:
+        self.forge.comment(self.issue, self.redact(progress_body(state, now=self.clock.wall())),
+                           marker=progress_marker(self.issue))
+
+    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+        if kind in ("run_started", "resumed"):
+            self.forge.add_labels(self.issue, self.labels.running)
+            for stale in (self.labels.blocked, self.labels.done):
+                self.forge.remove_label(self.issue, stale)
+            self.pr = self.forge.find_pr(state.branch)
+            self._progress(state)
+        elif kind == "decided":
+            self._after_iteration(state)
+        elif kind == "finished":
+            self._finished(state)
+
+    def _after_iteration(self, state: LoopState) -> None:
+        record = state.iterations[-1]
+        head = self.workspace.head()
+        if head != state.base_sha:
+            self.workspace.push(self.remote)
+            self.pr = self.forge.open_pr(state.branch, self.base_branch, f"loopbot: {state.goal.goal[:100]}",
+                                         self._report(state))
+            self.forge.update_pr(self.pr, self._report(state))
+        if self.pr is not None and record.checker is not None and record.checker.decision != "SKIPPED":
+            reject = record.checker.decision == "REJECT"
+            reasons = "\n".join(f"- {r}" for r in record.checker.reasons)
+            body = self.redact(f"**Checker: {record.checker.decision}** (iteration {record.number})\n\n{reasons}")
+            self.forge.review(self.pr, body, marker=review_marker(state.run_id, record.number), request_changes=reject)
+        self.forge.check_run(head, status="in_progress", title=f"iteration {record.number}: {record.decision}",
+                             summary=self._report(state))
+        self._progress(state)
+
+    def _finished(self, state: LoopState) -> None:
+        head = state.best.sha
+        self._progress(state)
+        self.forge.remove_label(self.issue, self.labels.running)
+        if self.pr is None and head != state.base_sha:
+            self.pr = self.forge.open_pr(state.branch, self.base_branch, f"loopbot: {state.goal.goal[:100]}",
+                                         self._report(state))
+        if self.pr is not None:
+            self.forge.update_pr(self.pr, self._report(state))
+        if state.status == Status.SUCCESS:
+            self.forge.check_run(head, status="completed", conclusion="success", title="goal met",
+                                 summary=self._report(state))
+            if self.pr is not None:
+                self.forge.mark_ready(self.pr)
+            self.forge.add_labels(self.issue, self.labels.done)
+        else:
+            blocked = state.stop_reason == StopReason.ANDON
+            self.forge.check_run(head, status="completed", conclusion="action_required" if blocked else "failure",
+                                 title=f"stopped: {state.stop_label}", summary=self._report(state))
+            if blocked:
+                self.forge.add_labels(self.issue, self.labels.blocked)
