@@ -213,9 +213,14 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
                                           "worktree": str(paths.worktree(latest.run_id))})
     else:
         open_prs = [p for p in ctx.forge.loop_prs() if p["head"]["ref"] != branch]
-        if len(open_prs) >= ctx.config.limits.max_open_prs:
-            ctx.forge.comment(number, f"Not started: {len(open_prs)} loop pull requests are open "
-                                      f"(limits.max_open_prs is {ctx.config.limits.max_open_prs}).")
+        hour_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+        recent = [p for p in open_prs if str(p.get("created_at", "")) >= hour_ago]
+        limits = ctx.config.limits
+        if len(open_prs) >= limits.max_open_prs or len(recent) >= limits.max_new_prs_per_hour:
+            ctx.forge.comment(number, f"Not started yet: {len(open_prs)} loop pull requests are open and "
+                                      f"{len(recent)} were opened in the last hour (limits: max_open_prs "
+                                      f"{limits.max_open_prs}, max_new_prs_per_hour {limits.max_new_prs_per_hour}). "
+                                      "Comment `/loop run` again later.")
             ctx.outputs["status"] = "limited"
             return 0
         base = "HEAD"

@@ -11,6 +11,7 @@ import copy
 import itertools
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,8 @@ class FakeGitHub:
                 number = next(self._numbers)
                 self.pulls[number] = {"number": number, "node_id": f"PR_node{number}", "head": {"ref": body["head"]},
                                       "base": {"ref": body["base"]}, "draft": body.get("draft", False),
-                                      "state": "open", "title": body["title"], "body": body.get("body", "")}
+                                      "state": "open", "title": body["title"], "body": body.get("body", ""),
+                                      "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 self.issues[number] = {"number": number, "title": body["title"], "body": body.get("body", ""),
                                        "user": {"login": "loopbot"}, "labels": [], "state": "open",
                                        "pull_request": {}}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from loopbot.config import Config
 from loopbot.context import repomap
+from loopbot.errors import WorkspaceError
 from loopbot.forge.local import LocalForge
 from loopbot.messages import ModelReply, ModelRequest, TextBlock
 from loopbot.ports import Clock, Model, Sandbox
@@ -19,6 +20,8 @@ from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
 from loopbot.wiki import lint, skeleton
 from loopbot.workspace.git import GitWorkspace, git, resolve_rev
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 
 
 @dataclass
@@ -70,7 +73,11 @@ def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
 def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
          state_root: Path, remote: str | None) -> DocsResult:
     head = resolve_rev(repo, "HEAD")
-    start = resolve_rev(repo, since)
+    try:
+        start = resolve_rev(repo, since)
+        log_range = f"{start}..{head}"
+    except WorkspaceError:  # a first push: there is nothing before it, so everything is new
+        start, log_range = EMPTY_TREE, head
     branch = f"loop/wiki-{head[:10]}"
     result = DocsResult(branch=branch)
     worktree = state_root / "worktrees" / f"wiki-{head[:10]}"
@@ -86,7 +93,7 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
 
     changed = workspace.changed_files(start, head)
     # First-parent history: a merged pull request is one entry, not every commit of its branch.
-    commits = git(repo, "log", "--first-parent", "--format=%h %s", f"{start}..{head}").stdout.strip()
+    commits = git(repo, "log", "--first-parent", "--max-count=50", "--format=%h %s", log_range).stdout.strip()
     context = render("documenter_context.md.j2", since=start, head=head, commits=commits or "(none)",
                      changed=changed or ["(none)"], diff=trim_diff(git(repo, "diff", "--no-color", start, head).stdout,
                                                                   40_000),
