@@ -94,6 +94,7 @@ class FakeGitHub:
         self._numbers = itertools.count(1)
         self._ids = itertools.count(1000)
         self.refuse_request_changes = False
+        self.auth_seen: list[str] = []
 
     # -- setup helpers ------------------------------------------------------------------------
     def add_issue(self, title: str, body: str, *, labels: list[str] | None = None, author: str = "alice") -> int:
@@ -146,7 +147,11 @@ class FakeGitHub:
                 return httpx.Response(404, json={"message": "Not a collaborator"})
             return ok({"permission": permission, "role_name": permission, "user": {"login": parts[1]}})
         if parts == ["installation"]:
+            self.auth_seen.append("jwt")
             return ok({"id": 42})
+        if path == "/app/installations/42/access_tokens":
+            self.auth_seen.append("installation-token")
+            return ok({"token": "ghs_" + "I" * 36, "expires_at": "2099-01-01T00:00:00Z"}, 201)
         if parts[:1] == ["issues"]:
             return self._issues(method, parts[1:], query, body, ok)
         if parts[:1] == ["pulls"]:

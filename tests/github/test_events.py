@@ -87,3 +87,16 @@ def test_the_forge_has_no_merge_and_refuses_one(actions):
     with pytest.raises(ForbiddenOperation):
         forge._call(forge.gh.rest.pulls.merge, 1)
     assert actions.fake.log == []  # refused before anything was sent
+
+
+def test_app_credentials_mint_an_installation_token(actions):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    forge = connect(owner="acme", repo="kvstore", api_url="https://api.github.com", app_id="12345", private_key=pem,
+                    transport=actions.fake.transport(), sleep=lambda s: None)
+    assert forge.permission("alice") == "write"
+    assert actions.fake.auth_seen == ["jwt", "installation-token"]
