@@ -148,6 +148,11 @@ def _role_model(role: str, config: Config, override: str | None) -> Any:
     return build_model(spec, models=config.models, env=_provider_env())
 
 
+def _repo_setup(repo: Path, state_dir: Path | None) -> tuple[Path, Config, Paths]:
+    root = repo_root(repo)
+    return root, load_config(root / CONFIG_PATH), _paths(root, state_dir)
+
+
 RepoOpt = Annotated[Path, typer.Option("--repo", help="the git checkout to work on")]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="where runs are kept (default .git/loopbot)")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live progress display")]
@@ -332,9 +337,7 @@ def audit(
     from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 
     with _bad_input():
-        root = repo_root(repo)
-        config = load_config(root / CONFIG_PATH)
-        paths = _paths(root, state_dir)
+        root, config, paths = _repo_setup(repo, state_dir)
         auditor = _role_model("auditor", config, model)
         store = SqliteStore(paths.db)
         lessons = store.lessons(str(root))
@@ -359,9 +362,7 @@ def docs(
     from loopbot.wiki.update import docs as run_docs
 
     with _bad_input():
-        root = repo_root(repo)
-        config = load_config(root / CONFIG_PATH)
-        paths = _paths(root, state_dir)
+        root, config, paths = _repo_setup(repo, state_dir)
         documenter = _role_model("documenter", config, model)
         result = run_docs(root, since=since, model=documenter, config=config,
                           forge=LocalForge(root, paths.root / "proposals"), sandbox=SubprocessSandbox(),

@@ -18,7 +18,7 @@ from pathlib import Path
 from loopbot.config import SandboxConfig
 from loopbot.ports import CommandResult
 from loopbot.sandbox.pids import PidsCgroup
-from loopbot.sandbox.subprocess_runner import ENV_ALLOW, stream_capped
+from loopbot.sandbox.subprocess_runner import clean_env, stream_capped
 
 # Paths hidden inside the sandbox: homes (credentials, tokens, ssh keys) and host secret stores.
 HIDDEN_DIRS = ("/root", "/home", "/run/secrets", "/var/run/secrets", "/etc/ssh", "/var/lib/docker", "/run/user")
@@ -123,14 +123,7 @@ class BubblewrapSandbox:
         return args
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        names = (*ENV_ALLOW, *self.config.env_allow)
-        env = {k: os.environ[k] for k in names if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env.update({"HOME": SANDBOX_HOME, "TMPDIR": "/tmp", "CI": "true", "PYTHONDONTWRITEBYTECODE": "1",
-                    "PYTHONUNBUFFERED": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"})
-        if extra:
-            env.update(extra)
-        return env
+        return clean_env(extra, SANDBOX_HOME, tmpdir="/tmp", allow=tuple(self.config.env_allow))
 
     def _limits(self, timeout_seconds: float) -> list[str]:
         if self.prlimit is None:

@@ -23,13 +23,16 @@ from loopbot.sandbox.output import CappedOutput
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
 
 
-def clean_env(extra: Mapping[str, str] | None, home: str) -> dict[str, str]:
-    env = {key: os.environ[key] for key in ENV_ALLOW if key in os.environ}
+def clean_env(extra: Mapping[str, str] | None, home: str, *, tmpdir: str | None = None,
+              allow: tuple[str, ...] = ()) -> dict[str, str]:
+    """The whole environment a command gets: an allow-list of loopbot's own, never a secret."""
+    env = {key: os.environ[key] for key in (*ENV_ALLOW, *allow) if key in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(
         {
             "HOME": home,
-            "TMPDIR": home,
+            "TMPDIR": tmpdir or home,
+            "GIT_CONFIG_NOSYSTEM": "1",
             "CI": "true",
             "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the worktree snapshots
             "PYTHONUNBUFFERED": "1",

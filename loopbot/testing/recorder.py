@@ -9,14 +9,13 @@ Request headers (API keys) are forwarded, never written; only replies and a matc
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from loopbot.testing.replay import Cassette, Exchange, Match, _summary
+from loopbot.testing.replay import Cassette, Exchange, LoopbackServer, Match, _summary
 
 FORWARDED_HEADERS = ("content-type", "x-api-key", "authorization", "anthropic-version", "anthropic-beta",
                      "openai-organization", "openai-project")
@@ -27,26 +26,12 @@ def _matcher(system: str) -> Match:
     return Match(system_contains=first_line[:80] or None)
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackServer):
     def __init__(self, upstream: str, out: Path, *, port: int = 0):
         self.upstream = upstream.rstrip("/")
         self.out = out
         self.cassette = Cassette()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> RecordingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler(), port)
 
     def _record(self, api: str, body: dict[str, Any], reply: dict[str, Any]) -> None:
         system, _ = _summary(api, body)

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -208,7 +208,28 @@ class Received:
     usage: dict[str, Any] | None = None
 
 
-class ReplayServer:
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread; `with` starts and stops it."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0):
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ReplayServer(LoopbackServer):
     """`with ReplayServer(cassette) as server:` then point a base URL at `server.url`."""
 
     def __init__(self, cassette: Cassette, *, port: int = 0):
@@ -216,21 +237,7 @@ class ReplayServer:
         self.received: list[Received] = []
         self.misses: list[str] = []
         self.cache = PromptCache()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> ReplayServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler(), port)
 
     def _take(self, api: str, system: str, text: str) -> Exchange | None:
         with self._lock:
