@@ -139,3 +139,39 @@ def test_comments_without_a_command_and_quoted_commands_are_ignored(actions):
     issue = fake.add_issue("Plan", ttl_plan_body(), labels=["loopbot:plan"])
     assert run(actions, "issue_comment", comment(issue, "> /loop run\nI would not do that yet")) == 0
     assert fake.comments_on(issue) == [] and fake.pulls == {}
+
+
+def test_a_review_on_the_loop_pr_iterates_with_the_review_as_feedback(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add expiration (TTL) support to KVStore", ttl_plan_body(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 0
+    (pr,) = fake.pulls.values()
+    fake.reviews[pr["number"]].append({"id": 1, "body": "Please also make delete() honour expiry.",
+                                       "state": "CHANGES_REQUESTED"})
+    payload = _example("pull_request_review", "submitted")
+    payload["review"].update({"state": "changes_requested", "body": "Please also make delete() honour expiry."})
+    payload["review"]["user"].update({"login": "bob", "type": "User"})
+    payload["pull_request"].update({"number": pr["number"], "body": pr["body"]})
+    payload["pull_request"]["head"]["ref"] = pr["head"]["ref"]
+
+    assert run(actions, "pull_request_review", payload) == 0
+
+    assert len(fake.pulls) == 1  # the same PR, iterated
+    created = git(actions.origin, "log", "--first-parent", "--format=%H", "--grep=after created",
+                  f"loop/state-{issue}").stdout.split()
+    assert len(created) == 2  # a second run on the same issue
+    second = git(actions.origin, "show", f"{created[0]}:state.json").stdout
+    assert "Review feedback from a human" in second and "delete() honour expiry" in second
+
+
+def test_reviews_from_outsiders_or_on_other_branches_start_nothing(actions):
+    fake = actions.fake
+    payload = _example("pull_request_review", "submitted")
+    payload["review"]["user"].update({"login": "eve", "type": "User"})
+    payload["review"]["state"] = "changes_requested"
+    payload["pull_request"]["head"]["ref"] = "loop/1-x"
+    assert run(actions, "pull_request_review", payload) == 0
+    payload["review"]["user"]["login"] = "bob"
+    payload["pull_request"]["head"]["ref"] = "feature/unrelated"
+    assert run(actions, "pull_request_review", payload) == 0
+    assert fake.pulls == {} and fake.comments == {}
