@@ -236,12 +236,8 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         if feedback:
             state = state.model_copy(update={"feedback": "## Review feedback from a human\n\n" + feedback})
         store.save(state, "created")
-    env = ctx.env
-    session = open_session(state, paths, store=store, secrets=secrets_from_env(dict(env)), on_checkpoint=ctx.on_checkpoint,
-                           provider_env=ProviderEnv(anthropic_api_key=env.get("ANTHROPIC_API_KEY"),
-                                                    anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
-                                                    openai_api_key=env.get("OPENAI_API_KEY"),
-                                                    openai_base_url=env.get("OPENAI_BASE_URL")))
+    session = open_session(state, paths, store=store, secrets=secrets_from_env(dict(ctx.env)),
+                           on_checkpoint=ctx.on_checkpoint, provider_env=ProviderEnv.from_mapping(ctx.env))
     publisher = GitHubPublisher(ctx.forge, session.runner.workspace, issue=number, base_branch=ctx.default_branch,
                                 labels=ctx.config.labels, remote=remote, redact=session.redact,
                                 sandbox_note=session.files.sandbox_note, clock=SystemClock())
@@ -262,10 +258,7 @@ def _audit(ctx: Context) -> int:
     from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 
     spec = ctx.env.get("LOOPBOT_MODEL") or ctx.config.models.resolve(ctx.config.models.auditor)
-    env = ctx.env
-    model = build_model(spec, models=ctx.config.models, env=ProviderEnv(
-        anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
-        openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL")))
+    model = build_model(spec, models=ctx.config.models, env=ProviderEnv.from_mapping(ctx.env))
     result = audit(ctx.checkout, model=model, config=ctx.config, forge=ctx.forge, sandbox=SubprocessSandbox(),
                    clock=SystemClock(), lessons=[])
     ctx.outputs["status"] = f"filed {len(result.filed)}"
@@ -282,11 +275,8 @@ def _docs(ctx: Context) -> int:
     from loopbot.sandbox.subprocess_runner import SubprocessSandbox
     from loopbot.wiki.update import docs
 
-    env = ctx.env
-    spec = env.get("LOOPBOT_MODEL") or ctx.config.models.resolve(ctx.config.models.documenter)
-    model = build_model(spec, models=ctx.config.models, env=ProviderEnv(
-        anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
-        openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL")))
+    spec = ctx.env.get("LOOPBOT_MODEL") or ctx.config.models.resolve(ctx.config.models.documenter)
+    model = build_model(spec, models=ctx.config.models, env=ProviderEnv.from_mapping(ctx.env))
     since = ctx.payload.get("before") or "HEAD~1"
     if set(since) == {"0"}:
         since = "HEAD~1"

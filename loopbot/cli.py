@@ -72,9 +72,7 @@ def _secrets() -> list[str]:
 
 def _provider_env() -> ProviderEnv:
     """Model keys and base URLs (ANTHROPIC_BASE_URL, OPENAI_BASE_URL point at proxies or replays)."""
-    env = os.environ
-    return ProviderEnv(anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
-                       openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL"))
+    return ProviderEnv.from_mapping(os.environ)
 
 
 def _kill_hook() -> Callable[[LoopState], None] | None:

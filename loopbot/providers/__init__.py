@@ -6,6 +6,7 @@ Action, App) fill from the environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ class ProviderEnv:
     anthropic_base_url: str | None = None
     openai_api_key: str | None = None
     openai_base_url: str | None = None
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> ProviderEnv:
+        """Keys and base URLs from an environment the composition root read (CLI, Action)."""
+        return cls(anthropic_api_key=env.get("ANTHROPIC_API_KEY"), anthropic_base_url=env.get("ANTHROPIC_BASE_URL"),
+                   openai_api_key=env.get("OPENAI_API_KEY"), openai_base_url=env.get("OPENAI_BASE_URL"))
 
 
 def _problem(message: str) -> InputError:
