@@ -49,12 +49,7 @@ class _BudgetGate:
         if self.spend.model_calls >= budgets.max_model_calls or self.spend.cost_usd >= budgets.max_cost_usd:
             raise ModelError("audit budget used up (max_model_calls / max_cost_usd)")
         reply = self.model.complete(request)
-        self.spend.model_calls += 1
-        self.spend.input_tokens += reply.usage.input_tokens
-        self.spend.output_tokens += reply.usage.output_tokens
-        self.spend.cache_read_tokens += reply.usage.cache_read_tokens
-        self.spend.cache_write_tokens += reply.usage.cache_write_tokens
-        self.spend.cost_usd = round(self.spend.cost_usd + reply.cost_usd, 6)
+        reply.charge_to(self.spend)
         return reply
 
 

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from loopbot.core.budgets import Spend
+
 Role = Literal["maker", "planner", "checker", "goal_checker", "auditor", "documenter"]
 
 
@@ -73,9 +75,17 @@ class Usage(BaseModel):
 
 
 class ModelReply(BaseModel):
+    """A model's answer; `charge_to(spend)` counts it against a budget."""
+
     message: Message
     stop_reason: Literal["end_turn", "tool_use", "max_tokens", "refusal", "error"]
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     model: str = ""
     seconds: float = 0.0
+
+    def charge_to(self, spend: Spend, seconds: float | None = None) -> None:
+        u = self.usage
+        spend.charge(input_tokens=u.input_tokens, output_tokens=u.output_tokens, cache_write_tokens=u.cache_write_tokens,
+                     cache_read_tokens=u.cache_read_tokens, cost_usd=self.cost_usd,
+                     seconds=self.seconds if seconds is None else seconds)

@@ -172,14 +172,7 @@ class Runner:
             started = time.monotonic()
             reply = model.complete(request)
             seconds = reply.seconds or (time.monotonic() - started)
-            spend = state.spend
-            spend.model_calls += 1
-            spend.input_tokens += reply.usage.input_tokens
-            spend.output_tokens += reply.usage.output_tokens
-            spend.cache_write_tokens += reply.usage.cache_write_tokens
-            spend.cache_read_tokens += reply.usage.cache_read_tokens
-            spend.cost_usd = round(spend.cost_usd + reply.cost_usd, 6)
-            spend.model_seconds += seconds
+            reply.charge_to(state.spend, seconds)
             if state.current is not None:
                 state.current.model_calls += 1
                 state.current.model_seconds += seconds

@@ -61,6 +61,17 @@ class Spend(BaseModel):
     # a resume is not charged).
     elapsed_seconds: float = 0.0
 
+    def charge(self, *, input_tokens: int, output_tokens: int, cache_write_tokens: int, cache_read_tokens: int,
+               cost_usd: float, seconds: float) -> None:
+        """Count one model call."""
+        self.model_calls += 1
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.cache_write_tokens += cache_write_tokens
+        self.cache_read_tokens += cache_read_tokens
+        self.cost_usd = round(self.cost_usd + cost_usd, 6)
+        self.model_seconds += seconds
+
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
