@@ -6,7 +6,7 @@ import json
 from typing import Any, Literal
 
 from loopbot.testing.replay import Cassette, Exchange, Fault, Match
-from loopbot.testing.scripted import Script, SessionScript
+from loopbot.testing.scripted import Script, pick
 
 # A phrase from each role's system prompt (prompts/*_system.md.j2) that tells the roles apart.
 ROLE_MARKERS = {
@@ -33,14 +33,6 @@ def _reply(api: Api, text: str, calls: list[tuple[str, str, dict[str, Any]]], st
     return {"message": message, "finish_reason": _STOPS[api][stop]}
 
 
-def _session(entries: list[SessionScript], iteration: int) -> SessionScript | None:
-    for entry in entries:
-        key = entry.iteration
-        if key == iteration or (isinstance(key, list) and iteration in key):
-            return entry
-    return next((e for e in entries if e.iteration == "*"), None)
-
-
 def from_script(script: Script, api: Api, *, iterations: int, checked: list[int] | None = None,
                 judged: list[int] | None = None) -> Cassette:
     """Every reply the script would give over `iterations` iterations, role by role, in order.
@@ -51,7 +43,7 @@ def from_script(script: Script, api: Api, *, iterations: int, checked: list[int]
     exchanges: list[Exchange] = []
     for role, entries in (("maker", script.maker), ("planner", script.planner)):
         for iteration in range(1, iterations + 1):
-            session = _session(entries, iteration)
+            session = pick(entries, iteration)
             if session is None:
                 continue
             for turn_index, turn in enumerate(session.turns):
@@ -62,15 +54,15 @@ def from_script(script: Script, api: Api, *, iterations: int, checked: list[int]
                                           response=_reply(api, turn.text, calls, stop)))
     everything = list(range(1, iterations + 1))
     for iteration in checked if checked is not None else everything:
-        verdict = _session(script.checker, iteration)  # type: ignore[arg-type]
+        verdict = pick(script.checker, iteration)
         if verdict is not None:
-            args = {"decision": verdict.decision, "reasons": verdict.reasons}  # type: ignore[attr-defined]
+            args = {"decision": verdict.decision, "reasons": verdict.reasons}
             exchanges.append(Exchange(api=api, match=Match(system_contains=ROLE_MARKERS["checker"]),
                                       response=_reply(api, "", [(f"toolu_check_{iteration}", "verdict", args)], "tool_use")))
     for iteration in judged if judged is not None else everything:
-        criteria = _session(script.goal_checker, iteration)  # type: ignore[arg-type]
+        criteria = pick(script.goal_checker, iteration)
         if criteria is not None:
-            args = {"criteria": [c.model_dump() for c in criteria.criteria]}  # type: ignore[attr-defined]
+            args = {"criteria": [c.model_dump() for c in criteria.criteria]}
             exchanges.append(Exchange(api=api, match=Match(system_contains=ROLE_MARKERS["goal_checker"]),
                                       response=_reply(api, "", [(f"toolu_goal_{iteration}", "goal_verdict", args)],
                                                       "tool_use")))

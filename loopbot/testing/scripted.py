@@ -87,7 +87,7 @@ def load_script(path: Path) -> Script:
     return validate_located(Script, data, locations, str(path), kind="model script")
 
 
-def _pick(entries: list[Any], iteration: int) -> Any | None:
+def pick(entries: list[Any], iteration: int) -> Any | None:
     for entry in entries:
         key = entry.iteration
         if key == iteration or (isinstance(key, list) and iteration in key):
@@ -124,7 +124,7 @@ class ScriptedModel:
     def _reply(self, request: ModelRequest) -> tuple[Message, Literal["end_turn", "tool_use", "max_tokens"]]:
         role = request.role
         if role in ("maker", "planner", "auditor", "documenter"):
-            session = _pick(getattr(self.script, role), request.iteration)
+            session = pick(getattr(self.script, role), request.iteration)
             if session is None:
                 raise ModelError(f"script has no {role} reply for iteration {request.iteration}")
             if request.turn >= len(session.turns):
@@ -138,14 +138,14 @@ class ScriptedModel:
                 "tool_use" if turn.tools else "end_turn")
             return Message(role="assistant", content=blocks), stop
         if role == "checker":
-            verdict = _pick(self.script.checker, request.iteration)
+            verdict = pick(self.script.checker, request.iteration)
             if verdict is None:
                 raise ModelError(f"script has no checker reply for iteration {request.iteration}")
             call = ToolCall(id=f"check_{request.iteration}", name="verdict",
                             input={"decision": verdict.decision, "reasons": verdict.reasons})
             return Message(role="assistant", content=[call]), "tool_use"
         if role == "goal_checker":
-            judged = _pick(self.script.goal_checker, request.iteration)
+            judged = pick(self.script.goal_checker, request.iteration)
             if judged is None:
                 raise ModelError(f"script has no goal_checker reply for iteration {request.iteration}")
             call = ToolCall(id=f"goal_{request.iteration}", name="goal_verdict",

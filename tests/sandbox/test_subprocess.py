@@ -1,4 +1,3 @@
-import os
 import time
 
 from loopbot.sandbox.output import CappedOutput
@@ -49,4 +48,3 @@ def test_exit_code_and_cwd(tmp_path):
     (tmp_path / "here.txt").write_text("x")
     result = SubprocessSandbox().run("ls; exit 3", cwd=tmp_path, timeout_seconds=10)
     assert result.exit_code == 3 and "here.txt" in result.output
-    assert os.environ.get("HOME") != ""  # loopbot's own HOME is untouched
