@@ -235,9 +235,10 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
                                                                     f"{ctx.default_branch}")})
         if feedback:
             state = state.model_copy(update={"feedback": "## Review feedback from a human\n\n" + feedback})
-        store.save(state, "created")
+    # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting.
     session = open_session(state, paths, store=store, secrets=secrets_from_env(dict(ctx.env)),
-                           on_checkpoint=ctx.on_checkpoint, provider_env=ProviderEnv.from_mapping(ctx.env))
+                           on_checkpoint=ctx.on_checkpoint, provider_env=ProviderEnv.from_mapping(ctx.env),
+                           resume=state.steps_completed > 0 or state.suspended is not None)
     publisher = GitHubPublisher(ctx.forge, session.runner.workspace, issue=number, base_branch=ctx.default_branch,
                                 labels=ctx.config.labels, remote=remote, redact=session.redact,
                                 sandbox_note=session.files.sandbox_note, clock=SystemClock())

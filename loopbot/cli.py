@@ -19,10 +19,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from loopbot import __version__
+from loopbot.cancel import Cancellation, Interrupted
+from loopbot.cleanup import Debris
 from loopbot.config import CONFIG_PATH, Config, load_config
+from loopbot.core.decide import abandon_state
 from loopbot.core.redact import secrets_from_env
 from loopbot.core.state import LoopState, Status
-from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.errors import InputError, LeaseHeld, LeaseLost, LoopbotError, Problem, StoreError
 from loopbot.goal import Goal, load_goal
 from loopbot.plans import goal_from_markdown
 from loopbot.progress import ProgressDisplay
@@ -36,7 +39,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT = 0, 1, 2
+# 0 goal met; 1 stopped for good without success; 2 bad input (goal, config, store, a live owner);
+# 3 suspended: cancelled, a transient error or a push that failed — `loopbot resume` continues.
+EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
 # Fault injection for the kill-and-resume tests: SIGKILL this process after checkpoint N.
 KILL_AFTER_ENV = "LOOPBOT_FAULT_KILL_AFTER_STEP"
 
@@ -88,41 +93,74 @@ def _kill_hook() -> Callable[[LoopState], None] | None:
     return hook
 
 
+@contextmanager
+def _signals() -> Iterator[Cancellation]:
+    """Installed first thing: the first SIGINT/SIGTERM cancels at once (running commands killed, the
+    model call abandoned, best work pushed, the run suspended); a second one exits on the spot,
+    resumable from the last checkpoint."""
+    cancel = Cancellation()
+    received = 0
+
+    def handle(signum: int, _frame: Any) -> None:
+        nonlocal received
+        received += 1
+        name = signal.Signals(signum).name
+        if received > 1:
+            os.write(2, f"{name} again: exiting now; `loopbot resume` continues from the last checkpoint\n".encode())
+            os._exit(128 + signum)
+        os.write(2, f"{name}: stopping now; the best work is pushed and the run can be resumed "
+                    "(send it again to exit at once)\n".encode())
+        cancel.set(f"{name} received")
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _drive(session: Session, *, quiet: bool) -> LoopState:
-    """Run with live progress; SIGINT/SIGTERM cancel at the next step boundary, best work kept."""
+    """Run with live progress until the run ends or is suspended."""
     runner = session.runner
-
-    def cancel(signum: int, _frame: Any) -> None:
-        err.print(f"[yellow]{signal.Signals(signum).name}: stopping after the current step; best work is kept[/]")
-        runner.interrupt.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if quiet:
             return runner.run(session.state)
         with ProgressDisplay(err, session.state.budgets.max_iterations) as display:
             runner.observers.append(display)
             return runner.run(session.state)
+    except LeaseLost as exc:
+        _fail(str(exc))
+    except StoreError as exc:
+        _fail(f"{exc} (the run is resumable from its last checkpoint)")
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         session.store.close()
 
 
 def _summary(state: LoopState, session: Session) -> int:
-    if state.status == Status.SUCCESS:
+    if state.suspended is not None:
+        pause = state.suspended
+        out.print(f"[yellow]SUSPENDED[/] {pause.reason.value}: {escape(session.redact(pause.detail))}",
+                  highlight=False)
+        if pause.push is not None:
+            out.print(f"best work: {escape(pause.push.message)} ({pause.push.sha[:10]})", highlight=False)
+    elif state.status == Status.SUCCESS:
         out.print(f"[green]SUCCESS[/] goal {state.goal.id} met in {len(state.iterations)} iterations")
     else:
         out.print(f"[red]STOPPED[/] {state.stop_label}: {escape(session.redact(state.stop_detail))}",
                   highlight=False)
         if session.files.incident_path.exists():
             out.print(f"incident: {session.files.incident_path}", highlight=False)
-    out.print(f"branch:   {state.branch} ({state.push.message if state.push else 'not pushed'})", highlight=False)
+    pushed = state.push.message if state.push else "not pushed"
+    out.print(f"branch:   {state.branch} ({escape(pushed)})", highlight=False)
     out.print(f"worktree: {state.worktree}", highlight=False)
     out.print(f"report:   {session.files.report_path}", highlight=False)
     out.print(f"events:   {session.files.events_path}", highlight=False)
-    out.print(f"run id:   {state.run_id}  (loopbot status / loopbot resume {state.run_id})", highlight=False)
+    if state.suspended is not None:
+        out.print(f"run id:   {state.run_id}  (resumable: loopbot resume {state.run_id}; "
+                  f"or loopbot abandon {state.run_id})", highlight=False)
+        return EXIT_SUSPENDED
+    out.print(f"run id:   {state.run_id}  (loopbot status)", highlight=False)
     return EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED
 
 
@@ -167,20 +205,29 @@ def run(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a goal's execution loop on a loop/* branch of REPO."""
-    with _bad_input():
-        goal = _load_goal_or_plan(goal_file)
-        paths = _paths(repo, state_dir)
-        cfg = load_config(config) if config else None
-        state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
-        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
-                               provider_env=_provider_env())
-        session.store.save(state, "created")
-        dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
-    if dirty:
-        err.print("[yellow]note:[/] your working tree has uncommitted changes; the loop starts from "
-                  f"{state.base_sha[:10]} (HEAD) and does not see them", highlight=False)
-    out.print(f"run {state.run_id} on branch {state.branch}", highlight=False)
-    final = _drive(session, quiet=quiet)
+    with _signals() as cancel:
+        with _bad_input():
+            goal = _load_goal_or_plan(goal_file)
+            paths = _paths(repo, state_dir)
+            if config is not None and not config.is_file():
+                raise InputError([Problem(str(config), None, None, "", "no such config file (--config)")])
+            cfg = load_config(config) if config else None
+            state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
+            try:
+                session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
+                                       provider_env=_provider_env(), cancel=cancel)
+            except Interrupted:
+                err.print("interrupted before the run started; nothing was created", highlight=False)
+                raise typer.Exit(EXIT_SUSPENDED) from None
+            dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
+        if dirty:
+            err.print("[yellow]note:[/] your working tree has uncommitted changes; the loop starts from "
+                      f"{state.base_sha[:10]} (HEAD) and does not see them", highlight=False)
+        if state.remote is None:
+            err.print("[yellow]note:[/] no remote to push to: the loop branch stays in this repository "
+                      "(--remote NAME, or push.remote in the config)", highlight=False)
+        out.print(f"run {state.run_id} on branch {state.branch}", highlight=False)
+        final = _drive(session, quiet=quiet)
     raise typer.Exit(_summary(final, session))
 
 
@@ -191,19 +238,44 @@ def resume(
     state_dir: StateDirOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Continue a run from its last completed step, every counter intact."""
+    """Continue a run from its last completed step, every counter intact (a suspended run too:
+    cancelled, a transient error, a push that failed)."""
+    with _signals() as cancel:
+        with _bad_input():
+            paths = _paths(repo, state_dir)
+            state = load_for_resume(paths, run_id)
+            if state.finished:
+                out.print(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
+                raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
+            try:
+                session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
+                                       provider_env=_provider_env(), resume=True, cancel=cancel)
+            except LeaseHeld as exc:
+                _fail(str(exc))
+            session.store.clear_cancel(run_id)
+        where = f"suspended ({state.suspended.reason.value})" if state.suspended else f"step {state.phase.value}"
+        out.print(f"resuming {run_id} at iteration {state.iteration}, {where}", highlight=False)
+        final = _drive(session, quiet=quiet)
+    raise typer.Exit(_summary(final, session))
+
+
+@app.command()
+def abandon(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) -> None:
+    """End a suspended or killed run for good (ABANDONED): it is no longer resumable; its branch stays."""
     with _bad_input():
         paths = _paths(repo, state_dir)
-        state = load_for_resume(paths, run_id)
-        if state.finished:
-            out.print(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
-            raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
-        session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
-                               provider_env=_provider_env())
-        session.store.clear_cancel(run_id)
-    out.print(f"resuming {run_id} at iteration {state.iteration}, step {state.phase.value}", highlight=False)
-    final = _drive(session, quiet=quiet)
-    raise typer.Exit(_summary(final, session))
+        store = SqliteStore(paths.db)
+        try:
+            state = store.load(run_id)
+            if state.finished:
+                _fail(f"run {run_id} already finished: {state.status.value} {state.stop_label}".rstrip())
+            store.claim(run_id)  # a live owner must be stopped first
+            final = abandon_state(state)
+            store.save(final, "abandon")
+        finally:
+            store.close()
+    out.print(f"abandoned {run_id}; its branch {final.branch} keeps the work (loopbot gc removes the worktree)",
+              highlight=False)
 
 
 @app.command()
@@ -212,25 +284,28 @@ def status(
     state_dir: StateDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per run")] = False,
 ) -> None:
-    """List runs: id, goal, state, iteration, cost, stop reason."""
+    """List runs (id, goal, state, iteration, cost, stop reason, branch) and every loop branch loopbot made."""
     with _bad_input():
         paths = _paths(repo, state_dir)
         runs = _list_runs(paths)
+        strays = [entry for entry in _recorded_branches(paths) if entry.run_id not in {s.run_id for s in runs}]
     if as_json:
         for s in runs:
             out.print_json(json.dumps({"run_id": s.run_id, "goal": s.goal.id, "status": s.status.value,
                                        "phase": s.phase.value, "iteration": s.iteration,
                                        "cost_usd": s.spend.cost_usd, "stop_reason": s.stop_label or None,
+                                       "suspended": s.suspended.reason.value if s.suspended else None,
                                        "branch": s.branch}))
         return
-    if not runs:
+    if not runs and not strays:
         out.print(f"no runs in {paths.root}", highlight=False)
         return
     table = Table("run", "goal", "state", "iteration", "calls", "cost", "stop reason", "branch")
     for s in runs:
-        state = s.status.value if s.finished else f"{s.status.value} ({s.phase.value})"
-        table.add_row(s.run_id, s.goal.id, state, f"{s.iteration}/{s.budgets.max_iterations}",
+        table.add_row(s.run_id, s.goal.id, s.state_label, f"{s.iteration}/{s.budgets.max_iterations}",
                       str(s.spend.model_calls), f"${s.spend.cost_usd:.4f}", s.stop_label or "-", s.branch)
+    for entry in strays:
+        table.add_row(entry.run_id, "-", "unrecorded", "-", "-", "-", "-", entry.branch)
     out.print(table)
 
 
@@ -242,6 +317,41 @@ def _list_runs(paths: Paths) -> list[LoopState]:
         return list(store.list_runs())
     finally:
         store.close()
+
+
+def _recorded_branches(paths: Paths) -> list[Debris]:
+    if not paths.db.exists():
+        return []
+    store = SqliteStore(paths.db)
+    try:
+        return [Debris(repo=r, branch=b, run_id=i, worktree=w) for r, b, i, w in store.branches()]
+    finally:
+        store.close()
+
+
+@app.command()
+def gc(
+    repo: RepoOpt = Path("."),
+    state_dir: StateDirOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed")] = False,
+) -> None:
+    """Remove what dead runs left: worktrees of finished or unrecorded runs, branches of abandoned or
+    unrecorded runs, stale git worktree entries. Branches of finished runs keep their work and stay."""
+    from loopbot.cleanup import collect
+
+    with _bad_input():
+        paths = _paths(repo, state_dir)
+        store = SqliteStore(paths.db)
+        try:
+            found = collect(repo_root(repo), paths, store, dry_run=dry_run)
+        finally:
+            store.close()
+    if not found:
+        out.print("nothing to clean", highlight=False)
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in found:
+        out.print(f"{verb} {item}", highlight=False)
 
 
 @app.command()

@@ -59,7 +59,6 @@ def run_demo(base: Path, console: Console, drive: Callable[[Session], LoopState]
     state = create_run(goal, str(plan_path), repo, paths=paths, model=model_spec, config=config)
     # The demo's commands are our own bundled tests: without bubblewrap it still runs, saying so.
     session = open_session(state, paths, allow_unsandboxed=True, secrets=secrets)
-    session.store.save(state, "created")
     console.print(f"sandbox: {session.files.sandbox_note}", highlight=False)
     final = drive(session)
     if final.status != Status.SUCCESS:

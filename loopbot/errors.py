@@ -43,3 +43,24 @@ class StateError(LoopbotError):
 
 class WorkspaceError(LoopbotError):
     """A git operation on the loop's workspace failed."""
+
+
+class StoreError(LoopbotError):
+    """The state database cannot be used (read-only, full, damaged): the message says what to do."""
+
+
+class LeaseHeld(LoopbotError):
+    """Another live process owns the run."""
+
+    def __init__(self, run_id: str, owner: str):
+        self.run_id, self.owner = run_id, owner
+        super().__init__(f"run {run_id} is being run by {owner} (its lease is live); "
+                         f"`loopbot stop {run_id}` asks it to stop")
+
+
+class LeaseLost(LoopbotError):
+    """This process no longer owns the run: another took the lease over. It must write nothing more."""
+
+    def __init__(self, run_id: str, owner: str):
+        self.run_id, self.owner = run_id, owner
+        super().__init__(f"run {run_id} was taken over by {owner}; this process stopped without writing")

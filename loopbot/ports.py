@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Protocol
 
 from loopbot.core.andon import Lesson
+from loopbot.core.budgets import Charge, Spend
 from loopbot.core.state import LoopState, PushResult
-from loopbot.messages import ModelReply, ModelRequest
+from loopbot.messages import ModelReply, ModelRequest, Usage
 from loopbot.plans import FiledPlan, Plan
 
 
@@ -22,7 +23,16 @@ class Model(Protocol):
 
 
 class ModelError(Exception):
-    """A model call that failed for good (after the provider's own retries)."""
+    """A model call that failed for good (after the provider's own retries).
+
+    When the provider did answer (and so billed) but the reply was unusable, `usage` and
+    `cost_usd` carry the bill: the spend ledger charges rejected replies too.
+    """
+
+    def __init__(self, message: str, *, usage: Usage | None = None, cost_usd: float = 0.0):
+        super().__init__(message)
+        self.usage = usage
+        self.cost_usd = cost_usd
 
 
 @dataclass(frozen=True)
@@ -65,12 +75,19 @@ class Workspace(Protocol):
 
 
 class Store(Protocol):
-    """Durable loop state, saved after every step."""
+    """Durable loop state, saved after every step, and the spend ledger written before each reply
+    is used. `save` raises LeaseLost when another process has taken the run over."""
 
+    def create(self, state: LoopState) -> None: ...
+    def claim(self, run_id: str) -> None: ...
+    def release(self, run_id: str) -> None: ...
+    def delete(self, run_id: str) -> None: ...
     def save(self, state: LoopState, step: str) -> None: ...
     def load(self, run_id: str) -> LoopState: ...
     def list_runs(self) -> Sequence[LoopState]: ...
-    def add_lessons(self, repo: str, lessons: Sequence[Lesson]) -> None: ...
+    def record_spend(self, run_id: str, charge: Charge) -> None: ...
+    def spent(self, run_id: str) -> Spend | None: ...
+    def add_lessons(self, repo: str, lessons: Sequence[Lesson], run_id: str = "") -> None: ...
     def lessons(self, repo: str, limit: int = 12) -> list[str]: ...
     def request_cancel(self, run_id: str) -> None: ...
     def cancel_requested(self, run_id: str) -> bool: ...

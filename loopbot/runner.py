@@ -6,17 +6,18 @@ then the next step runs. A step killed halfway is simply run again from its star
 
 from __future__ import annotations
 
+import contextlib
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from loopbot import evaluators
+from loopbot.cancel import Cancellation, Interrupted
 from loopbot.context import repomap
 from loopbot.core import andon, guards, memory
-from loopbot.core.budgets import Exhausted, exhausted_before_call
+from loopbot.core.budgets import Charge, Exhausted, Spend, exhausted_before_call
 from loopbot.core.decide import (
     after_check,
     after_evaluate,
@@ -33,19 +34,27 @@ from loopbot.core.state import (
     IterationRecord,
     LoopState,
     Phase,
+    PushResult,
     Snapshot,
     Status,
     StopReason,
+    SuspendReason,
+    Suspension,
 )
-from loopbot.errors import WorkspaceError
-from loopbot.messages import ModelReply, ModelRequest, TextBlock
-from loopbot.ports import Clock, Model, Sandbox, Store
+from loopbot.errors import LeaseLost, WorkspaceError
+from loopbot.messages import ModelReply, ModelRequest, TextBlock, Usage
+from loopbot.ports import Clock, Model, ModelError, Sandbox, Store
 from loopbot.prompts import render
 from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
 from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
 from loopbot.workspace.git import GitWorkspace
+
+# A push that hangs (a dead remote) must not hold the run for ever; a stopping run (a signal) has
+# about 10 seconds in all, so its push gets less.
+PUSH_TIMEOUT_SECONDS = 120.0
+SUSPEND_PUSH_TIMEOUT_SECONDS = 7.0
 
 
 class Observer(Protocol):
@@ -69,12 +78,20 @@ class Runner:
     lessons: list[str] = field(default_factory=list)
     # Called after each checkpoint; the CLI's fault-injection hook uses it to SIGKILL itself.
     on_checkpoint: Callable[[LoopState], None] | None = None
+    cancel: Cancellation | None = None
 
     def __post_init__(self) -> None:
-        # Set from a signal handler: stop at the next step boundary as CANCELLED.
-        self.interrupt = threading.Event()
+        # Set from a signal handler or `loopbot stop`: running commands are killed and an in-flight
+        # model call abandoned at once; the run is suspended from its last checkpoint.
+        if self.cancel is None:
+            self.cancel = Cancellation()
         self._segment_start = 0.0
         self._elapsed_base = 0.0
+
+    @property
+    def cancellation(self) -> Cancellation:
+        assert self.cancel is not None
+        return self.cancel
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _emit(self, kind: str, state: LoopState, **data: Any) -> None:
@@ -92,47 +109,89 @@ class Runner:
         if self.on_checkpoint is not None:
             self.on_checkpoint(state)
 
+    def _cancel_wanted(self, state: LoopState) -> bool:
+        if self.cancellation.is_set():
+            return True
+        if self.store.cancel_requested(state.run_id):
+            self.cancellation.set("cancelled by `loopbot stop`")
+            return True
+        return False
+
     # -- the loop --------------------------------------------------------------------------
     def run(self, state: LoopState) -> LoopState:
+        """Run to a final outcome or a suspension; both are checkpointed before this returns.
+
+        LeaseLost propagates: a process that no longer owns the run must write nothing more.
+        """
         self._segment_start = self.clock.monotonic()
         self._elapsed_base = state.spend.elapsed_seconds
+        resuming = state.steps_completed > 0 or state.suspended is not None
+        if state.suspended is not None:
+            state.suspended = None
+            state.suspensions += 1
+        ledger = self.store.spent(state.run_id)
+        if ledger is not None:
+            # The ledger, not the checkpoint, is what was paid: calls after the last checkpoint count.
+            elapsed = state.spend.elapsed_seconds
+            state.spend = ledger
+            state.spend.elapsed_seconds = elapsed
         if state.phase != Phase.DONE:
             # Whatever a killed process left half-done in the worktree is discarded here.
             self.workspace.reset(state.workspace_head)
-        self._emit("run_started" if state.steps_completed <= 1 else "resumed", state)
-        while state.phase != Phase.DONE:
+        self._emit("resumed" if resuming else "run_started", state)
+        while state.phase != Phase.DONE and state.suspended is None:
             step = state.phase.value
-            if state.phase != Phase.FINISH and (self.interrupt.is_set() or self.store.cancel_requested(state.run_id)):
-                state = self._stop(state, StopReason.CANCELLED, "cancelled by request")
-                step = "cancel"
+            if state.phase != Phase.FINISH and self._cancel_wanted(state):
+                state = self._suspend(state, state.spend, SuspendReason.CANCELLED, self.cancellation.reason)
+                step = "suspend"
             else:
                 self._emit("phase", state, phase=step)
-                # Steps mutate a working copy: a stop mid-step still keeps the spend it counted.
+                # Steps mutate a working copy: a step that does not complete leaves the checkpoint as
+                # it was, and the ledger keeps the spend it counted.
                 work = state.model_copy(deep=True)
                 try:
-                    state = self._step(work)
+                    new = self._step(work)
+                except (LeaseLost, KeyboardInterrupt):
+                    raise
+                except Interrupted:
+                    new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)
+                    step = "suspend"
                 except BudgetStop as exc:
-                    state = self._stop(work, StopReason.BUDGET_EXHAUSTED, f"{exc.which.value} budget used up",
-                                       exc.which)
+                    new = self._stop(work, StopReason.BUDGET_EXHAUSTED, f"{exc.which.value} budget used up", exc.which)
                 except Exception as exc:
-                    if work.phase == Phase.FINISH:
-                        state = work
-                        state.phase = Phase.DONE
-                        state.stop_detail = (state.stop_detail + f"; finishing failed: {exc}").lstrip("; ")
-                    else:
-                        state = self._stop(work, StopReason.ERROR, f"{type(exc).__name__}: {exc}")
+                    # Git missing for a moment, a full disk, a deleted worktree: the step can be run
+                    # again from the checkpoint, so the run pauses instead of ending.
+                    new = self._suspend(state, work.spend, SuspendReason.ERROR, f"{type(exc).__name__}: {exc}")
+                    step = "suspend"
+                else:
+                    if self.cancellation.is_set() and state.phase != Phase.FINISH:
+                        # Commands the cancel killed make a step's results meaningless: drop them.
+                        new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)
+                        step = "suspend"
+                state = new
             self._checkpoint(state, step)
-        self._emit("finished", state)
+        self._emit("suspended" if state.suspended is not None else "finished", state)
+        return state
+
+    def _suspend(self, checkpoint: LoopState, spend: Spend, reason: SuspendReason, detail: str) -> LoopState:
+        """Pause at the last checkpoint, keeping the spend since; push the best snapshot so far."""
+        state = checkpoint.model_copy(deep=True)
+        state.spend = spend.model_copy()
+        pushed: PushResult | None = None
+        try:
+            self.workspace.reset(state.best.sha)
+        except WorkspaceError as exc:
+            detail += f"; rollback to the best snapshot failed ({exc}), `loopbot resume` repairs the worktree"
+        if state.best.sha != state.base_sha and state.phase != Phase.FINISH:
+            pushed = self.workspace.push(state.remote, state.best.sha, timeout=SUSPEND_PUSH_TIMEOUT_SECONDS)
+        state.suspended = Suspension(reason=reason, detail=detail, push=pushed)
         return state
 
     def _stop(self, state: LoopState, reason: StopReason, detail: str, which: Exhausted | None = None) -> LoopState:
         state = stop_now(state, reason, detail, which)
-        try:
+        # Finish resets again before pushing; a failure there suspends the run.
+        with contextlib.suppress(WorkspaceError):
             self.workspace.reset(state.best.sha)
-        except WorkspaceError as exc:
-            # The stop must still be recorded; finish will report what it could not push.
-            state.stop_reason = StopReason.ERROR if reason != StopReason.ERROR else reason
-            state.stop_detail = f"{detail}; rollback failed: {exc}"
         return state
 
     def _step(self, state: LoopState) -> LoopState:
@@ -170,12 +229,16 @@ class Runner:
             if which is not None:
                 raise BudgetStop(which)
             started = time.monotonic()
-            reply = model.complete(request)
+            try:
+                reply = self.cancellation.call(lambda: model.complete(request))
+            except ModelError as exc:
+                if exc.usage is not None:
+                    # Answered and billed, but unusable: charged all the same.
+                    self._charge(state, role, model.name, request, exc.usage, exc.cost_usd,
+                                 time.monotonic() - started, accepted=False)
+                raise
             seconds = reply.seconds or (time.monotonic() - started)
-            reply.charge_to(state.spend, seconds)
-            if state.current is not None:
-                state.current.model_calls += 1
-                state.current.model_seconds += seconds
+            self._charge(state, role, model.name, request, reply.usage, reply.cost_usd, seconds, accepted=True)
             self._emit("model_call", state, role=role, model=model.name, turn=request.turn,
                        input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
                        cache_write_tokens=reply.usage.cache_write_tokens, cache_read_tokens=reply.usage.cache_read_tokens,
@@ -184,10 +247,25 @@ class Runner:
 
         return call
 
+    def _charge(self, state: LoopState, role: str, model: str, request: ModelRequest, usage: Usage, cost: float,
+                seconds: float, *, accepted: bool) -> None:
+        """Into the ledger first (it survives a kill on the next line), then the in-memory spend."""
+        charge = Charge(role=role, model=model, iteration=request.iteration, turn=request.turn,
+                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                        cache_write_tokens=usage.cache_write_tokens, cache_read_tokens=usage.cache_read_tokens,
+                        cost_usd=cost, seconds=seconds, accepted=accepted)
+        self.store.record_spend(state.run_id, charge)
+        charge.charge_to(state.spend)
+        if state.current is not None:
+            state.current.model_calls += 1
+            state.current.model_seconds += seconds
+
     # -- steps -----------------------------------------------------------------------------
     def _baseline(self, state: LoopState) -> LoopState:
+        self.workspace.ensure_at(state.workspace_head)
         verdicts = evaluators.run_parallel(
             evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
+        self.workspace.ensure_at(state.workspace_head)
         state.baseline = verdicts
         execution = state.config.execution
         state.repo_map = repomap.build(
@@ -308,9 +386,12 @@ class Runner:
     def _evaluate(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None
+        assert record.head_sha is not None
         started = self.clock.monotonic()
+        self.workspace.ensure_at(record.head_sha)
         record.verdicts = evaluators.run_parallel(
             evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
+        self.workspace.ensure_at(record.head_sha)
         record.timings["evaluate_wall"] = self.clock.monotonic() - started
         record.score = iteration_score(record.verdicts, None)
         for verdict in record.verdicts:
@@ -354,14 +435,19 @@ class Runner:
         return new
 
     def _finish(self, state: LoopState) -> LoopState:
+        """Push the best snapshot; only then is the run final. A failed push suspends it (PUSH_PENDING)."""
         if self.workspace.head() != state.best.sha:
             self.workspace.reset(state.best.sha)
-        state.push = self.workspace.push(state.remote)
+        state.push = self.workspace.push(state.remote, state.best.sha, timeout=PUSH_TIMEOUT_SECONDS)
         self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
+        if not state.push.pushed and state.remote is not None:
+            state.suspended = Suspension(reason=SuspendReason.PUSH_PENDING, detail=state.push.message)
+            return state
         if state.status != Status.SUCCESS:
-            # Kaizen: every stop leaves an incident record and lessons for this repository's next loops.
+            # Kaizen: every stop leaves an incident record and lessons for this repository's next loops
+            # (counted once per run, however often this step is replayed).
             lessons = andon.lessons_for(state)
-            self.store.add_lessons(state.repo, lessons)
+            self.store.add_lessons(state.repo, lessons, state.run_id)
             found = andon.stop_classification(state)
             self._emit("incident", state, markdown=andon.incident_markdown(state, lessons, found),
                        failure=found.failure.value if found else None,

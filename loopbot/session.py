@@ -5,19 +5,19 @@ No environment is read here; the CLI passes everything in.
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopbot.cancel import Cancellation, Interrupted
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, ModelsConfig, load_config
 from loopbot.core.paths import find_test_files
 from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Phase, Snapshot
-from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.errors import InputError, LeaseHeld, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
 from loopbot.ports import Clock, Model, Store
 from loopbot.prompts import OVERRIDE_DIR, check_overrides
@@ -26,7 +26,14 @@ from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
 from loopbot.store.sqlite import SqliteStore
-from loopbot.workspace.git import GitWorkspace, common_dir, git, repo_root, resolve_rev
+from loopbot.workspace.git import (
+    GitWorkspace,
+    check_remote,
+    common_dir,
+    git,
+    repo_root,
+    resolve_rev,
+)
 
 ROLES = ("maker", "planner", "checker", "goal_checker")
 
@@ -105,7 +112,14 @@ def create_run(
     tracked = [p for p in git(repo, "ls-tree", "-r", "--name-only", "-z", base_sha).stdout.split("\0") if p]
     protected = goal.scope.protect if goal.scope.protect is not None else find_test_files(tracked)
     if remote is None:
+        # The config's remote (default origin) is optional: without it the branch stays local.
         remote = config.push.remote
+        if remote is not None and remote not in git(repo, "remote").stdout.split():
+            remote = None
+    if remote is not None:
+        problem = check_remote(repo, remote)
+        if problem is not None:
+            raise InputError([Problem("--remote", None, None, "", problem)])
     specs = role_specs(goal, config, _absolute_spec(model))
     overrides = _prompt_overrides(repo, base_sha)
     return LoopState(
@@ -148,31 +162,62 @@ def open_session(
     secrets: Sequence[str] = (),
     provider_env: ProviderEnv | None = None,
     store: Store | None = None,
+    resume: bool = False,
+    cancel: Cancellation | None = None,
 ) -> Session:
+    """Validate, record, then act.
+
+    Models (spec, key, price, script) and the sandbox are checked before anything is written; a
+    new run is recorded — with its branch and worktree names, its lease taken — before either is
+    made; a resumed run's lease is claimed (one owner) before its worktree is touched, and the
+    worktree is repaired or recreated. A start that fails leaves nothing behind.
+    """
     redact = Redactor(secrets)
-    store = store if store is not None else SqliteStore(paths.db, owner=owner_tag(), redact=redact)
-    workspace = GitWorkspace.open(Path(state.repo), Path(state.worktree), state.branch, state.base_sha)
-    sandbox, sandbox_note = build_sandbox(state.config, workspace.path, common_dir(Path(state.repo)),
-                                          allow_fallback=allow_unsandboxed)
+    store = store if store is not None else SqliteStore(paths.db, redact=redact)
+    if resume:
+        store.claim(state.run_id)
+    cancel = cancel or Cancellation()
+    created = False
+    try:
+        built = models if models is not None else build_models(state.models, state.config.models,
+                                                               provider_env or ProviderEnv(), clock)
+        repo = Path(state.repo)
+        sandbox, sandbox_note = build_sandbox(state.config, Path(state.worktree), common_dir(repo),
+                                              allow_fallback=allow_unsandboxed, cancel=cancel)
+        if not resume:
+            if cancel.is_set():
+                raise Interrupted(cancel.reason)  # a signal during start-up: nothing is made
+            store.create(state)
+            created = True
+        workspace = GitWorkspace.open(repo, Path(state.worktree), state.branch, state.base_sha)
+    except BaseException:
+        if created:
+            _undo_start(store, state)
+        elif resume:
+            store.release(state.run_id)
+        raise
     files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact)
     runner = Runner(
-        store=store, workspace=workspace, sandbox=sandbox,
-        models=models if models is not None else build_models(state.models, state.config.models,
-                                                              provider_env or ProviderEnv(), clock),
+        store=store, workspace=workspace, sandbox=sandbox, models=built,
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
-        lessons=store.lessons(state.repo),
+        lessons=store.lessons(state.repo), cancel=cancel,
     )
     return Session(state=state, store=store, runner=runner, files=files, redact=redact)
 
 
-def owner_tag() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def _undo_start(store: Store, state: LoopState) -> None:
+    """A new run whose worktree could not be made: remove the record and whatever git made."""
+    repo = Path(state.repo)
+    shutil.rmtree(state.worktree, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+    git(repo, "branch", "-D", state.branch, check=False)
+    store.delete(state.run_id)
 
 
 def load_for_resume(paths: Paths, run_id: str) -> LoopState:
     if not paths.db.exists():
         raise InputError([Problem(run_id, None, None, "", f"no loopbot runs recorded in {paths.root}")])
-    store = SqliteStore(paths.db, owner=owner_tag())
+    store = SqliteStore(paths.db)
     try:
         state = store.load(run_id)
         owner = store.live_owner(run_id)
@@ -181,6 +226,5 @@ def load_for_resume(paths: Paths, run_id: str) -> LoopState:
     finally:
         store.close()
     if owner is not None:
-        raise InputError([Problem(run_id, None, None, "",
-                                  f"run is still in progress in process {owner}; `loopbot stop {run_id}` first")])
+        raise InputError([Problem(run_id, None, None, "", str(LeaseHeld(run_id, owner)))])
     return state

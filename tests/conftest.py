@@ -14,6 +14,7 @@ from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
 from loopbot.goal import Goal, load_goal
 from loopbot.session import Paths, Session, create_run, open_session
+from loopbot.store.sqlite import SqliteStore
 from loopbot.testing import FakeClock, ScriptedModel
 from loopbot.testing.scripted import Script, load_script
 
@@ -46,6 +47,15 @@ class Loop:
     def run(self) -> LoopState:
         self.session.store.save(self.session.state, "created")
         return self.session.runner.run(self.session.state)
+
+    def resume(self, observers: list[Any] | None = None) -> LoopState:
+        """What `loopbot resume` does, in process: a new store and session from the stored state."""
+        self.session.store.close()
+        state = SqliteStore(self.paths.db).load(self.session.state.run_id)
+        self.session = open_session(state, self.paths, clock=self.clock, observers=[self.events, *(observers or [])],
+                                    models=dict.fromkeys(("maker", "planner", "checker", "goal_checker"), self.model),
+                                    resume=True)
+        return self.session.runner.run(state)
 
     def origin_file(self, branch: str, path: str) -> str:
         return subprocess.run(["git", "-C", str(self.origin), "show", f"{branch}:{path}"],

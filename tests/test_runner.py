@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from loopbot.core.budgets import Exhausted
-from loopbot.core.state import Decision, Status, StopReason
+from loopbot.core.state import Decision, Status, StopReason, SuspendReason
 from loopbot.goal import RunCheck
 from loopbot.testing.scripted import Script
 from loopbot.workspace.git import git, resolve_rev
@@ -190,8 +190,8 @@ def test_malformed_checker_reply_never_approves(make_loop, demo_script):
     assert state.status == Status.STOPPED
 
 
-def test_cancel_request_stops_at_the_next_step_with_best_work_pushed(make_loop, demo_script):
-    loop = _budget_loop(make_loop, demo_script, {"max_iterations": 6})
+def test_a_cancel_suspends_the_run_with_best_work_pushed_and_resume_finishes_it(make_loop, demo_script):
+    loop = _budget_loop(make_loop, demo_script, {"max_iterations": 3})
 
     class CancelAfterFirstIteration:
         def event(self, kind, state, data):
@@ -200,8 +200,17 @@ def test_cancel_request_stops_at_the_next_step_with_best_work_pushed(make_loop, 
 
     loop.session.runner.observers.append(CancelAfterFirstIteration())
     state = loop.run()
-    assert state.stop_reason == StopReason.CANCELLED and len(state.iterations) == 1
-    _assert_best_work_pushed(loop, state)
+    assert not state.finished and state.suspended is not None
+    assert state.suspended.reason == SuspendReason.CANCELLED and len(state.iterations) == 1
+    assert state.suspended.push is not None and state.suspended.push.pushed
+    assert "ttl_seconds" in loop.origin_file(state.branch, "kvstore.py")
+    assert loop.session.store.lessons(state.repo) == []  # a pause is no incident
+
+    loop.session.store.clear_cancel(state.run_id)
+    final = loop.resume()
+    assert final.finished and final.suspended is None and final.suspensions == 1
+    assert final.stop_label == "BUDGET_EXHAUSTED(iterations)" and len(final.iterations) == 3
+    _assert_best_work_pushed(loop, final)
 
 
 def test_every_step_is_checkpointed(make_loop, demo_script):
@@ -213,20 +222,27 @@ def test_every_step_is_checkpointed(make_loop, demo_script):
     assert len(steps) == state.steps_completed + 1
 
 
-def test_a_vanished_worktree_ends_in_an_error_stop_not_a_crash(make_loop, demo_script):
+def test_a_vanished_worktree_suspends_the_run_and_resume_recreates_it(make_loop, demo_script):
     import shutil
 
     loop = make_loop(demo_script)
 
-    class DeleteWorktree:
+    class DeleteWorktreeOnce:
+        done = False
+
         def event(self, kind, state, data):
-            if kind == "made":
+            if kind == "made" and not self.done:
+                self.done = True
                 shutil.rmtree(loop.session.runner.workspace.path)
 
-    loop.session.runner.observers.append(DeleteWorktree())
+    loop.session.runner.observers.append(DeleteWorktreeOnce())
     state = loop.run()
-    assert state.status == Status.STOPPED and state.stop_reason == StopReason.ERROR
-    assert state.finished and "failed" in state.stop_detail
+    assert state.suspended is not None and state.suspended.reason == SuspendReason.ERROR
+    assert not state.finished
+    final = loop.resume()
+    assert final.status == Status.SUCCESS and final.finished, (final.stop_label, final.stop_detail,
+                                                                [(r.decision, r.maker_error, r.violations) for r in final.iterations])
+    assert "def _expired" in loop.origin_file(final.branch, "kvstore.py")
 
 
 def test_missing_tool_at_baseline_stops_the_line_before_any_model_call(make_loop, demo_goal, demo_script):

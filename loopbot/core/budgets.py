@@ -77,6 +77,27 @@ class Spend(BaseModel):
         return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
 
 
+class Charge(BaseModel):
+    """One model call in the spend ledger, written before its reply is used (or rejected)."""
+
+    role: str
+    model: str
+    iteration: int = 0
+    turn: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    accepted: bool = True
+
+    def charge_to(self, spend: Spend) -> None:
+        spend.charge(input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                     cache_write_tokens=self.cache_write_tokens, cache_read_tokens=self.cache_read_tokens,
+                     cost_usd=self.cost_usd, seconds=self.seconds)
+
+
 def exhausted_before_call(spend: Spend, budgets: Budgets, *, seconds_since_progress: float) -> Exhausted | None:
     """Checked before every model call: may one more call be made?"""
     if spend.model_calls >= budgets.max_model_calls:

@@ -186,3 +186,13 @@ def after_check(record: IterationRecord) -> Phase:
     if record.checker is not None and record.checker.decision == "APPROVE":
         return Phase.GOAL_CHECK
     return Phase.DECIDE
+
+
+def abandon_state(state: LoopState) -> LoopState:
+    """A human ends a resumable run for good: final, ABANDONED, the partial iteration dropped."""
+    detail = f"abandoned by a human ({state.suspended.reason.value}: {state.suspended.detail})" \
+        if state.suspended else "abandoned by a human"
+    new = stop_now(state, StopReason.ABANDONED, detail)
+    new.suspended = None
+    new.phase = Phase.DONE
+    return new

@@ -36,11 +36,23 @@ class Status(StrEnum):
 
 
 class StopReason(StrEnum):
+    """Why a run ended for good. CANCELLED and ERROR end a run only through `loopbot abandon`;
+    otherwise they suspend it (see Suspension)."""
+
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     STAGNATED = "STAGNATED"
     ANDON = "ANDON"
     CANCELLED = "CANCELLED"
     ERROR = "ERROR"
+    ABANDONED = "ABANDONED"
+
+
+class SuspendReason(StrEnum):
+    """Why a run paused without ending: `loopbot resume` continues it from its last checkpoint."""
+
+    CANCELLED = "CANCELLED"
+    ERROR = "ERROR"
+    PUSH_PENDING = "PUSH_PENDING"
 
 
 class Decision(StrEnum):
@@ -145,6 +157,15 @@ class PushResult(BaseModel):
     message: str = ""
 
 
+class Suspension(BaseModel):
+    """A run paused between checkpoints: cancelled, a transient error, or a push that failed."""
+
+    reason: SuspendReason
+    detail: str
+    # The best snapshot pushed when the run paused (None: nothing to push yet).
+    push: PushResult | None = None
+
+
 class LoopState(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
     run_id: str
@@ -189,10 +210,20 @@ class LoopState(BaseModel):
     current: IterationRecord | None = None
     push: PushResult | None = None
     cancel_requested: bool = False
+    # Set while the run is paused; cleared when it is resumed. A suspended run is not finished.
+    suspended: Suspension | None = None
+    suspensions: int = 0
 
     @property
     def finished(self) -> bool:
+        """Final: the outcome is decided and the best snapshot is where it was to be pushed."""
         return self.phase == Phase.DONE
+
+    @property
+    def state_label(self) -> str:
+        if self.suspended is not None:
+            return f"suspended ({self.suspended.reason.value})"
+        return self.status.value if self.finished else f"{self.status.value} ({self.phase.value})"
 
     @property
     def stop_label(self) -> str:

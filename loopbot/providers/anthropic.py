@@ -91,21 +91,24 @@ class AnthropicModel:
             raise ModelError(f"anthropic API error {exc.status_code}: {exc.message}") from None
         except anthropic.APIError as exc:  # connection errors and timeouts, after the SDK's retries
             raise ModelError(f"anthropic API unreachable: {exc}") from None
+        usage = Usage(input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
+                      cache_write_tokens=response.usage.cache_creation_input_tokens or 0,
+                      cache_read_tokens=response.usage.cache_read_input_tokens or 0)
+        cost = cost_usd(self.price, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                        cache_write=usage.cache_write_tokens, cache_read=usage.cache_read_tokens)
         blocks: list[TextBlock | ToolCall] = []
         for item in response.content:
             if item.type == "text":
                 blocks.append(TextBlock(text=item.text))
             elif item.type == "tool_use":
                 if not isinstance(item.input, dict):
-                    raise ModelError(f"malformed tool call {item.name!r}: input is not an object")
+                    # Billed all the same: the ledger charges the reply loopbot cannot use.
+                    raise ModelError(f"malformed tool call {item.name!r}: input is not an object",
+                                     usage=usage, cost_usd=cost)
                 blocks.append(ToolCall(id=item.id, name=item.name, input=item.input))
-        usage = Usage(input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens,
-                      cache_write_tokens=response.usage.cache_creation_input_tokens or 0,
-                      cache_read_tokens=response.usage.cache_read_input_tokens or 0)
         return ModelReply(
             message=Message(role="assistant", content=list(blocks)),
             stop_reason=_STOP.get(response.stop_reason or "end_turn", "end_turn"),
             usage=usage, model=response.model or self.model, seconds=time.monotonic() - started,
-            cost_usd=cost_usd(self.price, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                              cache_write=usage.cache_write_tokens, cache_read=usage.cache_read_tokens),
+            cost_usd=cost,
         )

@@ -73,23 +73,6 @@ class OpenAICompatModel:
             raise ModelError(f"openai-compatible API error {exc.status_code}: {exc.message}") from None
         except openai.APIError as exc:
             raise ModelError(f"openai-compatible API unreachable: {exc}") from None
-        if not response.choices:
-            raise ModelError("the reply had no choices")
-        choice = response.choices[0]
-        blocks: list[TextBlock | ToolCall] = []
-        if choice.message.content:
-            blocks.append(TextBlock(text=choice.message.content))
-        for call in choice.message.tool_calls or []:
-            function = getattr(call, "function", None)
-            if function is None:
-                raise ModelError("malformed tool call: not a function call")
-            try:
-                arguments = json.loads(function.arguments or "{}")
-            except json.JSONDecodeError as exc:
-                raise ModelError(f"malformed tool call {function.name!r}: arguments are not JSON ({exc})") from None
-            if not isinstance(arguments, dict):
-                raise ModelError(f"malformed tool call {function.name!r}: arguments are not an object")
-            blocks.append(ToolCall(id=call.id, name=function.name, input=arguments))
         usage = response.usage
         cached = 0
         if usage is not None and usage.prompt_tokens_details is not None:
@@ -97,10 +80,33 @@ class OpenAICompatModel:
         prompt = usage.prompt_tokens if usage else 0
         result = Usage(input_tokens=prompt - cached, output_tokens=usage.completion_tokens if usage else 0,
                        cache_read_tokens=cached)
+        cost = cost_usd(self.price, input_tokens=result.input_tokens, output_tokens=result.output_tokens,
+                        cache_write=0, cache_read=cached)
+
+        def rejected(message: str) -> ModelError:
+            # The provider answered and billed: the ledger charges the reply loopbot cannot use.
+            return ModelError(message, usage=result, cost_usd=cost)
+
+        if not response.choices:
+            raise rejected("the reply had no choices")
+        choice = response.choices[0]
+        blocks: list[TextBlock | ToolCall] = []
+        if choice.message.content:
+            blocks.append(TextBlock(text=choice.message.content))
+        for call in choice.message.tool_calls or []:
+            function = getattr(call, "function", None)
+            if function is None:
+                raise rejected("malformed tool call: not a function call")
+            try:
+                arguments = json.loads(function.arguments or "{}")
+            except json.JSONDecodeError as exc:
+                raise rejected(f"malformed tool call {function.name!r}: arguments are not JSON ({exc})") from None
+            if not isinstance(arguments, dict):
+                raise rejected(f"malformed tool call {function.name!r}: arguments are not an object")
+            blocks.append(ToolCall(id=call.id, name=function.name, input=arguments))
         return ModelReply(
             message=Message(role="assistant", content=list(blocks)),
             stop_reason=_STOP.get(choice.finish_reason or "stop", "end_turn"),
             usage=result, model=response.model or self.model, seconds=time.monotonic() - started,
-            cost_usd=cost_usd(self.price, input_tokens=result.input_tokens, output_tokens=result.output_tokens,
-                              cache_write=0, cache_read=cached),
+            cost_usd=cost,
         )

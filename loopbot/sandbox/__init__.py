@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
+from loopbot.cancel import Cancellation
 from loopbot.config import Config
 from loopbot.errors import InputError, Problem
 from loopbot.ports import Sandbox
@@ -20,22 +23,27 @@ HOW_TO_ENABLE = (
 )
 
 
-def build_sandbox(config: Config, worktree: Path, git_common_dir: Path, *, allow_fallback: bool = False
-                  ) -> tuple[Sandbox, str]:
+def build_sandbox(config: Config, worktree: Path, git_common_dir: Path, *, allow_fallback: bool = False,
+                  cancel: Cancellation | None = None) -> tuple[Sandbox, str]:
     """The configured sandbox after its self-test, and the line every report shows about it.
 
     When bubblewrap cannot be built, agent commands are refused (an InputError) unless the config
     says `sandbox: off`; `allow_fallback` is for the bundled demo, whose commands are our own.
+    The self-test runs in a scratch directory when the worktree does not exist yet, so a start
+    that fails here has made nothing.
     """
     cap = config.execution.output_cap_bytes
     if config.sandbox.mode == "off":
-        return SubprocessSandbox(cap), OFF_NOTE
-    sandbox = BubblewrapSandbox(worktree, git_common_dir, config.sandbox, output_cap_bytes=cap)
+        return SubprocessSandbox(cap, cancel=cancel), OFF_NOTE
+    sandbox = BubblewrapSandbox(worktree, git_common_dir, config.sandbox, output_cap_bytes=cap, cancel=cancel)
     try:
-        return sandbox, sandbox.self_test()
+        if worktree.is_dir():
+            return sandbox, sandbox.self_test()
+        with tempfile.TemporaryDirectory(prefix=f"loopbot-probe-{os.getpid()}-") as probe:
+            return sandbox, sandbox.self_test(Path(probe))
     except SandboxUnavailable as exc:
         sandbox.close()
         if allow_fallback:
-            return SubprocessSandbox(cap), f"{OFF_NOTE} (demo fallback: {exc})"
+            return SubprocessSandbox(cap, cancel=cancel), f"{OFF_NOTE} (demo fallback: {exc})"
         raise InputError([Problem("sandbox", None, None, "", f"{exc}. Agent commands are refused: {HOW_TO_ENABLE}")]
                          ) from None

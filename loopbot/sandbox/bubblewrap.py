@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopbot.cancel import Cancellation
 from loopbot.config import SandboxConfig
 from loopbot.ports import CommandResult
 from loopbot.sandbox.pids import PidsCgroup
@@ -75,11 +76,12 @@ class BubblewrapSandbox:
     config: SandboxConfig
     output_cap_bytes: int = 64_000
     name: str = "bubblewrap"
+    cancel: Cancellation | None = None
 
     def __post_init__(self) -> None:
         self.bwrap = shutil.which("bwrap")
         self.prlimit = shutil.which("prlimit")
-        self._scratch = Path(tempfile.mkdtemp(prefix="loopbot-sandbox-"))
+        self._scratch = Path(tempfile.mkdtemp(prefix=f"loopbot-sandbox-{os.getpid()}-"))
         config_path = self.git_common_dir / "config"
         try:
             original = config_path.read_text(encoding="utf-8", errors="replace")
@@ -156,7 +158,7 @@ class BubblewrapSandbox:
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, start_new_session=True, env={"PATH": os.defpath})
-            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes)
+            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel)
         finally:
             if cgroup is not None:
                 cgroup.close()
@@ -167,14 +169,24 @@ class BubblewrapSandbox:
                              duration_seconds=time.monotonic() - started, timed_out=timed_out,
                              truncated_bytes=output.dropped)
 
-    def self_test(self) -> str:
-        """Prove the sandbox can be built and isolates; returns a one-line description."""
+    def self_test(self, probe_dir: Path | None = None) -> str:
+        """Prove the sandbox can be built and isolates; returns a one-line description.
+
+        `probe_dir` stands in for a worktree not yet made: the check runs before any side effect.
+        """
         if self.bwrap is None:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
         # Read-only host, writable worktree, and a network namespace with nothing but loopback.
         probe = ("test ! -w /usr && test -w . && test \"$(grep -c : /proc/net/dev)\" = 1 "
                  "&& echo sandbox-ok")
-        result = self.run(probe, cwd=self.worktree, timeout_seconds=20)
+        if probe_dir is not None:
+            probe_sandbox = BubblewrapSandbox(probe_dir, self.git_common_dir, self.config, self.output_cap_bytes)
+            try:
+                result = probe_sandbox.run(probe, cwd=probe_dir, timeout_seconds=20)
+            finally:
+                probe_sandbox.close()
+        else:
+            result = self.run(probe, cwd=self.worktree, timeout_seconds=20)
         if "sandbox-ok" not in result.output:
             raise SandboxUnavailable(f"bubblewrap could not build the sandbox: {result.output.strip()[-500:]}")
         limits = "rlimits" if self.prlimit else "no rlimits (prlimit missing)"

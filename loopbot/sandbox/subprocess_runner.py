@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import cast
 
+from loopbot.cancel import Cancellation
 from loopbot.ports import CommandResult
 from loopbot.sandbox.output import CappedOutput
 
@@ -47,8 +48,9 @@ def clean_env(extra: Mapping[str, str] | None, home: str, *, tmpdir: str | None 
 class SubprocessSandbox:
     name = "subprocess"
 
-    def __init__(self, output_cap_bytes: int = 64_000):
+    def __init__(self, output_cap_bytes: int = 64_000, cancel: Cancellation | None = None):
         self.output_cap_bytes = output_cap_bytes
+        self.cancel = cancel
 
     def run(
         self,
@@ -59,7 +61,7 @@ class SubprocessSandbox:
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="loopbot-home-") as home:
+        with tempfile.TemporaryDirectory(prefix=f"loopbot-home-{os.getpid()}-") as home:
             process = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=cwd,
@@ -69,7 +71,7 @@ class SubprocessSandbox:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so a timeout kills every child
             )
-            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes)
+            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel)
         text = output.text()
         if timed_out:
             text += f"\n[loopbot: command timed out after {timeout_seconds:g}s and was killed]"
@@ -82,8 +84,10 @@ class SubprocessSandbox:
         )
 
 
-def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_bytes: int) -> tuple[CappedOutput, bool]:
-    """Read a started process's output under the cap; kill its whole group at the timeout.
+def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_bytes: int,
+                  cancel: Cancellation | None = None) -> tuple[CappedOutput, bool]:
+    """Read a started process's output under the cap; kill its whole group at the timeout, or at
+    once when the run is cancelled.
 
     The group is killed after a clean exit too: background children must not outlive the
     command or hold the output pipe open.
@@ -101,7 +105,11 @@ def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_
     reader.start()
     timed_out = False
     try:
-        process.wait(timeout=timeout_seconds)
+        if cancel is None:
+            process.wait(timeout=timeout_seconds)
+        else:
+            with cancel.on_cancel(lambda: _kill_group(process.pid)):
+                process.wait(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:

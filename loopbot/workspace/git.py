@@ -7,6 +7,8 @@ sandbox, nor wait on a passphrase.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,7 +19,8 @@ AUTHOR = ("loopbot", "loopbot@users.noreply.github.com")
 _SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.quotepath=off"]
 
 
-def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
@@ -35,9 +38,15 @@ def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None
             capture_output=True,
             text=True,
             errors="replace",
+            timeout=timeout,
+            # Its own session: Ctrl-C in a terminal reaches loopbot, which stops cleanly, and not
+            # git halfway through writing a ref.
+            start_new_session=True,
         )
     except OSError as exc:  # a missing directory, or no git on PATH
         raise WorkspaceError(f"git {' '.join(args)} could not run in {cwd}: {exc}") from None
+    except subprocess.TimeoutExpired:
+        raise WorkspaceError(f"git {' '.join(args)} did not finish within {timeout:g}s in {cwd}") from None
     if check and result.returncode != 0:
         raise WorkspaceError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
     return result
@@ -72,18 +81,67 @@ class GitWorkspace:
 
     @classmethod
     def open(cls, repo: Path, path: Path, branch: str, base: str) -> GitWorkspace:
-        """Create the worktree, or bring back one whose directory was lost (a fresh machine)."""
+        """Create the worktree, or bring back one that was lost or damaged (a fresh machine, a kill).
+
+        Called only by the run's lease holder, so git lock files found in loopbot's own worktree
+        were left by a dead process and are removed.
+        """
         ws = cls(repo, path, branch)
-        if (path / ".git").exists():
-            return ws
+        if path.exists():
+            ws.remove_stale_locks()
+            if ws.healthy():
+                return ws
+            # Damaged beyond a reset (no .git, a lost registration, an unreadable HEAD): remake it.
+            shutil.rmtree(path, ignore_errors=True)
         git(repo, "worktree", "prune")
+        ws.remove_stale_locks()
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
         if exists:
-            git(repo, "worktree", "add", "--quiet", str(path), branch)
+            git(repo, "worktree", "add", "--force", "--quiet", str(path), branch)
         else:
-            git(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base)
+            git(repo, "worktree", "add", "--force", "--quiet", "-b", branch, str(path), base)
         return ws
+
+    def _admin_dir(self) -> Path | None:
+        """The worktree's private git directory (<common>/worktrees/<name>), read from its .git file."""
+        try:
+            text = (self.path / ".git").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+        found = re.match(r"gitdir:\s*(.+)", text.strip())
+        return Path(found.group(1)) if found else None
+
+    def remove_stale_locks(self) -> list[Path]:
+        """Lock files a killed git left behind in this worktree and on its loop branch."""
+        common = common_dir(self.repo)
+        candidates = [common / "refs" / "heads" / f"{self.branch}.lock"]
+        admin = self._admin_dir()
+        if admin is not None and admin.is_dir():
+            candidates += [admin / name for name in ("index.lock", "HEAD.lock", "ORIG_HEAD.lock")]
+        removed = []
+        for lock in candidates:
+            if lock.is_file():
+                lock.unlink(missing_ok=True)
+                removed.append(lock)
+        return removed
+
+    def healthy(self) -> bool:
+        admin = self._admin_dir()
+        if admin is None or not admin.is_dir():
+            return False
+        if git(self.path, "rev-parse", "--verify", "--quiet", "HEAD", check=False).returncode != 0:
+            return False
+        return git(self.path, "rev-parse", "--abbrev-ref", "HEAD", check=False).stdout.strip() == self.branch
+
+    def ensure_at(self, sha: str) -> None:
+        """Raise unless the worktree is there with HEAD at `sha`: verdicts from a vanished or moved
+        worktree say nothing about the snapshot, so the step must fail rather than record them."""
+        if not (self.path / ".git").exists():
+            raise WorkspaceError(f"the worktree {self.path} is gone")
+        head = self.head()
+        if head != sha:
+            raise WorkspaceError(f"the worktree {self.path} is at {head[:12]}, not the snapshot {sha[:12]}")
 
     def head(self) -> str:
         return git(self.path, "rev-parse", "HEAD").stdout.strip()
@@ -104,7 +162,15 @@ class GitWorkspace:
 
     def reset(self, sha: str) -> None:
         """Exactly the tree of `sha`: edits undone, files the loop or its commands created removed."""
-        git(self.path, "reset", "--quiet", "--hard", sha)
+        result = git(self.path, "reset", "--quiet", "--hard", sha, check=False)
+        if result.returncode != 0 and "index" in result.stderr:
+            # A kill mid-write can leave a torn index; it is only a cache of the tree, so rebuild it.
+            admin = self._admin_dir()
+            if admin is not None:
+                (admin / "index").unlink(missing_ok=True)
+            result = git(self.path, "reset", "--quiet", "--hard", sha, check=False)
+        if result.returncode != 0:
+            raise WorkspaceError(f"git reset --hard {sha[:12]} failed in {self.path}: {result.stderr.strip()}")
         git(self.path, "clean", "--quiet", "-fd")
 
     def changed_files(self, base: str, head: str) -> list[str]:
@@ -128,9 +194,13 @@ class GitWorkspace:
     def tree(self, rev: str = "HEAD") -> str:
         return git(self.path, "rev-parse", f"{rev}^{{tree}}").stdout.strip()
 
-    def push(self, remote: str | None) -> PushResult:
-        """Push the loop branch (forced: rollbacks rewrite it). Only refs/heads/loop/* is ever pushed."""
-        sha = self.head()
+    def push(self, remote: str | None, sha: str | None = None, timeout: float | None = None) -> PushResult:
+        """Push the loop branch (forced: rollbacks rewrite it). Only refs/heads/loop/* is ever pushed.
+
+        Run from the repository, not the worktree: a remote given as a relative path means the
+        same place it means to the user.
+        """
+        sha = sha or self.head()
         if remote is None:
             return PushResult(remote=None, branch=self.branch, sha=sha, pushed=False, message="no remote configured")
         known = git(self.repo, "remote").stdout.split()
@@ -138,8 +208,33 @@ class GitWorkspace:
             return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False,
                               message=f"remote {remote!r} does not exist; the branch is local only")
         ref = f"refs/heads/{self.branch}"
-        result = git(self.path, "push", "--quiet", "--force", remote, f"{sha}:{ref}", check=False)
+        try:
+            result = git(self.repo, "push", "--quiet", "--force", remote, f"{sha}:{ref}", check=False,
+                         timeout=timeout)
+        except WorkspaceError as exc:
+            return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False, message=f"push failed: {exc}")
         if result.returncode != 0:
             return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False,
-                              message=f"push failed: {result.stderr.strip()}")
+                              message=f"push failed: {result.stderr.strip() or 'git push exited ' + str(result.returncode)}")
         return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=True, message=f"pushed to {remote}")
+
+    def remove(self) -> None:
+        """Remove the worktree (not the branch: it holds the work)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        git(self.repo, "worktree", "prune", check=False)
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/]+@[^/:]+:")
+
+
+def check_remote(repo: Path, remote: str) -> str | None:
+    """Why pushing to `remote` cannot work, found before the loop starts; None when it can."""
+    if remote not in git(repo, "remote").stdout.split():
+        return f"remote {remote!r} does not exist in {repo} (git remote add {remote} URL, or --remote NAME)"
+    url = git(repo, "remote", "get-url", "--push", remote, check=False).stdout.strip()
+    if url and not _SCHEME.match(url):
+        target = Path(url.removeprefix("file://"))
+        target = target if target.is_absolute() else repo / target
+        if not target.exists():
+            return f"remote {remote!r} points at {url} ({target}), which does not exist"
+    return None
