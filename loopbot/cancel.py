@@ -36,6 +36,10 @@ class Cancellation:
         for callback in callbacks:
             callback()
 
+    def wait(self, timeout: float) -> bool:
+        """Block until cancelled or `timeout` passes; True when cancelled."""
+        return self._event.wait(timeout)
+
     def clear(self) -> None:
         self._event.clear()
         self.reason = ""

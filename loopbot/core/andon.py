@@ -140,13 +140,22 @@ def lessons_for(state: LoopState) -> list[Lesson]:
     return list(unique.values())
 
 
+def _pushed(state: LoopState) -> str:
+    """What happened to the best work, as the push result says: never a claim it does not back."""
+    if state.push is None:
+        return "not pushed yet"
+    if state.push.pushed:
+        return f"pushed to {state.push.remote}"
+    return f"not pushed ({state.push.message})"
+
+
 def incident_markdown(state: LoopState, lessons: list[Lesson], found: Classification | None) -> str:
     lines = [
         f"# Incident: loop `{state.run_id}` stopped — {state.stop_label}",
         "",
         f"- Goal `{state.goal.id}`: {state.goal.goal}",
         f"- Branch `{state.branch}`; best work at iteration {state.best.iteration} (`{state.best.sha[:10]}`), "
-        "pushed; nothing was pushed from a violating state",
+        f"{_pushed(state)}; nothing was pushed from a violating state",
         f"- Detail: {state.stop_detail or '-'}",
         f"- Iterations {len(state.iterations)}, model calls {state.spend.model_calls}, cost ${state.spend.cost_usd:.4f}",
     ]
