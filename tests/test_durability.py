@@ -11,7 +11,6 @@ from loopbot.core.state import Status, SuspendReason
 from loopbot.messages import ModelReply, ModelRequest, Usage
 from loopbot.ports import ModelError
 from loopbot.workspace.git import git
-
 from tests.test_runner import APPROVE, MET, demo_edits, script, session
 
 ROLES = ("maker", "planner", "checker", "goal_checker")

@@ -70,6 +70,9 @@ class Script(_Strict):
     model: str = "scripted"
     price: Price = Field(default_factory=Price)
     latency_seconds: float = Field(0.0, ge=0)
+    # Append one JSON line per reply, before it is returned: the "provider's bill" that kill
+    # harnesses compare loopbot's spend ledger with.
+    delivery_log: str | None = None
     maker: list[SessionScript] = Field(default_factory=list)
     planner: list[SessionScript] = Field(default_factory=list)
     auditor: list[SessionScript] = Field(default_factory=list)
@@ -118,6 +121,11 @@ class ScriptedModel:
         )
         cost = (usage.input_tokens * self.script.price.input_per_mtok
                 + usage.output_tokens * self.script.price.output_per_mtok) / 1_000_000
+        if self.script.delivery_log:
+            line = json.dumps({"role": request.role, "iteration": request.iteration, "turn": request.turn,
+                               "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens})
+            with open(self.script.delivery_log, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
         return ModelReply(message=message, stop_reason=stop, usage=usage, cost_usd=round(cost, 6),
                           model=self.name, seconds=self.script.latency_seconds)
 

@@ -4,8 +4,8 @@ import sqlite3
 import pytest
 
 from loopbot.config import Config
-from loopbot.core.state import Snapshot
 from loopbot.core.budgets import Charge
+from loopbot.core.state import Snapshot
 from loopbot.errors import LeaseHeld, LeaseLost, StateError, StoreError
 from loopbot.goal import parse_goal
 from loopbot.session import Paths, create_run
