@@ -33,3 +33,4 @@ test: lint sandbox tools/node_modules/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/kill_matrix.py

@@ -2,6 +2,7 @@
 
     python bench/run.py            # all figures
     python bench/run.py --files 2000 --iterations 3   # a quicker, smaller run
+    python bench/kill_matrix.py    # the kill matrix (see its docstring)
 
 Figures:
   controller_overhead_ratio  per-iteration controller time (everything but model time and the
@@ -35,6 +36,7 @@ from loopbot.runner import iteration_overhead
 from loopbot.sandbox.bubblewrap import BubblewrapSandbox
 from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 from loopbot.session import Paths, create_run, open_session
+from loopbot.testing.killharness import add_filler
 from loopbot.testing.scripted import Script, ScriptedModel, load_script
 from loopbot.workspace.git import git
 
@@ -161,17 +163,6 @@ class ModelCalls:
                 read += data["cache_read_tokens"]
                 fresh += data["input_tokens"] + data["cache_write_tokens"]
         return read / (read + fresh) if read + fresh else 0.0
-
-
-def add_filler(repo: Path, files: int) -> None:
-    """A realistic surrounding codebase: modules with a few functions and a class each."""
-    for i in range(files):
-        path = repo / "app" / f"pkg{i // 100:03d}" / f"module_{i:05d}.py"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f'"""Module {i}."""\n\n\nclass Handler{i}:\n    def handle(self, request):\n        return request\n\n\n'
-                        f"def parse_{i}(text: str) -> str:\n    return text.strip()\n\n\ndef render_{i}(value) -> str:\n    return str(value)\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "--quiet", "-m", "filler")
 
 
 def with_exploration(script: Script) -> Script:

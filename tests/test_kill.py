@@ -9,148 +9,36 @@ from a seed printed with every failure (LOOPBOT_KILL_SEED reproduces a run). Lon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from loopbot.examples import KVSTORE
-from loopbot.examples.setup import make_example_repo
 from loopbot.session import Paths
 from loopbot.store.sqlite import SqliteStore
+from loopbot.testing.killharness import Case, chain, clean_env, loopbot_argv
 from loopbot.workspace.git import git
-
-WORKERS = 3
-SEED = int(os.environ.get("LOOPBOT_KILL_SEED", str(int(time.time()))))
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("LOOPBOT_STATE_DIR", None)
-    return env
-
-
-def _argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "loopbot", *args]
+    return clean_env()
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(_argv(*args), env={**_env(), **(env or {})}, capture_output=True, text=True, timeout=300)
+    return subprocess.run(loopbot_argv(*args), env={**_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
 
-
-class Case:
-    """One repository with its bare origin, and a copy of the demo script that logs every reply
-    it delivers (the provider's side of the bill)."""
-
-    def __init__(self, root: Path, goal: Path = KVSTORE / "goal.yaml"):
-        self.repo, self.origin = make_example_repo(KVSTORE / "repo", root)
-        self.delivered = root / "delivered.jsonl"
-        data = yaml.safe_load((KVSTORE / "script.yaml").read_text())
-        data["delivery_log"] = str(self.delivered)
-        self.script = root / "script.yaml"
-        self.script.write_text(yaml.safe_dump(data))
-        self.goal = goal
-
-    def run_argv(self) -> list[str]:
-        return _argv("run", str(self.goal), "--repo", str(self.repo), "--model", f"scripted:{self.script}", "--quiet")
-
-    def resume_argv(self) -> list[str]:
-        return _argv("resume", self.run_id(), "--repo", str(self.repo), "--quiet")
-
-    def state(self) -> Any:
-        store = SqliteStore(Paths.for_repo(self.repo).db)
-        try:
-            (state,) = store.list_runs()
-            return state
-        finally:
-            store.close()
-
-    def run_id(self) -> str:
-        return str(self.state().run_id)
-
-    def delivered_calls(self) -> int:
-        return len(self.delivered.read_text().splitlines()) if self.delivered.exists() else 0
-
-    def outcome(self) -> dict[str, object]:
-        state = self.state()
-        return {
-            "finished": state.finished, "status": state.status, "stop": state.stop_label,
-            "iterations": [(r.number, r.decision, r.kept, r.approach, r.score) for r in state.iterations],
-            "memory": [(m.approach, m.files, [f.signature for f in m.failures]) for m in state.memory],
-            "chunks": state.chunks_done,
-            "tree": git(self.origin, "rev-parse", f"{state.branch}^{{tree}}").stdout.strip(),
-        }
-
-    def debris(self) -> list[str]:
-        """Worktrees and loop branches besides the run's own."""
-        state = self.state()
-        worktrees = [p.name for p in (Paths.for_repo(self.repo).root / "worktrees").iterdir()]
-        branches = git(self.repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/loop/").stdout.split()
-        return [w for w in worktrees if w != state.run_id] + [b for b in branches if b != state.branch]
-
-
-def _kill(proc: subprocess.Popen[bytes], group: bool) -> None:
-    try:
-        if group:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _run_killed(argv: list[str], delay: float, group: bool) -> int | None:
-    """Start, and SIGKILL after `delay` seconds unless it finished first; its exit code if it did."""
-    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        return proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        _kill(proc, group)
-        return None
-
-
-def _chain(case: Case, kills: list[tuple[float, bool]]) -> tuple[dict[str, object], int, int, list[str]]:
-    """Run, killing it (and each resume) at the given times, then resume until it ends."""
-    code = _run_killed(case.run_argv(), *kills[0])
-    if code is None and not _recorded(case):
-        # Killed before the run was recorded: nothing exists, so the user simply runs it again.
-        assert not (Paths.for_repo(case.repo).root / "worktrees").exists() or not list(
-            (Paths.for_repo(case.repo).root / "worktrees").iterdir())
-        code = _run_killed(case.run_argv(), 600, False)
-    for delay, group in kills[1:]:
-        if code is not None:
-            break
-        code = _run_killed(case.resume_argv(), delay, group)
-    resumes = 0
-    while not case.state().finished:
-        resumes += 1
-        assert resumes <= 3, "a resume did not finish the run"
-        done = subprocess.run(case.resume_argv(), env=_env(), capture_output=True, text=True, timeout=300)
-        assert done.returncode in (0, 1), done.stdout + done.stderr
-    spent = case.state().spend.model_calls
-    return case.outcome(), spent, case.delivered_calls(), case.debris()
-
-
-def _recorded(case: Case) -> bool:
-    db = Paths.for_repo(case.repo).db
-    if not db.exists():
-        return False
-    store = SqliteStore(db)
-    try:
-        return bool(store.run_ids())
-    finally:
-        store.close()
+WORKERS = 3
+SEED = int(os.environ.get("LOOPBOT_KILL_SEED", str(int(time.time()))))
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +79,7 @@ def test_sigkill_at_random_moments_of_the_pid_or_the_group(tmp_path, reference):
     plans = [[(rng.uniform(0.3, 3.5), rng.random() < 0.5) for _ in range(rng.choice((1, 2, 3)))] for _ in range(9)]
 
     def one(index: int) -> tuple[int, tuple[dict[str, object], int, int, list[str]]]:
-        return index, _chain(Case(tmp_path / f"r{index}"), plans[index])
+        return index, chain(Case(tmp_path / f"r{index}"), plans[index])
 
     with ThreadPoolExecutor(WORKERS) as pool:
         results = list(pool.map(one, range(len(plans))))
@@ -275,10 +163,8 @@ def _wait_for_process(marker: str, proc: subprocess.Popen[str]) -> None:
                     return
             except OSError:
                 continue
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            pass
     raise AssertionError(f"{marker!r} never ran: {proc.stdout.read() if proc.stdout else ''}")
 
 
