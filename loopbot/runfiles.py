@@ -24,8 +24,11 @@ class RunFiles:
         self.sandbox_note = sandbox_note
 
     def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+        # after_step keys an event to the checkpoint it follows: a step replayed after a kill
+        # emits events with the same key, so readers can tell a retry from new work.
         record = {"t": round(time.time(), 3), "event": kind, "run_id": state.run_id,
-                  "iteration": state.iteration, "phase": state.phase.value, **data}
+                  "iteration": state.iteration, "phase": state.phase.value, "after_step": state.steps_completed,
+                  **data}
         with self.events_path.open("a", encoding="utf-8") as handle:
             handle.write(self.redact(json.dumps(record, default=str)) + "\n")
         if kind == "incident":

@@ -26,6 +26,9 @@ def progress_body(state: LoopState, *, now: float) -> str:
     b, s = state.budgets, state.spend
     status = {Status.RUNNING: f"running: iteration {state.iteration}, step {state.phase.value}",
               Status.SUCCESS: "done: goal met", Status.STOPPED: f"stopped: {state.stop_label}"}[state.status]
+    if state.suspended is not None:
+        status = (f"suspended ({state.suspended.reason.value}): {state.suspended.detail[:300]} — "
+                  "`/loop resume` continues from the last checkpoint")
     lines = [f"**loopbot** — {status}", ""]
     if state.goal.chunks:
         lines += [f"- [{'x' if i in state.chunks_done else ' '}] {c}" for i, c in enumerate(state.goal.chunks, 1)]
@@ -66,6 +69,10 @@ class GitHubPublisher:
             self._after_iteration(state)
         elif kind == "finished":
             self._finished(state)
+        elif kind == "suspended":
+            # Paused, not over: the progress comment says why and how to continue.
+            self.forge.remove_label(self.issue, self.labels.running)
+            self._progress(state)
 
     def _after_iteration(self, state: LoopState) -> None:
         record = state.iterations[-1]
