@@ -177,6 +177,9 @@ def open_session(
     if resume:
         store.claim(state.run_id)
     cancel = cancel or Cancellation()
+    if isinstance(store, SqliteStore):
+        chosen = cancel
+        store.on_cancel_request = lambda: chosen.set("cancelled by `loopbot stop`")
     created = False
     try:
         built = models if models is not None else build_models(state.models, state.config.models,

@@ -314,3 +314,22 @@ def test_status_json_reports_a_suspension(tmp_path):
     assert subprocess.run(case.run_argv(), env=_env(), capture_output=True, timeout=300).returncode == 3
     record = json.loads(cli("status", "--repo", str(case.repo), "--json").stdout)
     assert record["suspended"] == "PUSH_PENDING" and record["status"] == "success"
+
+
+def test_loopbot_stop_suspends_a_run_mid_step(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    case = Case(root)
+    flag = case.repo / ".git" / "slow-flag"
+    flag.write_text("")
+    case.goal = _slow_goal(root, flag)
+    proc = subprocess.Popen(case.run_argv(), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_process("sleep 120", proc)
+    assert cli("stop", case.run_id(), "--repo", str(case.repo)).returncode == 0
+    sent = time.monotonic()
+    code = proc.wait(timeout=60)
+    assert code == 3 and time.monotonic() - sent < 15, proc.stdout.read() if proc.stdout else ""
+    assert case.state().suspended is not None
+    flag.unlink()
+    resumed = cli("resume", case.run_id(), "--repo", str(case.repo), "--quiet")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -23,7 +23,7 @@ from loopbot.core.state import LoopState, load_state
 from loopbot.errors import LeaseHeld, LeaseLost, StateError, StoreError
 
 # A lease not renewed for this long belongs to nobody; the heartbeat renews it three times as often.
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 15.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -144,6 +144,9 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._heartbeats: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self.lost: set[str] = set()
+        # Called from the heartbeat when `loopbot stop` asked this run to stop: mid-step, not
+        # only at the next step boundary.
+        self.on_cancel_request: Callable[[], None] | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._connect()
@@ -225,6 +228,9 @@ class SqliteStore:
                     if cursor.rowcount == 0:
                         self.lost.add(run_id)
                         return
+                    wanted = db.execute("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                    if wanted and wanted[0] and self.on_cancel_request is not None:
+                        self.on_cancel_request()
             finally:
                 db.close()
 
