@@ -244,7 +244,8 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
                                 sandbox_note=session.files.sandbox_note, clock=SystemClock())
     session.runner.observers.append(publisher)
     final = session.runner.run(state)
-    ctx.outputs.update({"loop_id": final.run_id, "status": final.status.value, "cost": f"{final.spend.cost_usd:.4f}",
+    ctx.outputs.update({"loop_id": final.run_id,
+                        "status": "suspended" if final.suspended is not None else final.status.value, "cost": f"{final.spend.cost_usd:.4f}",
                         "pr_number": str(publisher.pr.number) if publisher.pr else ""})
     summary = ctx.env.get("GITHUB_STEP_SUMMARY")
     if summary:

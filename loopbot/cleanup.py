@@ -6,16 +6,14 @@ by name, never guessed from a branch pattern: a user's own loop/* branches are n
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from loopbot.core.state import LoopState, StopReason
-from loopbot.store.sqlite import SqliteStore
+from loopbot.store.sqlite import SqliteStore, pid_alive
 from loopbot.workspace.git import git
 
 # Scratch directories carry their process id, so those of dead processes can be told apart.
@@ -30,21 +28,7 @@ class Debris:
     worktree: str
 
 
-class _Paths(Protocol):
-    root: Path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def collect(repo: Path, paths: _Paths, store: SqliteStore, *, dry_run: bool = False) -> list[str]:
+def collect(repo: Path, state_root: Path, store: SqliteStore, *, dry_run: bool = False) -> list[str]:
     """Remove (or, with dry_run, list) orphan worktrees, branches and scratch directories."""
     found: list[str] = []
     repo_key = str(repo)
@@ -93,7 +77,7 @@ def collect(repo: Path, paths: _Paths, store: SqliteStore, *, dry_run: bool = Fa
                     git(repo, "worktree", "prune", check=False)
                 remove_branch(branch, f"run {run_id} abandoned")
 
-    worktrees = paths.root / "worktrees"
+    worktrees = state_root / "worktrees"
     if worktrees.is_dir():
         for child in sorted(worktrees.iterdir()):
             key = str(child.resolve())
@@ -105,7 +89,7 @@ def collect(repo: Path, paths: _Paths, store: SqliteStore, *, dry_run: bool = Fa
     scratch_root = Path(tempfile.gettempdir())
     for child in sorted(scratch_root.glob("loopbot-*")):
         match = SCRATCH.match(child.name)
-        if match and child.is_dir() and not _pid_alive(int(match.group(1))):
+        if match and child.is_dir() and not pid_alive(int(match.group(1))):
             found.append(f"scratch {child} (its process {match.group(1)} is gone)")
             if not dry_run:
                 shutil.rmtree(child, ignore_errors=True)

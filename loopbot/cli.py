@@ -287,8 +287,8 @@ def status(
     """List runs (id, goal, state, iteration, cost, stop reason, branch) and every loop branch loopbot made."""
     with _bad_input():
         paths = _paths(repo, state_dir)
-        runs = _list_runs(paths)
-        strays = [entry for entry in _recorded_branches(paths) if entry.run_id not in {s.run_id for s in runs}]
+        runs, recorded = _read_store(paths)
+        strays = [entry for entry in recorded if entry.run_id not in {s.run_id for s in runs}]
     if as_json:
         for s in runs:
             out.print_json(json.dumps({"run_id": s.run_id, "goal": s.goal.id, "status": s.status.value,
@@ -309,22 +309,14 @@ def status(
     out.print(table)
 
 
-def _list_runs(paths: Paths) -> list[LoopState]:
+def _read_store(paths: Paths) -> tuple[list[LoopState], list[Debris]]:
+    """Every readable run, and every branch loopbot recorded before making it."""
     if not paths.db.exists():
-        return []
+        return [], []
     store = SqliteStore(paths.db)
     try:
-        return list(store.list_runs())
-    finally:
-        store.close()
-
-
-def _recorded_branches(paths: Paths) -> list[Debris]:
-    if not paths.db.exists():
-        return []
-    store = SqliteStore(paths.db)
-    try:
-        return [Debris(repo=r, branch=b, run_id=i, worktree=w) for r, b, i, w in store.branches()]
+        branches = [Debris(repo=r, branch=b, run_id=i, worktree=w) for r, b, i, w in store.branches()]
+        return list(store.list_runs()), branches
     finally:
         store.close()
 
@@ -343,7 +335,7 @@ def gc(
         paths = _paths(repo, state_dir)
         store = SqliteStore(paths.db)
         try:
-            found = collect(repo_root(repo), paths, store, dry_run=dry_run)
+            found = collect(repo_root(repo), paths.root, store, dry_run=dry_run)
         finally:
             store.close()
     if not found:

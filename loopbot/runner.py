@@ -151,7 +151,7 @@ class Runner:
                 work = state.model_copy(deep=True)
                 try:
                     new = self._step(work)
-                except (LeaseLost, KeyboardInterrupt):
+                except LeaseLost:
                     raise
                 except Interrupted:
                     new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)

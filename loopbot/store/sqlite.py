@@ -99,13 +99,10 @@ def new_owner_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def owner_alive(owner: str) -> bool:
-    """False only when the owner is provably gone: a process on this host that no longer exists."""
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return True  # another host: only the lease's expiry can tell
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` on this host still there?"""
     try:
-        os.kill(int(parts[1]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -113,9 +110,12 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
-def owner_pid(owner: str) -> int | None:
+def owner_alive(owner: str) -> bool:
+    """False only when the owner is provably gone: a process on this host that no longer exists."""
     parts = owner.split(":")
-    return int(parts[1]) if len(parts) >= 2 and parts[0] == socket.gethostname() and parts[1].isdigit() else None
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return True  # another host: only the lease's expiry can tell
+    return pid_alive(int(parts[1]))
 
 
 def _fault(path: Path, exc: BaseException) -> StoreError:
@@ -277,10 +277,12 @@ class SqliteStore:
         self._start_heartbeat(state.run_id)
 
     def save(self, state: LoopState, step: str) -> None:
-        """Checkpoint: only the lease holder may write (LeaseLost otherwise). A final state frees the lease."""
+        """Checkpoint: only the lease holder may write (LeaseLost otherwise, also once another
+        process finished the run and let the lease go). A final or suspended state frees the lease."""
         now = time.time()
         payload = self.redact(state.model_dump_json())
         final = state.finished or state.suspended is not None
+        owner, expires = ("", 0.0) if final else (self.owner, now + self.lease_seconds)
         with self._guarded() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT owner FROM runs WHERE run_id = ?", (state.run_id,)).fetchone()
@@ -288,20 +290,20 @@ class SqliteStore:
                 db.execute(
                     """INSERT INTO runs (run_id, goal_id, repo, status, phase, iteration, cost_usd, stop_reason,
                            created_at, updated_at, owner, lease_expires, state)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', 0, ?)""",
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (state.run_id, state.goal.id, state.repo, state.status.value, state.phase.value,
-                     state.iteration, state.spend.cost_usd, state.stop_label or None, now, now, payload))
-            elif row[0] and row[0] != self.owner:
+                     state.iteration, state.spend.cost_usd, state.stop_label or None, now, now, owner, expires,
+                     payload))
+            elif row[0] != self.owner:
                 db.execute("ROLLBACK")
                 self.lost.add(state.run_id)
-                raise LeaseLost(state.run_id, str(row[0]))
+                raise LeaseLost(state.run_id, str(row[0]) or "another process, which has since let it go")
             else:
                 db.execute(
                     """UPDATE runs SET status = ?, phase = ?, iteration = ?, cost_usd = ?, stop_reason = ?,
                            updated_at = ?, owner = ?, lease_expires = ?, state = ? WHERE run_id = ?""",
                     (state.status.value, state.phase.value, state.iteration, state.spend.cost_usd,
-                     state.stop_label or None, now, "" if final else self.owner,
-                     0 if final else now + self.lease_seconds, payload, state.run_id))
+                     state.stop_label or None, now, owner, expires, payload, state.run_id))
             db.execute("INSERT OR REPLACE INTO steps (run_id, seq, step, iteration, at) VALUES (?, ?, ?, ?, ?)",
                        (state.run_id, state.steps_completed, step, state.iteration, now))
             db.execute("COMMIT")

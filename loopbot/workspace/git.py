@@ -98,9 +98,9 @@ class GitWorkspace:
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode == 0
         if exists:
-            git(repo, "worktree", "add", "--force", "--quiet", str(path), branch)
+            git(repo, "worktree", "add", "--quiet", str(path), branch)
         else:
-            git(repo, "worktree", "add", "--force", "--quiet", "-b", branch, str(path), base)
+            git(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base)
         return ws
 
     def _admin_dir(self) -> Path | None:
@@ -224,7 +224,17 @@ class GitWorkspace:
         git(self.repo, "worktree", "prune", check=False)
 
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/]+@[^/:]+:")
+def _local_path(url: str) -> Path | None:
+    """The path a remote URL names on this machine, or None for a network URL.
+
+    git's rules: `scheme://…` is a URL (file:// a path); a colon before the first slash is the
+    scp-like `host:path` (with or without `user@`); anything else is a path.
+    """
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    if "://" in url or ":" in url.split("/", 1)[0]:
+        return None
+    return Path(url)
 
 
 def check_remote(repo: Path, remote: str) -> str | None:
@@ -232,8 +242,8 @@ def check_remote(repo: Path, remote: str) -> str | None:
     if remote not in git(repo, "remote").stdout.split():
         return f"remote {remote!r} does not exist in {repo} (git remote add {remote} URL, or --remote NAME)"
     url = git(repo, "remote", "get-url", "--push", remote, check=False).stdout.strip()
-    if url and not _SCHEME.match(url):
-        target = Path(url.removeprefix("file://"))
+    target = _local_path(url) if url else None
+    if target is not None:
         target = target if target.is_absolute() else repo / target
         if not target.exists():
             return f"remote {remote!r} points at {url} ({target}), which does not exist"

@@ -142,6 +142,25 @@ def test_a_lease_taken_over_makes_the_old_owner_write_nothing(tmp_path, state):
     new.close()
 
 
+def test_a_stale_owner_cannot_overwrite_a_run_another_process_finished(tmp_path, state):
+    from loopbot.core.state import Phase
+
+    db = tmp_path / "db.sqlite"
+    old = SqliteStore(db, owner="elsewhere:1:old")
+    old.create(state)
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE runs SET lease_expires = 0")  # the old owner hung; its lease lapsed
+    new = SqliteStore(db)
+    new.claim(state.run_id)
+    done = state.model_copy(update={"phase": Phase.DONE, "steps_completed": 9})
+    new.save(done, "finish")  # final: the lease is released
+    with pytest.raises(LeaseLost):
+        old.save(state.model_copy(update={"steps_completed": 3}), "make")
+    assert new.load(state.run_id).steps_completed == 9
+    old.close()
+    new.close()
+
+
 def test_spend_ledger_sums_every_call_rejected_ones_included(tmp_path, state):
     store = SqliteStore(tmp_path / "db.sqlite")
     store.create(state)

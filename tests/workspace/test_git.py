@@ -64,3 +64,22 @@ def test_push_without_remote_is_reported_not_raised(kv_repo, tmp_path):
     assert not ws.push(None).pushed
     result = ws.push("nowhere")
     assert not result.pushed and "does not exist" in result.message
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("git@github.com:org/repo.git", None),
+    ("github.com:org/repo.git", None),  # scp-like without a user: still a host, not a path
+    ("https://github.com/org/repo.git", None),
+    ("ssh://git@example.com/repo.git", None),
+    ("../nowhere.git", "does not exist"),
+    ("file:///nowhere/at/all.git", "does not exist"),
+    ("/nowhere/at/all.git", "does not exist"),
+])
+def test_check_remote_judges_only_local_paths(kv_repo, url, problem):
+    from loopbot.workspace.git import check_remote
+
+    repo, _ = kv_repo
+    git(repo, "remote", "add", "other", url)
+    found = check_remote(repo, "other")
+    assert (found is None) if problem is None else (problem in (found or ""))
+    assert "does not exist" in (check_remote(repo, "missing") or "")
