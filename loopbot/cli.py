@@ -107,6 +107,7 @@ def _signals() -> Iterator[Cancellation]:
         name = signal.Signals(signum).name
         if received > 1:
             os.write(2, f"{name} again: exiting now; `loopbot resume` continues from the last checkpoint\n".encode())
+            cancel.set(f"{name} received twice")  # kills running commands, if the first one had not yet
             os._exit(128 + signum)
         os.write(2, f"{name}: stopping now; the best work is pushed and the run can be resumed "
                     "(send it again to exit at once)\n".encode())

@@ -176,7 +176,8 @@ def _held_run(tmp_path: Path) -> tuple[Case, Path, subprocess.Popen[str]]:
     flag.write_text("")
     case.goal = _slow_goal(root, flag)
     proc = subprocess.Popen(case.run_argv(), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_process("sleep 120", proc)
+    # The marker names this test's own flag: a dying command of an earlier test must not match.
+    _wait_for_process(f"{flag} || sleep 120", proc)
     return case, flag, proc
 
 
