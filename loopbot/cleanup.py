@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loopbot.core.state import LoopState, StopReason
 from loopbot.store.sqlite import SqliteStore, pid_alive
-from loopbot.workspace.git import git
+from loopbot.workspace.git import git, variant_owner
 
 # Scratch directories carry their process id, so those of dead processes can be told apart.
 SCRATCH = re.compile(r"^loopbot-(?:sandbox|home|probe)-(\d+)-")
@@ -80,7 +80,8 @@ def collect(repo: Path, state_root: Path, store: SqliteStore, *, dry_run: bool =
     worktrees = state_root / "worktrees"
     if worktrees.is_dir():
         for child in sorted(worktrees.iterdir()):
-            key = str(child.resolve())
+            owner = variant_owner(child)
+            key = str((owner or child).resolve())
             if key not in kept_worktrees and child.is_dir() and recorded.get(key, repo_key) == repo_key:
                 remove_worktree(str(child), "no resumable run uses it")
     if not dry_run:

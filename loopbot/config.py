@@ -145,6 +145,13 @@ class SandboxConfig(_Strict):
         return names
 
 
+class GateConfig(_Strict):
+    """Limits every snapshot is held to before it is evaluated (see docs/gate.md)."""
+
+    max_file_mb: float = Field(10, gt=0, description="largest file a loop may add or grow")
+    max_growth_mb: float = Field(50, gt=0, description="most the files a loop adds or grows may total")
+
+
 class PushConfig(_Strict):
     remote: str = "origin"
 
@@ -162,6 +169,7 @@ class Config(_Strict):
     execution: Execution = Field(default_factory=Execution)
     push: PushConfig = Field(default_factory=PushConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
     wiki: WikiConfig = Field(default_factory=WikiConfig)
     bots: list[str] = Field(default_factory=list, description="bot accounts allowed to trigger loops")
 

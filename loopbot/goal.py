@@ -123,6 +123,9 @@ class Scope(_Strict):
     allow: list[str] = Field(default_factory=lambda: ["**"])
     # None means: every test file that exists when the loop starts.
     protect: list[str] | None = None
+    # A goal whose purpose is writing tests names them (paths or globs): they must exist, and they
+    # are the only new test files kept when acceptance is re-run on the base's tests.
+    new_tests: list[str] = Field(default_factory=list)
 
 
 class Boundaries(_Strict):

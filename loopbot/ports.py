@@ -58,6 +58,10 @@ class Sandbox(Protocol):
         env: Mapping[str, str] | None = None,
     ) -> CommandResult: ...
 
+    def for_tree(self, tree: Path) -> Sandbox:
+        """The same isolation with `tree` as the writable tree (a variant of the snapshot)."""
+        ...
+
 
 class Workspace(Protocol):
     """The loop's own git worktree on its own branch. Never the user's tree, never main."""

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from loopbot import evaluators
@@ -18,6 +19,7 @@ from loopbot.cancel import Cancellation, Interrupted
 from loopbot.context import repomap
 from loopbot.core import andon, guards, memory
 from loopbot.core.budgets import Charge, Exhausted, Spend, exhausted_before_call
+from loopbot.core.changes import FileChange
 from loopbot.core.decide import (
     after_check,
     after_evaluate,
@@ -27,7 +29,10 @@ from loopbot.core.decide import (
     decide,
     stop_now,
 )
-from loopbot.core.paths import ALWAYS_DENIED, find_test_files
+from loopbot.core.diffview import render_change
+from loopbot.core.drift import drift
+from loopbot.core.harness import check_harness
+from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
 from loopbot.core.scoring import iteration_score
 from loopbot.core.state import (
     GuardViolation,
@@ -42,6 +47,7 @@ from loopbot.core.state import (
     Suspension,
 )
 from loopbot.errors import LeaseLost, WorkspaceError
+from loopbot.goal import MetricCheck, RunCheck
 from loopbot.messages import ModelReply, ModelRequest, TextBlock, Usage
 from loopbot.ports import Clock, Model, ModelError, Sandbox, Store
 from loopbot.prompts import render
@@ -49,7 +55,7 @@ from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
 from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
-from loopbot.workspace.git import GitWorkspace
+from loopbot.workspace.git import BASE_TESTS, GitWorkspace
 
 # A push that hangs (a dead remote) must not hold the run for ever; a stopping run (a signal) has
 # about 10 seconds in all, so its push gets less.
@@ -87,6 +93,7 @@ class Runner:
             self.cancel = Cancellation()
         self._segment_start = 0.0
         self._elapsed_base = 0.0
+        self._tree_files: dict[str, list[str]] = {}
 
     @property
     def cancellation(self) -> Cancellation:
@@ -344,6 +351,10 @@ class Runner:
         record.maker_error = result.error
         record.refusals = list(toolbox.refusals)
         title = (record.approach or "no approach stated")[:72]
+        for removed in self.workspace.remove_special_files():
+            record.refusals.append(GuardViolation(
+                guard="special_file", path=removed,
+                message="git cannot carry it, so it would be evaluated but never pushed; removed"))
         record.head_sha = self.workspace.snapshot(f"loopbot: iteration {record.number}: {title}")
         record.files = self.workspace.changed_files(record.start_sha, record.head_sha)
         state.workspace_head = record.head_sha
@@ -356,11 +367,7 @@ class Runner:
         assert record is not None
         violations = list(record.refusals)
         if record.head_sha is not None:
-            # The diff is read only when test files changed: spec drift is judged on it.
-            diff = self.workspace.diff(record.start_sha, record.head_sha) if find_test_files(record.files) else ""
-            violations += guards.check_changes(
-                record.files, allow=state.goal.scope.allow, protected=state.protected,
-                deny_paths=state.goal.boundaries.deny_paths, diff=diff)
+            violations += self._gate_violations(state, record.start_sha, record.head_sha)
         violations += self._escaping_symlinks(record.files)
         record.violations = violations
         blocked = memory.is_blocked(state.memory, record.approach, record.files)
@@ -369,6 +376,43 @@ class Runner:
             self._emit("refused", state, approach=record.approach, fingerprint=blocked.fingerprint)
         state.phase = after_guard(record)
         return state
+
+    def _gate_violations(self, state: LoopState, start: str, head: str) -> list[GuardViolation]:
+        """Path, harness, drift, nested-repository and size guards on the snapshot's change,
+        read from git's records of it (modes, sizes), not from how a diff renders it."""
+        changes = self.workspace.changes(start, head)
+        goal, gate = state.goal, state.config.gate
+        protected = set(state.protected)
+        drifted: dict[str, list[str]] = {}
+        for change in changes:
+            if change.added or change.path in protected or not is_test_path(change.path):
+                continue
+            old = self.workspace.show(start, change.path)
+            new = None if change.deleted else self.workspace.show(head, change.path)
+            diff = "" if change.path.endswith(".py") else self.workspace.diff(start, head, [change.path])
+            findings = drift(change.path, old, new, diff)
+            if findings:
+                drifted[change.path] = findings
+        found = guards.check_changes(changes, allow=goal.scope.allow, protected=state.protected,
+                                     deny_paths=goal.boundaries.deny_paths, drift=drifted,
+                                     max_file_bytes=int(gate.max_file_mb * guards.MB))
+        found += check_harness(
+            changes, base_files=self._files_at(state.base_sha), head_files=self.workspace.tracked_files(),
+            allow=goal.scope.allow, acceptance_commands=self._acceptance_commands(state),
+            texts=lambda path: (self.workspace.show(start, path), self.workspace.show(head, path)))
+        since_base = changes if start == state.base_sha else self.workspace.changes(state.base_sha, head)
+        found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
+        return found
+
+    def _files_at(self, sha: str) -> list[str]:
+        if sha not in self._tree_files:
+            self._tree_files[sha] = self.workspace.files_at(sha)
+        return self._tree_files[sha]
+
+    @staticmethod
+    def _acceptance_commands(state: LoopState) -> list[str]:
+        commands = [c.run for c in state.goal.objective_checks if isinstance(c, (RunCheck, MetricCheck))]
+        return commands + [c for c in (state.config.commands.test, state.config.commands.lint) if c]
 
     def _escaping_symlinks(self, files: list[str]) -> list[GuardViolation]:
         """A committed symlink that leads out of the worktree is a trap for whoever checks it out."""
@@ -389,8 +433,18 @@ class Runner:
         assert record.head_sha is not None
         started = self.clock.monotonic()
         self.workspace.ensure_at(record.head_sha)
-        record.verdicts = evaluators.run_parallel(
-            evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
+        built = evaluators.build(state.goal, state.config.commands)
+        jobs = [(ev, self.workspace.path, self.sandbox) for ev in built]
+        changes = self.workspace.changes(state.base_sha, record.head_sha)
+        added = [c.path for c in changes if c.added]
+        if state.goal.scope.new_tests:
+            jobs.append((evaluators.new_tests_present(state.goal.scope.new_tests, added), self.workspace.path,
+                         self.sandbox))
+        variant = self._base_tests_tree(state, record.head_sha, changes)
+        if variant is not None:
+            tree, note = variant
+            jobs += [(ev, tree, self.sandbox.for_tree(tree)) for ev in evaluators.on_base_tests(built, note)]
+        record.verdicts = evaluators.run_jobs(jobs)
         self.workspace.ensure_at(record.head_sha)
         record.timings["evaluate_wall"] = self.clock.monotonic() - started
         record.score = iteration_score(record.verdicts, None)
@@ -400,10 +454,23 @@ class Runner:
         state.phase = after_evaluate(record)
         return state
 
+    def _base_tests_tree(self, state: LoopState, head: str, changes: list[FileChange]) -> tuple[Path, str] | None:
+        """The snapshot with only the base's test files, when the loop added or changed any: new
+        test files go (except those the goal asks for), changed ones are the base's again."""
+        asked = state.goal.scope.new_tests
+        drop = [c.path for c in changes if c.added and is_test_path(c.path) and not matches(asked, c.path)]
+        restore = [c.path for c in changes if not c.added and not c.deleted and is_test_path(c.path)]
+        if not drop and not restore:
+            return None
+        tree = self.workspace.prepare_variant(BASE_TESTS, head, restore=restore, drop=drop, base=state.base_sha)
+        parts = [f"without the loop's new test files ({', '.join(drop)})" if drop else "",
+                 f"with the base's version of {', '.join(restore)}" if restore else ""]
+        return tree, "re-run " + " and ".join(p for p in parts if p)
+
     def _check(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None and record.head_sha is not None
-        diff = self.workspace.diff(state.base_sha, record.head_sha)
+        diff = self._change_view(state, record.head_sha)
         record.checker = run_checker(self._gate(state, "checker"), state.goal, diff, record.verdicts,
                                      iteration=record.number, overrides=state.prompt_overrides)
         record.score = iteration_score(record.verdicts, record.checker)
@@ -414,12 +481,19 @@ class Runner:
     def _goal_check(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None and record.head_sha is not None
-        diff = self.workspace.diff(state.base_sha, record.head_sha)
+        diff = self._change_view(state, record.head_sha)
         record.goal_check = run_goal_checker(self._gate(state, "goal_checker"), state.goal, diff,
                                              record.verdicts, iteration=record.number, overrides=state.prompt_overrides)
         self._emit("goal_check", state, met=record.goal_check.met, summary=record.goal_check.summary)
         state.phase = Phase.DECIDE
         return state
+
+    def _change_view(self, state: LoopState, head: str) -> str:
+        """The whole change for a reviewer: every file listed with status, mode and size; diffs
+        with text forced, trimmed per file (data first), never dropping a source file."""
+        changes = self.workspace.changes(state.base_sha, head)
+        diffs = self.workspace.file_diffs(state.base_sha, head, [c.path for c in changes])
+        return render_change(changes, diffs)
 
     def _decide(self, state: LoopState) -> LoopState:
         record = state.current

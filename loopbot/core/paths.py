@@ -30,6 +30,11 @@ def find_test_files(files: Iterable[str]) -> list[str]:
     return sorted(f for f in files if tests.match_file(f) and not f.endswith((".md", ".txt")))
 
 
+def is_test_path(path: str) -> bool:
+    """A test file, or a file in a test directory (a helper there is imported by the tests)."""
+    return bool(find_test_files([path])) or path.rsplit("/", 1)[-1] == "conftest.py"
+
+
 def _simple_commands(command: str) -> list[list[str]]:
     lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
     lexer.whitespace_split = True

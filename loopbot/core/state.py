@@ -93,14 +93,16 @@ class GoalCheck(BaseModel):
 
 
 class GuardViolation(BaseModel):
-    guard: Literal["scope", "protected", "spec_drift", "deny_path", "deny_command", "refused_write"]
+    guard: Literal["scope", "protected", "spec_drift", "deny_path", "deny_command", "refused_write", "harness",
+                   "special_file", "size", "setup"]
     path: str
     message: str
 
     @property
     def stops_line(self) -> bool:
-        """Scope drift is rolled back and retried; touching protected tests or denied paths is an Andon."""
-        return self.guard != "scope"
+        """Scope drift and an oversized file are rolled back and retried; touching protected tests,
+        the harness or denied paths is an Andon."""
+        return self.guard not in ("scope", "size")
 
 
 class Snapshot(BaseModel):

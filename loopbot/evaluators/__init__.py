@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot.config import Commands
+from loopbot.core.paths import matches
 from loopbot.core.scoring import passing_fraction
 from loopbot.core.state import Verdict
 from loopbot.goal import FileCheck, Goal, MetricCheck, RunCheck
@@ -140,10 +141,47 @@ def build(goal: Goal, commands: Commands) -> list[Evaluator]:
 
 def run_parallel(evaluators: Sequence[Evaluator], root: Path, sandbox: Sandbox) -> list[Verdict]:
     """Every evaluator at once; verdicts come back in the evaluators' order."""
-    if not evaluators:
+    return run_jobs([(ev, root, sandbox) for ev in evaluators])
+
+
+def run_jobs(jobs: Sequence[tuple[Evaluator, Path, Sandbox]]) -> list[Verdict]:
+    """Evaluators on their own trees, all at once; verdicts in the jobs' order."""
+    if not jobs:
         return []
-    with ThreadPoolExecutor(max_workers=len(evaluators), thread_name_prefix="evaluator") as pool:
-        return list(pool.map(lambda ev: ev(root, sandbox), evaluators))
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="evaluator") as pool:
+        return list(pool.map(lambda job: job[0](job[1], job[2]), jobs))
+
+
+BASE_TESTS_SUFFIX = " (base tests only)"
+
+
+def on_base_tests(evaluators: Sequence[Evaluator], note: str) -> list[Evaluator]:
+    """The command checks again, for the tree that holds only the base's test files: a pass must
+    not rest on test files the maker added or changed. `note` says what that tree left out."""
+
+    def renamed(ev: Evaluator) -> Evaluator:
+        name = ev.name + BASE_TESTS_SUFFIX
+
+        def check(root: Path, sandbox: Sandbox) -> Verdict:
+            verdict = ev.check(root, sandbox)
+            return verdict.model_copy(update={"name": name, "kind": "base_tests",
+                                              "evidence": f"{note}\n{verdict.evidence}"})
+
+        return Evaluator(name, "base_tests", check)
+
+    return [renamed(ev) for ev in evaluators if ev.kind in ("run", "metric", "test")]
+
+
+def new_tests_present(patterns: Sequence[str], added: Sequence[str]) -> Evaluator:
+    """A test-writing goal's named tests must be among the files the loop added."""
+    def check(_root: Path, _sandbox: Sandbox) -> Verdict:
+        missing = [p for p in patterns if not any(matches([p], f) for f in added)]
+        evidence = ("missing: " + ", ".join(missing)) if missing else "present: " + ", ".join(
+            f for f in added if matches(patterns, f))
+        return Verdict(name="new tests exist", kind="file", passed=not missing,
+                       score=1 - len(missing) / len(patterns), evidence=evidence)
+
+    return Evaluator("new tests exist", "file", check)
 
 
 def describe(goal: Goal) -> list[str]:

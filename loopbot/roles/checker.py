@@ -13,6 +13,9 @@ from loopbot.prompts import render
 from loopbot.roles import Gate
 
 DIFF_LIMIT_CHARS = 60_000
+# The runner's change view is already trimmed per file (loopbot.core.diffview); this only bounds a
+# pathological one (hundreds of source files at their floor).
+CHANGE_VIEW_CEILING = 4 * DIFF_LIMIT_CHARS
 
 VERDICT_TOOL = ToolSpec(
     name="verdict",
@@ -50,7 +53,7 @@ def run_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, i
         role="checker",
         system=render("checker_system.md.j2", overrides=overrides),
         messages=[Message(role="user", content=[TextBlock(
-            text=render("checker_user.md.j2", overrides=overrides, goal=goal, verdicts=verdicts, diff=trim_diff(diff)))])],
+            text=render("checker_user.md.j2", overrides=overrides, goal=goal, verdicts=verdicts, diff=trim_diff(diff, CHANGE_VIEW_CEILING)))])],
         tools=[VERDICT_TOOL],
         tool_choice="verdict",
         iteration=iteration,

@@ -10,7 +10,7 @@ from loopbot.messages import Message, ModelRequest, TextBlock, ToolSpec
 from loopbot.ports import ModelError
 from loopbot.prompts import render
 from loopbot.roles import Gate
-from loopbot.roles.checker import trim_diff
+from loopbot.roles.checker import CHANGE_VIEW_CEILING, trim_diff
 
 GOAL_VERDICT_TOOL = ToolSpec(
     name="goal_verdict",
@@ -46,7 +46,7 @@ def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict],
         system=render("goal_checker_system.md.j2", overrides=overrides),
         messages=[Message(role="user", content=[TextBlock(
             text=render("goal_checker_user.md.j2", overrides=overrides, goal=goal, criteria=goal.criteria, verdicts=verdicts,
-                        diff=trim_diff(diff)))])],
+                        diff=trim_diff(diff, CHANGE_VIEW_CEILING)))])],
         tools=[GOAL_VERDICT_TOOL],
         tool_choice="goal_verdict",
         iteration=iteration,

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopbot.cancel import Cancellation
@@ -77,6 +77,7 @@ class BubblewrapSandbox:
     output_cap_bytes: int = 64_000
     name: str = "bubblewrap"
     cancel: Cancellation | None = None
+    _siblings: dict[Path, BubblewrapSandbox] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.bwrap = shutil.which("bwrap")
@@ -91,6 +92,17 @@ class BubblewrapSandbox:
         self._git_config.write_text(sanitized_git_config(original))
         self._empty = self._scratch / "empty"
         self._empty.write_text("")
+
+    def for_tree(self, tree: Path) -> BubblewrapSandbox:
+        """A sibling sandbox writing to `tree` instead of the worktree (made once, reused)."""
+        if tree.resolve() == self.worktree.resolve():
+            return self
+        sibling = self._siblings.get(tree)
+        if sibling is None:
+            sibling = BubblewrapSandbox(tree, self.git_common_dir, self.config, self.output_cap_bytes,
+                                        cancel=self.cancel)
+            self._siblings[tree] = sibling
+        return sibling
 
     # -- construction ----------------------------------------------------------------------
     def _bwrap_args(self, cwd: Path) -> list[str]:
@@ -200,4 +212,6 @@ class BubblewrapSandbox:
         return f"bubblewrap (no network, read-only host, private /tmp, hidden homes; {limits})"
 
     def close(self) -> None:
+        for sibling in self._siblings.values():
+            sibling.close()
         shutil.rmtree(self._scratch, ignore_errors=True)

@@ -52,6 +52,9 @@ class SubprocessSandbox:
         self.output_cap_bytes = output_cap_bytes
         self.cancel = cancel
 
+    def for_tree(self, tree: Path) -> SubprocessSandbox:
+        return self  # nothing is bound: any tree is as reachable as the worktree
+
     def run(
         self,
         command: str,

@@ -6,17 +6,26 @@ sandbox, nor wait on a passphrase.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
+from loopbot.core.changes import ABSENT, GITLINK, SYMLINK, FileChange, parse_raw
 from loopbot.core.state import PushResult
 from loopbot.errors import WorkspaceError
 
 AUTHOR = ("loopbot", "loopbot@users.noreply.github.com")
-_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.quotepath=off"]
+_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgsign=false", "-c", "core.quotepath=off",
+         "-c", "submodule.recurse=false", "-c", "diff.submodule=short", "-c", "status.submoduleSummary=false"]
+# What the checker and the drift guard read: text forced, no external diff or textconv driver, so
+# no .gitattributes line (`*.py binary`, `-diff`, `diff=x`) can hide a change.
+_DIFF = ["diff", "--text", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", "--submodule=short"]
+# git's own rule for "binary": a NUL in the first 8000 bytes.
+_BINARY_PROBE_BYTES = 8000
 
 
 def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
@@ -71,6 +80,23 @@ def resolve_rev(repo: Path, rev: str) -> str:
     return result.stdout.strip()
 
 
+# Second trees beside a run's worktree, named <worktree>.<variant>: gc and remove know them.
+BASE_TESTS = "base-tests"
+VARIANTS = (BASE_TESTS,)
+
+
+def variant_path(worktree: Path, name: str) -> Path:
+    return worktree.with_name(f"{worktree.name}.{name}")
+
+
+def variant_owner(path: Path) -> Path | None:
+    """The worktree a variant tree belongs to, or None when `path` is not a variant."""
+    for name in VARIANTS:
+        if path.name.endswith(f".{name}"):
+            return path.with_name(path.name[: -len(name) - 1])
+    return None
+
+
 class GitWorkspace:
     def __init__(self, repo: Path, path: Path, branch: str):
         if not branch.startswith("loop/"):
@@ -78,6 +104,8 @@ class GitWorkspace:
         self.repo = repo
         self.path = path
         self.branch = branch
+        # Ignored setup outputs (a virtualenv, node_modules) that cleaning leaves in place.
+        self.pinned: list[str] = []
 
     @classmethod
     def open(cls, repo: Path, path: Path, branch: str, base: str) -> GitWorkspace:
@@ -154,11 +182,50 @@ class GitWorkspace:
         git(self.path, "add", "-A")
         tree = git(self.path, "write-tree").stdout.strip()
         head = self.head()
-        if tree == self.tree(head):
-            return head
-        sha = git(self.path, "commit-tree", tree, "-p", head, "-m", message).stdout.strip()
-        git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
-        return sha
+        if tree != self.tree(head):
+            sha = git(self.path, "commit-tree", tree, "-p", head, "-m", message).stdout.strip()
+            git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
+            head = sha
+        # What the evaluators see is exactly what is pushed: ignored files (caches, a forged .pyc,
+        # an ignored conftest.py) go; only the pinned setup outputs stay.
+        self.clean_ignored()
+        return head
+
+    def clean_ignored(self) -> None:
+        keep = [arg for name in self.pinned for arg in ("-e", f"/{name.strip('/')}")]
+        git(self.path, "clean", "--quiet", "-ffdx", *keep)
+
+    def remove_special_files(self) -> list[str]:
+        """Remove what git cannot carry but a command could trip over: FIFOs, sockets, device
+        files and nested repositories (pushed as an empty gitlink). Returns what was removed."""
+        removed: list[str] = []
+        pinned = {name.strip("/") for name in self.pinned}
+        stack = [(self.path, "")]
+        while stack:
+            directory, prefix = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if (not prefix and entry.name == ".git") or rel in pinned:
+                    continue
+                if prefix and entry.name == ".git":
+                    # A nested repository (or a submodule's .git file): gone with its directory.
+                    shutil.rmtree(directory, ignore_errors=True)
+                    removed.append(f"{prefix.rstrip('/')} (nested repository)")
+                    break
+                if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), f"{rel}/"))
+                    continue
+                kind = _kind(entry.path)
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                removed.append(f"{rel} ({kind})")
+        return sorted(removed)
 
     def reset(self, sha: str) -> None:
         """Exactly the tree of `sha`: edits undone, files the loop or its commands created removed."""
@@ -171,7 +238,7 @@ class GitWorkspace:
             result = git(self.path, "reset", "--quiet", "--hard", sha, check=False)
         if result.returncode != 0:
             raise WorkspaceError(f"git reset --hard {sha[:12]} failed in {self.path}: {result.stderr.strip()}")
-        git(self.path, "clean", "--quiet", "-fd")
+        self.clean_ignored()
 
     def changed_files(self, base: str, head: str) -> list[str]:
         out = git(self.path, "diff", "--no-renames", "--name-only", "-z", base, head).stdout
@@ -181,8 +248,78 @@ class GitWorkspace:
         out = git(self.path, "diff", "--no-renames", "--diff-filter=D", "--name-only", "-z", base, head).stdout
         return sorted(p for p in out.split("\0") if p)
 
-    def diff(self, base: str, head: str) -> str:
-        return git(self.path, "diff", "--no-color", "--no-ext-diff", base, head).stdout
+    def diff(self, base: str, head: str, paths: list[str] | None = None) -> str:
+        return git(self.path, *_DIFF, base, head, *(["--", *paths] if paths else [])).stdout
+
+    def changes(self, base: str, head: str) -> list[FileChange]:
+        """Every changed path with its status, modes, sizes and whether it is binary."""
+        raw = git(self.path, "diff-tree", "-r", "-z", "--raw", "--no-renames", "--no-commit-id", base, head).stdout
+        records = parse_raw(raw)
+        blobs = sorted({sha for old_mode, new_mode, old_sha, new_sha, _s, _p in records
+                        for mode, sha in ((old_mode, old_sha), (new_mode, new_sha))
+                        if mode not in (ABSENT, GITLINK) and set(sha) != {"0"}})
+        sizes: dict[str, int] = {}
+        if blobs:
+            out = git(self.path, "cat-file", "--batch-check=%(objectname) %(objectsize)",
+                      input_text="\n".join(blobs) + "\n").stdout
+            for line in out.splitlines():
+                sha, _, size = line.partition(" ")
+                if size.isdigit():
+                    sizes[sha] = int(size)
+        found = []
+        for old_mode, new_mode, old_sha, new_sha, status, path in records:
+            binary = False
+            if new_mode not in (ABSENT, GITLINK, SYMLINK):
+                binary = self._looks_binary(path)
+            found.append(FileChange(path=path, status=status, old_mode=old_mode, new_mode=new_mode,
+                                    old_size=sizes.get(old_sha, 0), new_size=sizes.get(new_sha, 0), binary=binary))
+        return found
+
+    def _looks_binary(self, path: str) -> bool:
+        """Read from the worktree, which holds the snapshot's exact files once it is cleaned."""
+        try:
+            with open(self.path / path, "rb") as handle:
+                return b"\0" in handle.read(_BINARY_PROBE_BYTES)
+        except OSError:
+            return False
+
+    def file_diffs(self, base: str, head: str, paths: list[str]) -> dict[str, str]:
+        """Each path's own unified diff, one git call per path: no file's content can pose as
+        another file's header."""
+        return {path: self.diff(base, head, [path]) for path in paths}
+
+    def show(self, rev: str, path: str) -> str | None:
+        """A file's text at a revision, or None when it is not there (or not a file)."""
+        result = git(self.path, "cat-file", "blob", f"{rev}:{path}", check=False)
+        return result.stdout if result.returncode == 0 else None
+
+    def files_at(self, rev: str) -> list[str]:
+        out = git(self.path, "ls-tree", "-r", "--name-only", "-z", rev).stdout
+        return [p for p in out.split("\0") if p]
+
+    # -- a second tree, for evaluating a variant of the snapshot ---------------------------
+    def variant_path(self, name: str) -> Path:
+        return variant_path(self.path, name)
+
+    def prepare_variant(self, name: str, sha: str, *, restore: list[str], drop: list[str], base: str) -> Path:
+        """A detached worktree holding `sha`'s tree with `restore` brought back to `base` and
+        `drop` removed: nothing else in it, ignored files included."""
+        path = self.variant_path(name)
+        usable = (path / ".git").is_file() and git(path, "rev-parse", "--git-dir", check=False).returncode == 0
+        if usable:
+            git(path, "checkout", "--quiet", "--force", "--detach", sha)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            git(self.repo, "worktree", "prune")
+            git(self.repo, "worktree", "add", "--quiet", "--detach", str(path), sha)
+        git(path, "clean", "--quiet", "-ffdx")
+        if restore:
+            git(path, "checkout", "--quiet", base, "--", *restore)
+        for rel in drop:
+            target = path / rel
+            if target.is_symlink() or target.is_file():
+                target.unlink()
+        return path
 
     def diff_stat(self, base: str, head: str) -> str:
         return git(self.path, "diff", "--stat", "--no-color", base, head).stdout
@@ -219,9 +356,25 @@ class GitWorkspace:
         return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=True, message=f"pushed to {remote}")
 
     def remove(self) -> None:
-        """Remove the worktree (not the branch: it holds the work)."""
+        """Remove the worktree and its variants (not the branch: it holds the work)."""
         shutil.rmtree(self.path, ignore_errors=True)
+        for name in VARIANTS:
+            shutil.rmtree(self.variant_path(name), ignore_errors=True)
         git(self.repo, "worktree", "prune", check=False)
+
+
+def _kind(path: str) -> str:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "special file"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device file"
+    return "special file"
 
 
 def _local_path(url: str) -> Path | None:

@@ -1,5 +1,6 @@
 import pytest
 
+from loopbot.core.changes import FileChange
 from loopbot.core.guards import check_changes
 from loopbot.core.paths import command_denied, find_test_files
 
@@ -28,7 +29,8 @@ def test_default_protected_files_are_tests():
 
 def test_guards_classify_each_change():
     violations = check_changes(
-        ["kvstore.py", "tests/test_kv.py", "setup.py", ".github/workflows/ci.yml"],
+        [FileChange(p, "M", "100644", "100644") for p in
+         ["kvstore.py", "tests/test_kv.py", "setup.py", ".github/workflows/ci.yml"]],
         allow=["kvstore.py", "tests/**"], protected=["tests/test_kv.py"], deny_paths=[".github/**"],
     )
     by_path = {v.path: v.guard for v in violations}

@@ -83,3 +83,75 @@ def test_check_remote_judges_only_local_paths(kv_repo, url, problem):
     found = check_remote(repo, "other")
     assert (found is None) if problem is None else (problem in (found or ""))
     assert "does not exist" in (check_remote(repo, "missing") or "")
+
+
+def test_the_snapshot_is_the_whole_worktree_ignored_files_go_pinned_outputs_stay(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    base = resolve_rev(repo, "main")
+    ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
+    (ws.path / ".gitignore").write_text("__pycache__/\n*.pyc\nconftest.py\n.venv/\n")
+    (ws.path / "conftest.py").write_text("# ignored, would rewire pytest\n")
+    (ws.path / "tests" / "__pycache__").mkdir()
+    (ws.path / "tests" / "__pycache__" / "test_ttl.cpython-311.pyc").write_bytes(b"forged")
+    (ws.path / ".venv").mkdir()
+    (ws.path / ".venv" / "marker").write_text("setup output\n")
+    ws.pinned = [".venv"]
+    head = ws.snapshot("iteration 1")
+    assert not (ws.path / "conftest.py").exists() and not (ws.path / "tests" / "__pycache__").exists()
+    assert (ws.path / ".venv" / "marker").exists()
+    listed = sorted(str(p.relative_to(ws.path)) for p in ws.path.rglob("*")
+                    if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts)
+    assert listed == sorted(ws.files_at(head))
+
+
+def test_changes_carry_modes_sizes_and_binary_from_git_not_from_attributes(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    base = resolve_rev(repo, "main")
+    ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
+    (ws.path / ".gitattributes").write_text("*.py binary\n")
+    (ws.path / "kvstore.py").write_text((ws.path / "kvstore.py").read_text() + "# REAL CHANGE\n")
+    (ws.path / "data.bin").write_bytes(b"\0\1\2" * 100)
+    (ws.path / "run.sh").write_text("#!/bin/sh\n")
+    (ws.path / "run.sh").chmod(0o755)
+    (ws.path / "link").symlink_to("kvstore.py")
+    head = ws.snapshot("iteration 1")
+    by_path = {c.path: c for c in ws.changes(base, head)}
+    assert by_path["data.bin"].binary and by_path["data.bin"].new_size == 300
+    assert by_path["run.sh"].new_mode == "100755" and by_path["link"].new_mode == "120000"
+    assert by_path["kvstore.py"].status == "M" and not by_path["kvstore.py"].binary
+    # `*.py binary` cannot turn the diff into "Binary files differ".
+    assert "+# REAL CHANGE" in ws.file_diffs(base, head, ["kvstore.py"])["kvstore.py"]
+
+
+def test_special_files_and_nested_repositories_are_removed_before_the_snapshot(kv_repo, tmp_path):
+    import os
+
+    repo, _ = kv_repo
+    base = resolve_rev(repo, "main")
+    ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
+    os.mkfifo(ws.path / "pipe")
+    nested = ws.path / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    (nested / "x.py").write_text("x = 1\n")
+    git(nested, "init", "-q")
+    removed = ws.remove_special_files()
+    assert removed == ["pipe (FIFO)", "vendor/lib (nested repository)"]
+    head = ws.snapshot("iteration 1")
+    assert ws.changed_files(base, head) == []
+
+
+def test_a_variant_tree_holds_the_snapshot_with_test_files_swapped(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    base = resolve_rev(repo, "main")
+    ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
+    (ws.path / "tests" / "test_new.py").write_text("def test_x():\n    pass\n")
+    (ws.path / "tests" / "test_ttl.py").write_text("# rewritten\n")
+    head = ws.snapshot("iteration 1")
+    tree = ws.prepare_variant("base-tests", head, restore=["tests/test_ttl.py"], drop=["tests/test_new.py"], base=base)
+    assert not (tree / "tests" / "test_new.py").exists()
+    assert (tree / "tests" / "test_ttl.py").read_text() == git(repo, "show", f"{base}:tests/test_ttl.py").stdout
+    (tree / "junk").write_text("left by a command\n")
+    again = ws.prepare_variant("base-tests", head, restore=[], drop=[], base=base)
+    assert again == tree and not (tree / "junk").exists() and (tree / "tests" / "test_new.py").exists()
+    ws.remove()
+    assert not tree.exists()

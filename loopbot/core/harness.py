@@ -1,0 +1,181 @@
+"""The test harness is part of the specification: the files that decide what the acceptance
+commands run and how their results are counted. A loop may not add, change or delete them unless
+the goal names the file in `scope.allow` (by its exact path, never through a glob). Pure.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import tomllib
+from collections.abc import Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+from loopbot.core.changes import FileChange
+from loopbot.core.state import GuardViolation
+
+# Runner configuration, import hooks and repository attributes, by file name anywhere in the tree.
+HARNESS_NAMES = frozenset({
+    "conftest.py", "pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml", "tox.ini", "setup.cfg",
+    "noxfile.py", ".coveragerc", ".gitattributes", ".gitmodules", "sitecustomize.py", "usercustomize.py",
+    ".mocharc.js", ".mocharc.cjs", ".mocharc.json", ".mocharc.yml", ".mocharc.yaml", ".babelrc",
+    "jest.config.js", "jest.config.cjs", "jest.config.mjs", "jest.config.ts", "jest.config.json",
+    "vitest.config.js", "vitest.config.mjs", "vitest.config.ts", "vitest.workspace.ts", "karma.conf.js",
+    "phpunit.xml", "phpunit.xml.dist", ".rspec",
+})
+HARNESS_SUFFIXES = (".pth",)
+# Tables of these files that configure tests; the rest of the file is ordinary project metadata.
+PYPROJECT_TEST_TABLES = ("pytest", "coverage", "tox", "nox", "hatch", "poe", "unittest")
+PACKAGE_JSON_TEST_KEYS = ("scripts", "jest", "mocha", "vitest", "ava", "nyc", "c8", "tap")
+# Test runners and their plugin machinery: a module by one of these names replaces the runner.
+RUNNER_MODULES = frozenset({
+    "pytest", "_pytest", "py", "pluggy", "unittest", "nose", "nose2", "hypothesis", "coverage", "tox", "nox",
+    "xdist", "pytest_cov", "doctest", "iniconfig", "packaging", "exceptiongroup", "tomli",
+})
+# Programs whose configuration file decides what an acceptance command runs.
+PROGRAM_FILES = {
+    "make": ("Makefile", "makefile", "GNUmakefile"),
+    "just": ("justfile", "Justfile"),
+    "npm": ("package.json",), "yarn": ("package.json",), "pnpm": ("package.json",),
+    "tox": ("tox.ini",), "nox": ("noxfile.py",),
+}
+
+
+def _module_dirs(files: Iterable[str]) -> set[str]:
+    """Directories that are packages (hold an __init__.py)."""
+    return {str(PurePosixPath(f).parent) for f in files if PurePosixPath(f).name == "__init__.py"}
+
+
+def _importable_name(path: str, packages: set[str]) -> str | None:
+    """The top-level name a file claims when its directory can be on sys.path (not inside a
+    package): `tests/json.py` is `json` once tests/ is inserted; `pkg/json.py` is `pkg.json`."""
+    pure = PurePosixPath(path)
+    if pure.suffix != ".py" or str(pure.parent) in packages or pure.stem in ("__init__", "__main__", "conftest"):
+        return None
+    return pure.stem
+
+
+def _package_name(path: str, packages: set[str]) -> str | None:
+    """`x/__init__.py` outside any package makes a top-level package `x`."""
+    pure = PurePosixPath(path)
+    if pure.name != "__init__.py" or pure.parent == PurePosixPath("."):
+        return None
+    if str(pure.parent.parent) in packages:
+        return None
+    return pure.parent.name
+
+
+def project_modules(files: Iterable[str]) -> set[str]:
+    """Top-level module and package names the project already has."""
+    files = list(files)
+    packages = _module_dirs(files)
+    names = set()
+    for path in files:
+        for name in (_importable_name(path, packages), _package_name(path, packages)):
+            if name:
+                names.add(name)
+    return names
+
+
+def command_files(commands: Iterable[str], tracked: set[str]) -> set[str]:
+    """Files an acceptance command reads to decide what to run: scripts it names, and the
+    configuration of the program it calls (`make` -> Makefile)."""
+    found: set[str] = set()
+    for command in commands:
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+        for word in words:
+            candidate = word.removeprefix("./")
+            if candidate in tracked:
+                found.add(candidate)
+            program = PurePosixPath(word).name
+            for name in PROGRAM_FILES.get(program, ()):
+                if name in tracked:
+                    found.add(name)
+    return found
+
+
+def _tables_changed(old: str | None, new: str | None, parse: Callable[[str], dict[str, Any]],
+                    pick: Callable[[dict[str, Any]], dict[str, Any]]) -> bool | None:
+    """Whether the test-related part differs; None when a side cannot be read (judged a change)."""
+    try:
+        before = pick(parse(old)) if old is not None else {}
+        after = pick(parse(new)) if new is not None else {}
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return before != after
+
+
+def _pyproject_tables(data: dict[str, Any]) -> dict[str, Any]:
+    tool = data.get("tool", {})
+    return {name: tool.get(name) for name in PYPROJECT_TEST_TABLES if isinstance(tool, dict) and name in tool}
+
+
+def _package_json_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data.get(key) for key in PACKAGE_JSON_TEST_KEYS if key in data}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    return data
+
+
+def explicitly_opened(allow: Iterable[str]) -> set[str]:
+    """Harness files a goal opens: exact paths in scope.allow, never globs."""
+    return {p.lstrip("/") for p in allow if not any(c in p for c in "*?[")}
+
+
+def check_harness(
+    changes: list[FileChange],
+    *,
+    base_files: list[str],
+    head_files: list[str],
+    allow: list[str],
+    acceptance_commands: list[str],
+    texts: Callable[[str], tuple[str | None, str | None]],
+) -> list[GuardViolation]:
+    """Every change to the test harness; `texts(path)` gives a file's base and snapshot text."""
+    opened = explicitly_opened(allow)
+    base_set = set(base_files)
+    head_packages = _module_dirs(head_files)
+    shadowable = set(sys.stdlib_module_names) | RUNNER_MODULES | project_modules(base_files)
+    by_command = command_files(acceptance_commands, base_set)
+    violations: list[GuardViolation] = []
+
+    def flag(change: FileChange, why: str) -> None:
+        if change.path not in opened:
+            verb = {"A": "added", "D": "deleted"}.get(change.status, "changed")
+            violations.append(GuardViolation(guard="harness", path=change.path,
+                                             message=f"test harness file {verb}: {why}"))
+
+    for change in changes:
+        pure = PurePosixPath(change.path)
+        if pure.name in HARNESS_NAMES or pure.suffix in HARNESS_SUFFIXES:
+            flag(change, "it decides what the tests run or how results count")
+        elif change.path in by_command:
+            flag(change, "an acceptance command reads it to decide what to run")
+        elif pure.name == "pyproject.toml":
+            old, new = texts(change.path)
+            changed = _tables_changed(old, new, tomllib.loads, _pyproject_tables)
+            if changed is None or changed:
+                flag(change, "its test tables ([tool.pytest], [tool.coverage], ...) changed"
+                     if changed else "it does not parse, so its test tables cannot be compared")
+        elif pure.name == "package.json":
+            old, new = texts(change.path)
+            changed = _tables_changed(old, new, _json_object, _package_json_keys)
+            if changed is None or changed:
+                flag(change, "its scripts or test-runner settings changed"
+                     if changed else "it does not parse, so its scripts cannot be compared")
+        elif change.added and change.path not in base_set:
+            name = _importable_name(change.path, head_packages) or _package_name(change.path, head_packages)
+            if name and name in shadowable:
+                flag(change, f"a new module named {name!r} shadows the standard library, the test runner "
+                             f"or a module of this project")
+    return violations
+
