@@ -72,6 +72,13 @@ def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
         kept = "yes" if record.kept else "rolled back"
         lines.append(f"| {record.number} | {_cell(record.approach or '-')} | {_iteration_result(record)} | "
                      f"{score} | {decision} | {kept} |")
+    conflict = next((r for r in reversed(state.iterations) if r.spec_conflict), None)
+    if conflict is not None and conflict.spec_conflict is not None:
+        reported = conflict.spec_conflict
+        lines += ["", f"## Spec conflict reported by the maker (iteration {conflict.number}): a human decides", "",
+                  f"- **Check**: {reported.check}", f"- **Requirement**: {reported.requirement}", "",
+                  "Evidence:", "", *[f"> {line}" for line in reported.evidence.splitlines()], "",
+                  "Change the goal or the check, then run the loop again; the best work so far is on the branch."]
     summarised = next((r for r in reversed(state.iterations) if r.summary), None)
     if summarised is not None:
         lines += ["", f"## Maker's summary (iteration {summarised.number})", "", summarised.summary]

@@ -349,6 +349,7 @@ class Runner:
         record.summary = result.summary
         record.chunks_completed = result.chunks_completed
         record.maker_error = result.error
+        record.spec_conflict = result.conflict
         record.refusals = list(toolbox.refusals)
         title = (record.approach or "no approach stated")[:72]
         for removed in self.workspace.remove_special_files():

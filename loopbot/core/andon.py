@@ -165,11 +165,15 @@ def incident_markdown(state: LoopState, lessons: list[Lesson], found: Classifica
     if violations:
         lines += ["", "## Guard violations", ""]
         lines += [f"- iteration {n}: {v.guard} `{v.path}`: {v.message}" for n, v in violations]
+    conflicts = [(r.number, r.spec_conflict) for r in state.iterations if r.spec_conflict is not None]
+    if conflicts:
+        lines += ["", "## Spec conflict (the goal and a check contradict each other)", ""]
+        lines += [f"- iteration {n}:\n\n```\n{c.render()}\n```" for n, c in conflicts]
     if state.diagnosis:
         lines += ["", "## Diagnosis (plan mode)", "", state.diagnosis]
     if lessons:
         lines += ["", "## Lessons", ""]
         lines += [f"- [{lesson.level.value}] {lesson.text}" for lesson in lessons]
-    if state.stop_reason == StopReason.ANDON:
+    if state.stop_reason in (StopReason.ANDON, StopReason.SPEC_CONFLICT):
         lines += ["", "The loop is blocked until a human looks at it (label `loopbot:blocked` on GitHub)."]
     return "\n".join(lines) + "\n"

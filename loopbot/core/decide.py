@@ -33,6 +33,7 @@ class Outcome:
 def succeeded(record: IterationRecord) -> bool:
     return (
         not record.violations
+        and record.spec_conflict is None
         and record.blocked_fingerprint is None
         and record.maker_error is None
         and bool(record.verdicts)
@@ -50,6 +51,12 @@ def decide(state: LoopState, record: IterationRecord) -> Outcome:
     if line_stops:
         detail = "; ".join(f"{v.guard}: {v.path}" for v in line_stops)
         return Outcome(Decision.STOP, keep=False, stop_reason=StopReason.ANDON, detail=f"guard violation: {detail}")
+    if record.spec_conflict is not None:
+        # The maker says the goal and a check contradict each other: no change can be judged
+        # against that check, so a human decides. The best work so far is kept and pushed.
+        conflict = record.spec_conflict
+        return Outcome(Decision.STOP, keep=False, stop_reason=StopReason.SPEC_CONFLICT,
+                       detail=f"{conflict.check} contradicts: {conflict.requirement}"[:500])
     if succeeded(record):
         return Outcome(Decision.SUCCESS, keep=True)
 
@@ -170,7 +177,7 @@ def stop_now(state: LoopState, reason: StopReason, detail: str, exhausted: Exhau
 
 def after_guard(record: IterationRecord) -> Phase:
     """Guard violations, a refused (blocked) approach or a failed maker skip the evaluators."""
-    if record.violations or record.blocked_fingerprint or record.maker_error:
+    if record.violations or record.blocked_fingerprint or record.maker_error or record.spec_conflict:
         return Phase.DECIDE
     return Phase.EVALUATE
 

@@ -45,6 +45,8 @@ class StopReason(StrEnum):
     CANCELLED = "CANCELLED"
     ERROR = "ERROR"
     ABANDONED = "ABANDONED"
+    # The maker reported, with evidence, that a check contradicts the goal: a human decides.
+    SPEC_CONFLICT = "SPEC_CONFLICT"
 
 
 class SuspendReason(StrEnum):
@@ -92,6 +94,17 @@ class GoalCheck(BaseModel):
     summary: str = ""
 
 
+class SpecConflict(BaseModel):
+    """The maker's report that the goal cannot be met as specified."""
+
+    check: str
+    requirement: str
+    evidence: str
+
+    def render(self) -> str:
+        return f"check: {self.check}\nrequirement: {self.requirement}\nevidence: {self.evidence}"
+
+
 class GuardViolation(BaseModel):
     guard: Literal["scope", "protected", "spec_drift", "deny_path", "deny_command", "refused_write", "harness",
                    "special_file", "size", "setup"]
@@ -125,6 +138,7 @@ class IterationRecord(BaseModel):
     model_seconds: float = 0.0
     maker_error: str | None = None
     refusals: list[GuardViolation] = Field(default_factory=list)
+    spec_conflict: SpecConflict | None = None
     violations: list[GuardViolation] = Field(default_factory=list)
     blocked_fingerprint: str | None = None
     verdicts: list[Verdict] = Field(default_factory=list)

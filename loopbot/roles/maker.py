@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from loopbot.core.state import SpecConflict
 from loopbot.messages import Message, ModelRequest, Role, TextBlock, ToolResult
 from loopbot.ports import ModelError
 from loopbot.roles import Gate
@@ -19,6 +20,7 @@ class MakerResult:
     summary: str = ""
     chunks_completed: list[int] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    conflict: SpecConflict | None = None
     error: str | None = None
     calls: int = 0
 
@@ -69,6 +71,10 @@ def run_session(
             if outcome.done is not None:
                 result.summary = outcome.done.summary
                 result.chunks_completed = outcome.done.chunks_completed
+                finished = True
+            if outcome.conflict is not None:
+                result.conflict = outcome.conflict
+                result.summary = result.summary or f"spec conflict: {outcome.conflict.check}"
                 finished = True
             if outcome.diagnosis is not None:
                 result.diagnosis = outcome.diagnosis

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loopbot.core.paths import command_denied, matches
-from loopbot.core.state import GuardViolation
+from loopbot.core.state import GuardViolation, SpecConflict
 from loopbot.messages import ToolSpec
 from loopbot.ports import Sandbox
 from loopbot.sandbox.output import CappedOutput
@@ -48,6 +48,7 @@ class ToolOutcome:
     is_error: bool = False
     done: Done | None = None
     diagnosis: Diagnosis | None = None
+    conflict: SpecConflict | None = None
 
 
 def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -78,12 +79,21 @@ SPECS = {
                                                "five_whys": {"type": "array", "items": _STR},
                                                "next_approach": _STR},
                                               ["hypotheses", "five_whys", "next_approach"])),
+    "spec_conflict": ToolSpec(
+        name="spec_conflict",
+        description=("Report that the goal cannot be met as specified, because a test (or other acceptance "
+                     "check) contradicts the requirement. The loop stops, keeps its best work and shows your "
+                     "evidence to a human. Use this instead of changing, skipping or working around a check."),
+        input_schema=_schema({"check": {**_STR, "description": "the test or check, e.g. tests/test_x.py::test_y"},
+                              "requirement": {**_STR, "description": "the part of the goal it contradicts"},
+                              "evidence": {**_STR, "description": "why both cannot hold: quote the lines"}},
+                             ["check", "requirement", "evidence"])),
 }
 
 READ_ONLY = ("list", "read", "search")
 Mode = Literal["edit", "plan", "audit", "docs"]
 MODE_TOOLS: dict[str, tuple[str, ...]] = {
-    "edit": (*READ_ONLY, "edit", "write", "run", "done"),
+    "edit": (*READ_ONLY, "edit", "write", "run", "done", "spec_conflict"),
     "plan": (*READ_ONLY, "diagnose"),          # Meta-Andon: read-only until a diagnosis
     "audit": (*READ_ONLY, "propose_plan", "done"),
     "docs": (*READ_ONLY, "edit", "write", "done"),  # writes confined to write_allow (the wiki)
@@ -242,6 +252,13 @@ class ToolBox:
     def _done(self, summary: str, chunks_completed: list[int] | None = None) -> ToolOutcome:
         chunks = [int(c) for c in (chunks_completed or []) if isinstance(c, int)]
         return ToolOutcome("iteration finished", done=Done(summary=summary, chunks_completed=chunks))
+
+    def _spec_conflict(self, check: str, requirement: str, evidence: str) -> ToolOutcome:
+        values = [str(v).strip() for v in (check, requirement, evidence)]
+        if not all(values):
+            return ToolOutcome("a spec conflict needs the check, the requirement and the evidence, each non-empty", True)
+        conflict = SpecConflict(check=values[0][:500], requirement=values[1][:1000], evidence=values[2][:4000])
+        return ToolOutcome("spec conflict recorded; the loop stops for a human to decide", conflict=conflict)
 
     def _propose_plan(self, **plan: Any) -> ToolOutcome:
         from loopbot.plans import validate

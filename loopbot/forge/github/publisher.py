@@ -107,7 +107,8 @@ class GitHubPublisher:
                 self.forge.mark_ready(self.pr)
             self.forge.add_labels(self.issue, self.labels.done)
         else:
-            blocked = state.stop_reason == StopReason.ANDON
+            # A line stop or a reported spec conflict waits for a human.
+            blocked = state.stop_reason in (StopReason.ANDON, StopReason.SPEC_CONFLICT)
             self.forge.check_run(head, status="completed", conclusion="action_required" if blocked else "failure",
                                  title=f"stopped: {state.stop_label}", summary=self._report(state))
             if blocked:

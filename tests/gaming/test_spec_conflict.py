@@ -1,0 +1,55 @@
+"""An honest way out: the maker reports that a check contradicts the goal; the loop stops with
+SPEC_CONFLICT, keeps and pushes its best work, and shows the evidence to a human."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from loopbot.core.state import Status, StopReason
+from loopbot.testing.gaming import edit_tool, run_script
+from loopbot.testing.scripted import Script
+
+PARTIAL = edit_tool("stats.py", "    return sum(values) / (len(values) + 1)\n", "    return sum(values) / len(values)\n")
+CONFLICT = {"spec_conflict": {
+    "check": "tests/test_stats.py::MeanTest::test_empty",
+    "requirement": "the goal says mean([]) returns 0 for dashboards",
+    "evidence": "test_empty expects ValueError:\n    with self.assertRaises(ValueError):\n        mean([])"}}
+
+
+def test_a_reported_spec_conflict_stops_the_loop_and_keeps_the_best_work(tmp_path: Path) -> None:
+    script = Script.model_validate({
+        "maker": [
+            {"iteration": 1, "turns": [{"text": "APPROACH: divide by the length", "tools": [PARTIAL]},
+                                       {"tools": [{"done": {"summary": "division fixed"}}]}]},
+            {"iteration": 2, "turns": [{"text": "APPROACH: report the contradiction", "tools": [CONFLICT]}]},
+        ],
+        "checker": [{"iteration": "*", "decision": "APPROVE", "reasons": ["ok"]}],
+        "goal_checker": [{"iteration": "*", "criteria": []}],
+    })
+    outcome, files = run_script(script, "unittest", tmp_path, max_iterations=4)
+    state = outcome.state
+    assert state.status == Status.STOPPED and state.stop_reason == StopReason.SPEC_CONFLICT
+    assert len(state.iterations) == 2 and state.iterations[-1].spec_conflict is not None
+    # The best work (iteration 1's partial fix) is what was pushed.
+    assert state.best.iteration == 1 and state.push is not None and state.push.pushed
+    pushed = subprocess.run(["git", "-C", str(tmp_path / "origin.git"), "rev-parse", state.branch],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert pushed == state.best.sha
+    report = files.report_path.read_text()
+    assert "Spec conflict reported by the maker" in report and "test_empty expects ValueError" in report
+    incident = files.incident_path.read_text()
+    assert "SPEC_CONFLICT" in incident and "the goal says mean([]) returns 0" in incident
+
+
+def test_a_spec_conflict_without_evidence_is_refused_and_the_loop_goes_on(tmp_path: Path) -> None:
+    empty = {"spec_conflict": {"check": "tests/test_stats.py", "requirement": "", "evidence": " "}}
+    script = Script.model_validate({
+        "maker": [{"iteration": 1, "turns": [{"text": "APPROACH: give up", "tools": [empty]},
+                                             {"tools": [{"done": {"summary": "nothing"}}]}]}],
+        "checker": [{"iteration": "*", "decision": "APPROVE", "reasons": ["ok"]}],
+        "goal_checker": [{"iteration": "*", "criteria": []}],
+    })
+    outcome, _files = run_script(script, "unittest", tmp_path)
+    assert outcome.state.stop_reason == StopReason.BUDGET_EXHAUSTED
+    assert outcome.state.iterations[-1].spec_conflict is None
