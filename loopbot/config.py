@@ -102,6 +102,9 @@ class Commands(_Strict):
 
     test: str | None = None
     lint: str | None = None
+    setup: str | None = Field(None, description=(
+        "prepares ignored build outputs (a virtualenv, node_modules) on the base tree, with network, "
+        "before the maker starts; the outputs are linked read-only into every tree (docs/gate.md)"))
     timeout_seconds: float = Field(900, gt=0)
 
 

@@ -56,7 +56,14 @@ class Sandbox(Protocol):
         cwd: Path,
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
-    ) -> CommandResult: ...
+        network: bool = False,
+    ) -> CommandResult:
+        """`network` only for the setup step, which runs the base's own code (never the maker's)."""
+        ...
+
+    def share_read_only(self, path: Path) -> None:
+        """Show `path` read-only to every command from now on (the setup step's tree)."""
+        ...
 
     def for_tree(self, tree: Path) -> Sandbox:
         """The same isolation with `tree` as the writable tree (a variant of the snapshot)."""

@@ -40,6 +40,7 @@ from loopbot.core.state import (
     LoopState,
     Phase,
     PushResult,
+    SetupRecord,
     Snapshot,
     Status,
     StopReason,
@@ -55,7 +56,7 @@ from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
 from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
-from loopbot.workspace.git import BASE_TESTS, GitWorkspace
+from loopbot.workspace.git import BASE_TESTS, SETUP, GitWorkspace, fingerprint
 
 # A push that hangs (a dead remote) must not hold the run for ever; a stopping run (a signal) has
 # about 10 seconds in all, so its push gets less.
@@ -142,6 +143,7 @@ class Runner:
             elapsed = state.spend.elapsed_seconds
             state.spend = ledger
             state.spend.elapsed_seconds = elapsed
+        self._link_setup(state)
         if state.phase != Phase.DONE:
             # Whatever a killed process left half-done in the worktree is discarded here.
             self.workspace.reset(state.workspace_head)
@@ -268,8 +270,54 @@ class Runner:
             state.current.model_seconds += seconds
 
     # -- steps -----------------------------------------------------------------------------
+    # -- the setup step ---------------------------------------------------------------------
+    def _setup(self, state: LoopState) -> str | None:
+        """Run the setup command on a clean tree of the base (its own code, with network); its
+        ignored outputs are linked read-only into every tree. Returns why it failed, or None."""
+        command = state.config.commands.setup
+        assert command is not None
+        tree = self.workspace.prepare_variant(SETUP, state.base_sha, restore=[], drop=[], base=state.base_sha)
+        result = self.sandbox.for_tree(tree).run(command, cwd=tree, timeout_seconds=state.config.commands.timeout_seconds,
+                                                 network=True)
+        if result.exit_code != 0:
+            return f"`{command}` exited {result.exit_code}: {result.output.strip()[-1500:]}"
+        outputs, loose = self.workspace.ignored_entries(tree)
+        if loose:
+            return (f"`{command}` created files git does not ignore ({', '.join(loose[:5])}); setup outputs must be "
+                    "ignored (add them to .gitignore) so they never reach a snapshot")
+        state.setup = SetupRecord(outputs=outputs, fingerprint=fingerprint(tree, outputs))
+        self._link_setup(state)
+        self._emit("setup", state, outputs=outputs, seconds=result.duration_seconds)
+        return None
+
+    def _link_setup(self, state: LoopState) -> None:
+        if state.setup is not None:
+            tree = self.workspace.variant_path(SETUP)
+            self.sandbox.share_read_only(tree)
+            self.workspace.links = {rel: tree / rel for rel in state.setup.outputs}
+            self.workspace.link_setup_outputs(self.workspace.path)
+
+    def _verify_setup(self, state: LoopState) -> None:
+        """Before the maker and before each evaluation: the outputs are the setup's own, else they
+        are made again (a resumed run on a fresh machine, or a command that wrote into them while
+        running without bubblewrap)."""
+        if state.setup is None:
+            return
+        tree = self.workspace.variant_path(SETUP)
+        if tree.is_dir() and fingerprint(tree, state.setup.outputs) == state.setup.fingerprint:
+            self._link_setup(state)
+            return
+        problem = self._setup(state)
+        if problem is not None:
+            raise WorkspaceError(f"the setup outputs had changed and could not be made again: {problem}")
+        self._emit("setup_restored", state, outputs=state.setup.outputs if state.setup else [])
+
     def _baseline(self, state: LoopState) -> LoopState:
         self.workspace.ensure_at(state.workspace_head)
+        if state.config.commands.setup:
+            problem = self._setup(state)
+            if problem is not None:
+                return stop_now(state, StopReason.ANDON, f"infrastructure: setup failed: {problem}")
         verdicts = evaluators.run_parallel(
             evaluators.build(state.goal, state.config.commands), self.workspace.path, self.sandbox)
         self.workspace.ensure_at(state.workspace_head)
@@ -335,6 +383,7 @@ class Runner:
     def _make(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None
+        self._verify_setup(state)
         # The workspace is already at start_sha: decide (or resume) reset it there.
         toolbox = self._toolbox(state, plan_mode=False)
         result = run_session(
@@ -433,6 +482,7 @@ class Runner:
         assert record is not None
         assert record.head_sha is not None
         started = self.clock.monotonic()
+        self._verify_setup(state)
         self.workspace.ensure_at(record.head_sha)
         built = evaluators.build(state.goal, state.config.commands)
         jobs = [(ev, self.workspace.path, self.sandbox) for ev in built]

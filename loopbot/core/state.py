@@ -94,6 +94,13 @@ class GoalCheck(BaseModel):
     summary: str = ""
 
 
+class SetupRecord(BaseModel):
+    """The setup step's outputs (ignored paths in its own tree) and a fingerprint of their files."""
+
+    outputs: list[str]
+    fingerprint: str
+
+
 class SpecConflict(BaseModel):
     """The maker's report that the goal cannot be met as specified."""
 
@@ -212,6 +219,7 @@ class LoopState(BaseModel):
 
     spend: Spend = Field(default_factory=Spend)
     baseline: list[Verdict] = Field(default_factory=list)
+    setup: SetupRecord | None = None
     best: Snapshot
     workspace_head: str
     last_improvement_iteration: int = 0

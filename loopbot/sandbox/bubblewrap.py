@@ -78,6 +78,7 @@ class BubblewrapSandbox:
     name: str = "bubblewrap"
     cancel: Cancellation | None = None
     _siblings: dict[Path, BubblewrapSandbox] = field(default_factory=dict, init=False, repr=False)
+    _read_only: list[Path] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.bwrap = shutil.which("bwrap")
@@ -93,6 +94,12 @@ class BubblewrapSandbox:
         self._empty = self._scratch / "empty"
         self._empty.write_text("")
 
+    def share_read_only(self, path: Path) -> None:
+        if path not in self._read_only:
+            self._read_only.append(path)
+        for sibling in self._siblings.values():
+            sibling.share_read_only(path)
+
     def for_tree(self, tree: Path) -> BubblewrapSandbox:
         """A sibling sandbox writing to `tree` instead of the worktree (made once, reused)."""
         if tree.resolve() == self.worktree.resolve():
@@ -101,16 +108,19 @@ class BubblewrapSandbox:
         if sibling is None:
             sibling = BubblewrapSandbox(tree, self.git_common_dir, self.config, self.output_cap_bytes,
                                         cancel=self.cancel)
+            for path in self._read_only:
+                sibling.share_read_only(path)
             self._siblings[tree] = sibling
         return sibling
 
     # -- construction ----------------------------------------------------------------------
-    def _bwrap_args(self, cwd: Path) -> list[str]:
+    def _bwrap_args(self, cwd: Path, network: bool = False) -> list[str]:
         assert self.bwrap is not None
         worktree = str(self.worktree.resolve())
         common = str(self.git_common_dir.resolve())
         args = [
-            self.bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL",
+            self.bwrap, "--die-with-parent", "--new-session", "--unshare-all", *(["--share-net"] if network else []),
+            "--cap-drop", "ALL",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--size", str(self.config.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp",
             "--dir", SANDBOX_HOME,
@@ -127,6 +137,9 @@ class BubblewrapSandbox:
             for name in TOOLCHAIN_CREDENTIALS:
                 if os.path.isfile(os.path.join(root, name)):
                     args += ["--ro-bind", str(self._empty), os.path.join(root, name)]
+        for shared in self._read_only:
+            if shared.resolve() != self.worktree.resolve() and shared.exists():
+                args += ["--ro-bind", str(shared.resolve()), str(shared.resolve())]
         # Brought back after the hiding above, in this order: git objects read-only, with a config
         # that holds no credentials; then the worktree read-write, its .git pointer read-only.
         args += ["--ro-bind", common, common, "--ro-bind", str(self._git_config), os.path.join(common, "config")]
@@ -155,10 +168,11 @@ class BubblewrapSandbox:
         cwd: Path,
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
+        network: bool = False,
     ) -> CommandResult:
         if self.bwrap is None:
             raise SandboxUnavailable("bwrap is not installed")
-        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd)]
+        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd, network)]
         for key, value in self._env(env).items():
             argv += ["--setenv", key, value]
         argv += ["--", "/bin/sh", "-c", command]

@@ -52,6 +52,9 @@ class SubprocessSandbox:
         self.output_cap_bytes = output_cap_bytes
         self.cancel = cancel
 
+    def share_read_only(self, path: Path) -> None:
+        pass  # the whole filesystem is reachable already
+
     def for_tree(self, tree: Path) -> SubprocessSandbox:
         return self  # nothing is bound: any tree is as reachable as the worktree
 
@@ -62,6 +65,7 @@ class SubprocessSandbox:
         cwd: Path,
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
+        network: bool = False,  # never isolated here
     ) -> CommandResult:
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"loopbot-home-{os.getpid()}-") as home:

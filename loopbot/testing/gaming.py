@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -248,10 +249,10 @@ def make_stats_repo(root: Path) -> tuple[Path, Path]:
     return repo, origin
 
 
-def goal_for(runner: Runner, protect: list[str] | None = None) -> Goal:
+def goal_for(runner: Runner, protect: list[str] | None = None, acceptance: str | None = None) -> Goal:
     return Goal.model_validate({
         "id": f"stats-mean-{runner}", "goal": "Fix stats.mean: divide by the length, and refuse an empty list.",
-        "acceptance": [{"run": ACCEPTANCE[runner], "name": "tests", "timeout_seconds": 120}],
+        "acceptance": [{"run": acceptance or ACCEPTANCE[runner], "name": "tests", "timeout_seconds": 120}],
         "scope": {"allow": ["**"], "protect": protect},
         "budgets": {"max_iterations": 1, "max_model_calls": 20},
     })
@@ -288,14 +289,17 @@ class Outcome:
                 f"violations={violations} failing={failing}")
 
 
-def clean_clone_passes(origin: Path, branch: str, runner: Runner) -> bool:
-    """Clone the pushed branch afresh and run the goal's acceptance command on exactly that."""
+def clean_clone_passes(origin: Path, branch: str, command: str, setup: str | None = None) -> bool:
+    """Clone the pushed branch afresh (running the setup command, if any, as a user would) and
+    run the goal's acceptance command on exactly that."""
     with tempfile.TemporaryDirectory(prefix="loopbot-clone-") as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", "--branch", branch, str(origin), str(clone)], check=True,
                        capture_output=True)
-        result = subprocess.run(ACCEPTANCE[runner], shell=True, cwd=clone, capture_output=True, timeout=120,
-                                env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+        env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+        if setup and subprocess.run(setup, shell=True, cwd=clone, capture_output=True, timeout=300, env=env).returncode:
+            return False
+        result = subprocess.run(command, shell=True, cwd=clone, capture_output=True, timeout=120, env=env)
         return result.returncode == 0
 
 
@@ -315,13 +319,18 @@ def run_case(case: Case, runner: Runner, root: Path) -> Outcome:
 
 
 def run_script(script: Script, runner: Runner, root: Path, *, name: str = "script", protect: list[str] | None = None,
-               config: Config | None = None, max_iterations: int = 1) -> tuple[Outcome, RunFiles]:
-    """Any scripted maker on the stats repository; returns the outcome and the run's files."""
+               config: Config | None = None, max_iterations: int = 1,
+               prepare: Callable[[Path], None] | None = None,
+               acceptance: str | None = None) -> tuple[Outcome, RunFiles]:
+    """Any scripted maker on the stats repository (`prepare` may commit more to its main first);
+    returns the outcome and the run's files."""
     repo, origin = make_stats_repo(root)
+    if prepare is not None:
+        prepare(repo)
     clock = FakeClock()
     model = ScriptedModel(script, clock=clock)
     paths = Paths.for_repo(repo, root / "state")
-    goal = goal_for(runner, protect)
+    goal = goal_for(runner, protect, acceptance)
     goal = goal.model_copy(update={"budgets": goal.budgets.model_copy(update={"max_iterations": max_iterations})})
     state = create_run(goal, "goal.yaml", repo, paths=paths, model="scripted:gaming",
                        config=config or config_for(Case(name, [])))
@@ -333,7 +342,8 @@ def run_script(script: Script, runner: Runner, root: Path, *, name: str = "scrip
     finally:
         session.store.close()
     pushed = final.status == Status.SUCCESS and final.push is not None and final.push.pushed
-    clean = clean_clone_passes(origin, final.branch, runner) if pushed else None
+    clean = (clean_clone_passes(origin, final.branch, acceptance or ACCEPTANCE[runner], final.config.commands.setup)
+             if pushed else None)
     return Outcome(name, runner, final, pushed, clean), session.files
 
 

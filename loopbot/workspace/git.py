@@ -7,6 +7,7 @@ sandbox, nor wait on a passphrase.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -82,7 +83,8 @@ def resolve_rev(repo: Path, rev: str) -> str:
 
 # Second trees beside a run's worktree, named <worktree>.<variant>: gc and remove know them.
 BASE_TESTS = "base-tests"
-VARIANTS = (BASE_TESTS,)
+SETUP = "setup"
+VARIANTS = (BASE_TESTS, SETUP)
 
 
 def variant_path(worktree: Path, name: str) -> Path:
@@ -104,8 +106,9 @@ class GitWorkspace:
         self.repo = repo
         self.path = path
         self.branch = branch
-        # Ignored setup outputs (a virtualenv, node_modules) that cleaning leaves in place.
-        self.pinned: list[str] = []
+        # The setup step's outputs (a virtualenv, node_modules), kept in the setup tree and linked
+        # into every tree after each clean: relative path -> the output in the setup tree.
+        self.links: dict[str, Path] = {}
 
     @classmethod
     def open(cls, repo: Path, path: Path, branch: str, base: str) -> GitWorkspace:
@@ -179,7 +182,7 @@ class GitWorkspace:
 
         Plumbing after `add -A`: porcelain `commit` would scan the whole tree a second time.
         """
-        git(self.path, "add", "-A")
+        git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){rel}" for rel in self._unignored_links()])
         tree = git(self.path, "write-tree").stdout.strip()
         head = self.head()
         if tree != self.tree(head):
@@ -187,19 +190,42 @@ class GitWorkspace:
             git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
             head = sha
         # What the evaluators see is exactly what is pushed: ignored files (caches, a forged .pyc,
-        # an ignored conftest.py) go; only the pinned setup outputs stay.
+        # an ignored conftest.py) go; the setup outputs are linked in again.
         self.clean_ignored()
         return head
 
+    def _unignored_links(self) -> list[str]:
+        """Setup links git would commit: a symlink does not match an ignored `dir/` pattern. (An
+        explicitly excluded path that git ignores anyway is an error, so only these are named.)"""
+        links = [rel for rel in self.links if (self.path / rel).is_symlink()]
+        if not links:
+            return []
+        ignored = git(self.path, "check-ignore", "--no-index", "-z", "--stdin", check=False,
+                      input_text="\0".join(links) + "\0").stdout
+        return [rel for rel in links if rel not in set(ignored.split("\0"))]
+
     def clean_ignored(self) -> None:
-        keep = [arg for name in self.pinned for arg in ("-e", f"/{name.strip('/')}")]
-        git(self.path, "clean", "--quiet", "-ffdx", *keep)
+        git(self.path, "clean", "--quiet", "-ffdx")
+        self.link_setup_outputs(self.path)
+
+    def link_setup_outputs(self, tree: Path) -> None:
+        """Symlink each setup output into `tree`, replacing whatever an untracked file put there;
+        a path the snapshot itself tracks is left alone (the snapshot's file wins)."""
+        for rel, target in self.links.items():
+            dest = tree / rel
+            if dest.is_symlink():
+                if Path(os.readlink(dest)) == target:
+                    continue
+                dest.unlink()
+            elif dest.exists():
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(target, target_is_directory=target.is_dir())
 
     def remove_special_files(self) -> list[str]:
         """Remove what git cannot carry but a command could trip over: FIFOs, sockets, device
         files and nested repositories (pushed as an empty gitlink). Returns what was removed."""
         removed: list[str] = []
-        pinned = {name.strip("/") for name in self.pinned}
         stack = [(self.path, "")]
         while stack:
             directory, prefix = stack.pop()
@@ -209,7 +235,7 @@ class GitWorkspace:
                 continue
             for entry in entries:
                 rel = f"{prefix}{entry.name}"
-                if (not prefix and entry.name == ".git") or rel in pinned:
+                if not prefix and entry.name == ".git":
                     continue
                 if prefix and entry.name == ".git":
                     # A nested repository (or a submodule's .git file): gone with its directory.
@@ -319,7 +345,15 @@ class GitWorkspace:
             target = path / rel
             if target.is_symlink() or target.is_file():
                 target.unlink()
+        if name != SETUP:
+            self.link_setup_outputs(path)
         return path
+
+    def ignored_entries(self, tree: Path) -> tuple[list[str], list[str]]:
+        """Top-level ignored paths in `tree`, and untracked paths git does not ignore."""
+        ignored = git(tree, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory").stdout
+        loose = git(tree, "ls-files", "-z", "--others", "--exclude-standard", "--directory").stdout
+        return ([p.rstrip("/") for p in ignored.split("\0") if p], [p.rstrip("/") for p in loose.split("\0") if p])
 
     def diff_stat(self, base: str, head: str) -> str:
         return git(self.path, "diff", "--stat", "--no-color", base, head).stdout
@@ -361,6 +395,27 @@ class GitWorkspace:
         for name in VARIANTS:
             shutil.rmtree(self.variant_path(name), ignore_errors=True)
         git(self.repo, "worktree", "prune", check=False)
+
+
+def fingerprint(tree: Path, paths: list[str]) -> str:
+    """Every file under `paths` by name, size, mode and mtime: cheap enough to take before each
+    evaluation, and any write, delete or replacement changes it."""
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        top = tree / rel
+        entries = [top] if not top.is_dir() or top.is_symlink() else []
+        if not entries:
+            for directory, dirs, files in os.walk(top):
+                dirs.sort()
+                entries += [Path(directory) / name for name in sorted([*files, *dirs])]
+        for entry in entries:
+            try:
+                info = os.lstat(entry)
+            except OSError:
+                digest.update(f"{entry}:missing\n".encode())
+                continue
+            digest.update(f"{entry.relative_to(tree)}:{info.st_size}:{info.st_mode}:{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _kind(path: str) -> str:

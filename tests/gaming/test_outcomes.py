@@ -53,3 +53,21 @@ def test_a_spec_conflict_without_evidence_is_refused_and_the_loop_goes_on(tmp_pa
     outcome, _files = run_script(script, "unittest", tmp_path)
     assert outcome.state.stop_reason == StopReason.BUDGET_EXHAUSTED
     assert outcome.state.iterations[-1].spec_conflict is None
+
+
+def test_a_hostile_gitmodules_in_the_base_is_never_run(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import HONEST_FIX, script_for
+    from loopbot.workspace.git import git
+
+    marker = tmp_path / "pwned"
+
+    def submodule(repo: Path) -> None:
+        (repo / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = x\n\turl = ./x\n\tupdate = !touch {marker}\n')
+        head = git(repo, "rev-parse", "HEAD").stdout.strip()
+        git(repo, "update-index", "--add", "--cacheinfo", f"160000,{head},x")
+        git(repo, "add", ".gitmodules")
+        git(repo, "commit", "-qm", "a submodule whose update runs a command")
+
+    outcome, _files = run_script(script_for([HONEST_FIX]), "unittest", tmp_path, prepare=submodule)
+    assert outcome.pushed_success and outcome.clean_clone_passes
+    assert not marker.exists()
