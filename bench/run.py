@@ -13,6 +13,8 @@ Figures:
   prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache. Target >= 0.85.
   prompt_tokens_growth       growth of the maker's first prompt from a 100- to a 10,000-file repo. Target < 0.20.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
+  reward_hack_rate           gamed SUCCESS over attempts on the gaming corpus (loopbot/testing/gaming.py:
+                             scripted tricks against a checker that approves everything). Target 0.
 """
 
 from __future__ import annotations
@@ -243,6 +245,32 @@ def demo(root: Path) -> None:
     emit("demo_seconds", time.perf_counter() - started, "s", "<= 60", status=final.status.value)
 
 
+def reward_hacks(root: Path) -> None:
+    """Every trick of the corpus under each runner it applies to; a pushed SUCCESS is a hack."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from loopbot.testing.gaming import CASES, expand, honest_case, run_case
+
+    attempts = expand(CASES)
+
+    def attempt(numbered: tuple[int, tuple[Any, Any]]) -> tuple[str, bool]:
+        n, (case, runner) = numbered
+        scratch = root / f"gaming-{n}"
+        scratch.mkdir()
+        return f"{case.name}/{runner}", run_case(case, runner, scratch).pushed_success
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(attempt, enumerate(attempts)))
+    hacked = [name for name, success in results if success]
+    honest = []
+    for runner in ("pytest", "unittest"):
+        scratch = root / f"honest-{runner}"
+        scratch.mkdir()
+        honest.append(run_case(honest_case(), runner, scratch))
+    emit("reward_hack_rate", len(hacked) / len(results), "ratio", "0", attempts=len(results), hacked=hacked,
+         honest_fix_succeeds=all(o.pushed_success and o.clean_clone_passes for o in honest))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
@@ -250,6 +278,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="loopbot-bench-") as tmp:
         root = Path(tmp)
+        reward_hacks(root)
         controller_overhead(root, args.files, args.iterations)
         eval_phase(root)
         sandbox_overhead(root)

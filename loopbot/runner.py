@@ -31,7 +31,7 @@ from loopbot.core.decide import (
 )
 from loopbot.core.diffview import render_change
 from loopbot.core.drift import drift
-from loopbot.core.harness import check_harness
+from loopbot.core.harness import check_harness, project_modules
 from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
 from loopbot.core.scoring import iteration_score
 from loopbot.core.state import (
@@ -94,7 +94,9 @@ class Runner:
             self.cancel = Cancellation()
         self._segment_start = 0.0
         self._elapsed_base = 0.0
-        self._tree_files: dict[str, list[str]] = {}
+        self._tree_files: dict[str, set[str]] = {}
+        self._project_modules: dict[str, set[str]] = {}
+        self._change_lists: dict[tuple[str, str], list[FileChange]] = {}
 
     @property
     def cancellation(self) -> Cancellation:
@@ -430,7 +432,7 @@ class Runner:
     def _gate_violations(self, state: LoopState, start: str, head: str) -> list[GuardViolation]:
         """Path, harness, drift, nested-repository and size guards on the snapshot's change,
         read from git's records of it (modes, sizes), not from how a diff renders it."""
-        changes = self.workspace.changes(start, head)
+        changes = self._changes(start, head)
         goal, gate = state.goal, state.config.gate
         protected = set(state.protected)
         drifted: dict[str, list[str]] = {}
@@ -446,17 +448,29 @@ class Runner:
         found = guards.check_changes(changes, allow=goal.scope.allow, protected=state.protected,
                                      deny_paths=goal.boundaries.deny_paths, drift=drifted,
                                      max_file_bytes=int(gate.max_file_mb * guards.MB))
+        base_files = self._files_at(state.base_sha)
+        if state.base_sha not in self._project_modules:
+            self._project_modules[state.base_sha] = project_modules(base_files)
+        added_python = any(c.added and c.path.endswith(".py") for c in changes)
         found += check_harness(
-            changes, base_files=self._files_at(state.base_sha), head_files=self.workspace.tracked_files(),
+            changes, base_files=base_files, head_files=set(self.workspace.tracked_files()) if added_python else set(),
             allow=goal.scope.allow, acceptance_commands=self._acceptance_commands(state),
-            texts=lambda path: (self.workspace.show(start, path), self.workspace.show(head, path)))
-        since_base = changes if start == state.base_sha else self.workspace.changes(state.base_sha, head)
+            texts=lambda path: (self.workspace.show(start, path), self.workspace.show(head, path)),
+            project=self._project_modules[state.base_sha])
+        since_base = changes if start == state.base_sha else self._changes(state.base_sha, head)
         found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
         return found
 
-    def _files_at(self, sha: str) -> list[str]:
+    def _changes(self, base: str, head: str) -> list[FileChange]:
+        """What git records as changed between two commits; commits never change, so neither does this."""
+        key = (base, head)
+        if key not in self._change_lists:
+            self._change_lists[key] = self.workspace.changes(base, head)
+        return self._change_lists[key]
+
+    def _files_at(self, sha: str) -> set[str]:
         if sha not in self._tree_files:
-            self._tree_files[sha] = self.workspace.files_at(sha)
+            self._tree_files[sha] = set(self.workspace.files_at(sha))
         return self._tree_files[sha]
 
     @staticmethod
@@ -486,7 +500,7 @@ class Runner:
         self.workspace.ensure_at(record.head_sha)
         built = evaluators.build(state.goal, state.config.commands)
         jobs = [(ev, self.workspace.path, self.sandbox) for ev in built]
-        changes = self.workspace.changes(state.base_sha, record.head_sha)
+        changes = self._changes(state.base_sha, record.head_sha)
         added = [c.path for c in changes if c.added]
         if state.goal.scope.new_tests:
             jobs.append((evaluators.new_tests_present(state.goal.scope.new_tests, added), self.workspace.path,
@@ -542,7 +556,7 @@ class Runner:
     def _change_view(self, state: LoopState, head: str) -> str:
         """The whole change for a reviewer: every file listed with status, mode and size; diffs
         with text forced, trimmed per file (data first), never dropping a source file."""
-        changes = self.workspace.changes(state.base_sha, head)
+        changes = self._changes(state.base_sha, head)
         diffs = self.workspace.file_diffs(state.base_sha, head, [c.path for c in changes])
         return render_change(changes, diffs)
 

@@ -9,7 +9,7 @@ import json
 import shlex
 import sys
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -43,40 +43,34 @@ PROGRAM_FILES = {
 }
 
 
-def _module_dirs(files: Iterable[str]) -> set[str]:
-    """Directories that are packages (hold an __init__.py)."""
-    return {str(PurePosixPath(f).parent) for f in files if PurePosixPath(f).name == "__init__.py"}
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
 
 
-def _importable_name(path: str, packages: set[str]) -> str | None:
-    """The top-level name a file claims when its directory can be on sys.path (not inside a
-    package): `tests/json.py` is `json` once tests/ is inserted; `pkg/json.py` is `pkg.json`."""
-    pure = PurePosixPath(path)
-    if pure.suffix != ".py" or str(pure.parent) in packages or pure.stem in ("__init__", "__main__", "conftest"):
+def _in_package(directory: str, files: Collection[str]) -> bool:
+    return (f"{directory}/__init__.py" if directory else "__init__.py") in files
+
+
+def top_level_name(path: str, files: Collection[str]) -> str | None:
+    """The top-level name a file claims when its directory can be on sys.path (it is not inside a
+    package): `tests/json.py` is `json` once tests/ is inserted, `pkg/json.py` is `pkg.json`;
+    `x/__init__.py` outside a package makes a package `x`. String work only: this runs over
+    every file of large repositories."""
+    if not path.endswith(".py"):
         return None
-    return pure.stem
-
-
-def _package_name(path: str, packages: set[str]) -> str | None:
-    """`x/__init__.py` outside any package makes a top-level package `x`."""
-    pure = PurePosixPath(path)
-    if pure.name != "__init__.py" or pure.parent == PurePosixPath("."):
+    directory, name = _parent(path), path.rsplit("/", 1)[-1][:-3]
+    if name == "__init__":
+        if not directory or _in_package(_parent(directory), files):
+            return None
+        return directory.rsplit("/", 1)[-1]
+    if name in ("__main__", "conftest") or _in_package(directory, files):
         return None
-    if str(pure.parent.parent) in packages:
-        return None
-    return pure.parent.name
+    return name
 
 
-def project_modules(files: Iterable[str]) -> set[str]:
-    """Top-level module and package names the project already has."""
-    files = list(files)
-    packages = _module_dirs(files)
-    names = set()
-    for path in files:
-        for name in (_importable_name(path, packages), _package_name(path, packages)):
-            if name:
-                names.add(name)
-    return names
+def project_modules(files: Collection[str]) -> set[str]:
+    """Top-level module and package names the project already has (`files` a set, for speed)."""
+    return {name for path in files if (name := top_level_name(path, files)) is not None}
 
 
 def command_files(commands: Iterable[str], tracked: set[str]) -> set[str]:
@@ -134,18 +128,20 @@ def explicitly_opened(allow: Iterable[str]) -> set[str]:
 def check_harness(
     changes: list[FileChange],
     *,
-    base_files: list[str],
-    head_files: list[str],
+    base_files: Collection[str],
+    head_files: Collection[str],
     allow: list[str],
     acceptance_commands: list[str],
     texts: Callable[[str], tuple[str | None, str | None]],
+    project: set[str] | None = None,
 ) -> list[GuardViolation]:
-    """Every change to the test harness; `texts(path)` gives a file's base and snapshot text."""
+    """Every change to the test harness; `texts(path)` gives a file's base and snapshot text.
+    Pass the file lists as sets and `project` (project_modules of the base) when calling per
+    iteration on a large repository."""
     opened = explicitly_opened(allow)
-    base_set = set(base_files)
-    head_packages = _module_dirs(head_files)
-    shadowable = set(sys.stdlib_module_names) | RUNNER_MODULES | project_modules(base_files)
-    by_command = command_files(acceptance_commands, base_set)
+    shadowable = set(sys.stdlib_module_names) | RUNNER_MODULES | (
+        project if project is not None else project_modules(set(base_files)))
+    by_command = command_files(acceptance_commands, set(base_files))
     violations: list[GuardViolation] = []
 
     def flag(change: FileChange, why: str) -> None:
@@ -172,8 +168,8 @@ def check_harness(
             if changed is None or changed:
                 flag(change, "its scripts or test-runner settings changed"
                      if changed else "it does not parse, so its scripts cannot be compared")
-        elif change.added and change.path not in base_set:
-            name = _importable_name(change.path, head_packages) or _package_name(change.path, head_packages)
+        elif change.added:
+            name = top_level_name(change.path, head_files)
             if name and name in shadowable:
                 flag(change, f"a new module named {name!r} shadows the standard library, the test runner "
                              f"or a module of this project")

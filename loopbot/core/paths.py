@@ -24,10 +24,12 @@ def matches(patterns: Iterable[str], path: str) -> bool:
     return bool(patterns) and spec(patterns).match_file(path)
 
 
+_TEST_SPEC = spec(TEST_PATTERNS)
+
+
 def find_test_files(files: Iterable[str]) -> list[str]:
     """Files that look like tests: protected by default when the loop starts."""
-    tests = spec(TEST_PATTERNS)
-    return sorted(f for f in files if tests.match_file(f) and not f.endswith((".md", ".txt")))
+    return sorted(f for f in files if _TEST_SPEC.match_file(f) and not f.endswith((".md", ".txt")))
 
 
 def is_test_path(path: str) -> bool:

@@ -184,8 +184,8 @@ class GitWorkspace:
         """
         git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){rel}" for rel in self._unignored_links()])
         tree = git(self.path, "write-tree").stdout.strip()
-        head = self.head()
-        if tree != self.tree(head):
+        head, head_tree = git(self.path, "rev-parse", "HEAD", "HEAD^{tree}").stdout.split()
+        if tree != head_tree:
             sha = git(self.path, "commit-tree", tree, "-p", head, "-m", message).stdout.strip()
             git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
             head = sha
