@@ -9,13 +9,14 @@ import pytest
 
 from loopbot.config import Config
 from loopbot.core.budgets import Spend
-from loopbot.core.state import LoopState
+from loopbot.core.state import LoopState, Status
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
 from loopbot.goal import Goal, load_goal
 from loopbot.session import Paths, Session, create_run, open_session
 from loopbot.store.sqlite import SqliteStore
 from loopbot.testing import FakeClock, ScriptedModel
+from loopbot.testing.cleanclone import clean_clone_failures
 from loopbot.testing.scripted import Script, load_script
 
 
@@ -46,7 +47,13 @@ class Loop:
 
     def run(self) -> LoopState:
         self.session.store.save(self.session.state, "created")
-        return self.session.runner.run(self.session.state)
+        return self._held_to_a_clean_clone(self.session.runner.run(self.session.state))
+
+    def _held_to_a_clean_clone(self, state: LoopState) -> LoopState:
+        """Every pushed SUCCESS in the suite: a fresh clone of the branch passes the goal's checks."""
+        if state.status == Status.SUCCESS and state.push is not None and state.push.pushed:
+            assert clean_clone_failures(self.origin, state.branch, state.goal, state.config.commands.setup) == []
+        return state
 
     def resume(self, observers: list[Any] | None = None) -> LoopState:
         """What `loopbot resume` does, in process: a new store and session from the stored state."""
@@ -55,7 +62,7 @@ class Loop:
         self.session = open_session(state, self.paths, clock=self.clock, observers=[self.events, *(observers or [])],
                                     models=dict.fromkeys(("maker", "planner", "checker", "goal_checker"), self.model),
                                     resume=True)
-        return self.session.runner.run(state)
+        return self._held_to_a_clean_clone(self.session.runner.run(state))
 
     def origin_file(self, branch: str, path: str) -> str:
         return subprocess.run(["git", "-C", str(self.origin), "show", f"{branch}:{path}"],

@@ -48,7 +48,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, objec
     assert done.returncode == 0, done.stdout + done.stderr
     steps = int(case.state().steps_completed)
     assert steps >= 15
-    return case.outcome(), steps, case.delivered_calls()
+    outcome = case.outcome()
+    assert outcome["status"] == "success" and outcome["clean_clone_failures"] == []
+    return outcome, steps, case.delivered_calls()
 
 
 def test_sigkill_after_every_step_then_resume_matches_an_uninterrupted_run(tmp_path, reference):

@@ -9,7 +9,6 @@ The repository is tiny: `stats.mean` divides by the wrong length and accepts an 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from loopbot.examples.setup import add_bare_origin, init_repo
 from loopbot.goal import Goal
 from loopbot.runfiles import RunFiles
 from loopbot.session import Paths, create_run, open_session
+from loopbot.testing.cleanclone import run_in_clone
 from loopbot.testing.clock import FakeClock
 from loopbot.testing.scripted import Script, ScriptedModel
 
@@ -290,17 +290,8 @@ class Outcome:
 
 
 def clean_clone_passes(origin: Path, branch: str, command: str, setup: str | None = None) -> bool:
-    """Clone the pushed branch afresh (running the setup command, if any, as a user would) and
-    run the goal's acceptance command on exactly that."""
-    with tempfile.TemporaryDirectory(prefix="loopbot-clone-") as tmp:
-        clone = Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "-q", "--branch", branch, str(origin), str(clone)], check=True,
-                       capture_output=True)
-        env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
-        if setup and subprocess.run(setup, shell=True, cwd=clone, capture_output=True, timeout=300, env=env).returncode:
-            return False
-        result = subprocess.run(command, shell=True, cwd=clone, capture_output=True, timeout=120, env=env)
-        return result.returncode == 0
+    """A fresh clone of the pushed branch passes the goal's acceptance command."""
+    return not run_in_clone(origin, branch, [(command, 0)], setup)
 
 
 def config_for(case: Case) -> Config:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import yaml
 
-from loopbot.core.state import LoopState
+from loopbot.core.state import LoopState, Status
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
 from loopbot.session import Paths
 from loopbot.store.sqlite import SqliteStore
+from loopbot.testing.cleanclone import clean_clone_failures
 from loopbot.workspace.git import git
 
 
@@ -76,6 +77,9 @@ class Case:
             "memory": [(m.approach, m.files, [f.signature for f in m.failures]) for m in state.memory],
             "chunks": state.chunks_done,
             "tree": git(self.origin, "rev-parse", f"{state.branch}^{{tree}}").stdout.strip(),
+            # A pushed SUCCESS must hold on a fresh clone, however often the run was killed.
+            "clean_clone_failures": clean_clone_failures(self.origin, state.branch, state.goal)
+            if state.status == Status.SUCCESS and state.push is not None and state.push.pushed else [],
         }
 
     def debris(self) -> list[str]:
