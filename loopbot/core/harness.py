@@ -26,6 +26,9 @@ HARNESS_NAMES = frozenset({
     "phpunit.xml", "phpunit.xml.dist", ".rspec",
 })
 HARNESS_SUFFIXES = (".pth",)
+# Compiled code that Python imports in place of the source beside it (an unchecked-hash .pyc is
+# used without looking at the .py; an extension module wins over a .py of the same name).
+COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd")
 # Tables of these files that configure tests; the rest of the file is ordinary project metadata.
 PYPROJECT_TEST_TABLES = ("pytest", "coverage", "tox", "nox", "hatch", "poe", "unittest")
 PACKAGE_JSON_TEST_KEYS = ("scripts", "jest", "mocha", "vitest", "ava", "nyc", "c8", "tap")
@@ -154,6 +157,9 @@ def check_harness(
         pure = PurePosixPath(change.path)
         if pure.name in HARNESS_NAMES or pure.suffix in HARNESS_SUFFIXES:
             flag(change, "it decides what the tests run or how results count")
+        elif pure.suffix in COMPILED_SUFFIXES and not change.deleted and (
+                "__pycache__" in pure.parts or pure.name.split(".", 1)[0] in shadowable):
+            flag(change, "compiled code Python would import instead of the source")
         elif change.path in by_command:
             flag(change, "an acceptance command reads it to decide what to run")
         elif pure.name == "pyproject.toml":

@@ -310,8 +310,17 @@ class GitWorkspace:
             return False
 
     def file_diffs(self, base: str, head: str, paths: list[str]) -> dict[str, str]:
-        """Each path's own unified diff, one git call per path: no file's content can pose as
-        another file's header."""
+        """Each changed path's own unified diff; `paths` in git's order (as `changes` lists them).
+
+        One git call, split at `diff --git` lines: every content line carries a prefix (' ', '+',
+        '-', '\\'), so only headers start that way. When the sections do not pair up one to one
+        with the paths (a type change shows as two), one call per path instead.
+        """
+        if not paths:
+            return {}
+        sections = [part for part in re.split(r"(?m)^(?=diff --git )", self.diff(base, head)) if part]
+        if len(sections) == len(paths):
+            return dict(zip(paths, sections, strict=True))
         return {path: self.diff(base, head, [path]) for path in paths}
 
     def show(self, rev: str, path: str) -> str | None:

@@ -27,6 +27,8 @@ def judge(path: str, status: str = "A", *, allow: list[str] | None = None, texts
     "conftest.py", "tests/conftest.py", "pytest.ini", "tox.ini", "setup.cfg", "noxfile.py", ".gitattributes",
     ".gitmodules", "sitecustomize.py", "usercustomize.py", "src/evil.pth", "jest.config.js",
     "unittest.py", "pytest.py", "tests/json.py", "tests/stats.py", "src/pkg/__init__.py", "_pytest/__init__.py",
+    "__pycache__/stats.cpython-311.pyc", "tests/__pycache__/test_stats.cpython-311.pyc",
+    "stats.cpython-311-x86_64-linux-gnu.so", "pkg/__pycache__/core.cpython-312.pyc",
 ])
 def test_new_harness_files_are_violations(path: str) -> None:
     assert judge(path) == [path]

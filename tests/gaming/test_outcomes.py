@@ -71,3 +71,16 @@ def test_a_hostile_gitmodules_in_the_base_is_never_run(tmp_path: Path) -> None:
     outcome, _files = run_script(script_for([HONEST_FIX]), "unittest", tmp_path, prepare=submodule)
     assert outcome.pushed_success and outcome.clean_clone_passes
     assert not marker.exists()
+
+
+def test_the_checker_sees_every_file_and_the_real_change_among_large_data_files(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import HONEST_FIX, run_tool, script_for
+
+    bulk = run_tool("python3 -c \"import json; json.dump(list(range(40000)), open('aaa.json', 'w'))\" && "
+                    "seq 1 40000 > zzz.csv")
+    outcome, _files = run_script(script_for([bulk, HONEST_FIX]), "unittest", tmp_path)
+    (checker,) = [r for r in outcome.requests if r.role == "checker"]
+    shown = checker.messages[0].text
+    assert "Changed files (3), as git records them:" in shown
+    assert "- added aaa.json" in shown and "- added zzz.csv" in shown and "- modified stats.py" in shown
+    assert '+        raise ValueError("mean of an empty sequence")' in shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from loopbot.config import Commands, Config, SandboxConfig
 from loopbot.core.state import Status, StopReason
@@ -20,8 +21,8 @@ def ignore_venv(repo: Path) -> None:
     git(repo, "commit", "-qam", "ignore the virtualenv")
 
 
-def config(setup: str = SETUP, mode: str = "bubblewrap") -> Config:
-    return Config(commands=Commands(setup=setup), sandbox=SandboxConfig(mode=mode, expose=[sys.prefix]))  # type: ignore[arg-type]
+def config(setup: str = SETUP, mode: Literal["bubblewrap", "off"] = "bubblewrap") -> Config:
+    return Config(commands=Commands(setup=setup), sandbox=SandboxConfig(mode=mode, expose=[sys.prefix]))
 
 
 def test_setup_outputs_reach_every_check_and_a_clean_clone_agrees(tmp_path: Path) -> None:

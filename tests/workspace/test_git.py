@@ -159,3 +159,22 @@ def test_a_variant_tree_holds_the_snapshot_with_test_files_swapped(kv_repo, tmp_
     assert again == tree and not (tree / "junk").exists() and (tree / "tests" / "test_new.py").exists()
     ws.remove()
     assert not tree.exists()
+
+
+def test_file_diffs_pair_each_path_with_its_own_diff_even_with_a_type_change(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    base = resolve_rev(repo, "main")
+    ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
+    (ws.path / "a.txt").write_text("diff --git a/kvstore.py b/kvstore.py\n")  # content posing as a header
+    (ws.path / "README.md").unlink()
+    (ws.path / "README.md").symlink_to("kvstore.py")  # a type change: git shows two sections
+    head = ws.snapshot("iteration 1")
+    paths = [c.path for c in ws.changes(base, head)]
+    diffs = ws.file_diffs(base, head, paths)
+    assert set(diffs) == {"README.md", "a.txt"}
+    assert "+diff --git a/kvstore.py" in diffs["a.txt"] and "kvstore.py" not in diffs["README.md"].split("\n")[0]
+    # Without the type change, one call serves all files and pairs them the same way.
+    (ws.path / "b.txt").write_text("b\n")
+    later = ws.snapshot("iteration 2")
+    pair = ws.file_diffs(head, later, [c.path for c in ws.changes(head, later)])
+    assert list(pair) == ["b.txt"] and pair["b.txt"].startswith("diff --git a/b.txt b/b.txt")
