@@ -124,6 +124,12 @@ def lessons_for(state: LoopState) -> list[Lesson]:
             elif v.guard == "scope":
                 lessons.append(Lesson(f"Stay inside the goal's scope; {v.path} was outside it and the change was "
                                       "rolled back.", Level.L2_AUTO_DETECT, "guard"))
+            elif v.guard == "harness":
+                lessons.append(Lesson(f"The test harness is part of the spec: {v.path} ({v.message}) may not be added, "
+                                      "changed or deleted; report a spec conflict instead.", Level.L1_POKA_YOKE, "guard"))
+            elif v.guard in ("special_file", "size"):
+                lessons.append(Lesson(f"Only what git commits is evaluated and pushed: {v.path} ({v.message}).",
+                                      Level.L2_AUTO_DETECT, "guard"))
             elif v.guard in ("deny_path", "deny_command", "refused_write"):
                 lessons.append(Lesson(f"{v.path} is off limits ({v.message}).", Level.L1_POKA_YOKE, "guard"))
     for approach in state.blocked_approaches():
