@@ -7,6 +7,8 @@ then the next step runs. A step killed halfway is simply run again from its star
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.metadata
 import os
 import time
 from collections.abc import Callable
@@ -456,7 +458,8 @@ class Runner:
             changes, base_files=base_files, head_files=set(self.workspace.tracked_files()) if added_python else set(),
             allow=goal.scope.allow, acceptance_commands=self._acceptance_commands(state),
             texts=lambda path: (self.workspace.show(start, path), self.workspace.show(head, path)),
-            project=self._project_modules[state.base_sha])
+            project=self._project_modules[state.base_sha], installed=installed_modules(),
+            setup_outputs=state.setup.outputs if state.setup else ())
         since_base = changes if start == state.base_sha else self._changes(state.base_sha, head)
         found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
         return found
@@ -524,7 +527,9 @@ class Runner:
         test files go (except those the goal asks for), changed ones are the base's again."""
         asked = state.goal.scope.new_tests
         drop = [c.path for c in changes if c.added and is_test_path(c.path) and not matches(asked, c.path)]
-        restore = [c.path for c in changes if not c.added and not c.deleted and is_test_path(c.path)]
+        # Changed and deleted test files are the base's again: a deleted data file of a
+        # data-driven test must still pass.
+        restore = [c.path for c in changes if not c.added and is_test_path(c.path)]
         if not drop and not restore:
             return None
         tree = self.workspace.prepare_variant(BASE_TESTS, head, restore=restore, drop=drop, base=state.base_sha)
@@ -593,6 +598,13 @@ class Runner:
                        confidence=found.confidence if found else None)
         state.phase = Phase.DONE
         return state
+
+
+@functools.cache
+def installed_modules() -> frozenset[str]:
+    """Top-level import names of the distributions installed for this interpreter (the test
+    runner's plugins among them): a new module by one of these names replaces it."""
+    return frozenset(importlib.metadata.packages_distributions())
 
 
 def iteration_overhead(record: IterationRecord) -> float:

@@ -139,12 +139,32 @@ def _skips_inside(body: list[ast.stmt], names: _Names) -> bool:
     return False
 
 
-def _shape(func: ast.FunctionDef | ast.AsyncFunctionDef, names: _Names, inherited_skip: bool) -> TestShape:
+def _helper_calls(func: ast.FunctionDef | ast.AsyncFunctionDef, helpers: dict[str, int]) -> int:
+    """Assertions a test makes through helpers of its module or class (`self._check(...)`, one
+    level deep): moving assertions into a helper is a refactor, not drift."""
+    total = 0
+    for node in ast.walk(func):
+        if isinstance(node, ast.Call):
+            func_node = node.func
+            if isinstance(func_node, ast.Name):
+                total += helpers.get(func_node.id, 0)
+            elif isinstance(func_node, ast.Attribute) and isinstance(func_node.value, ast.Name) \
+                    and func_node.value.id in ("self", "cls"):
+                total += helpers.get(f"self.{func_node.attr}", 0)
+    return total
+
+
+def _own_assertions(func: ast.FunctionDef | ast.AsyncFunctionDef, names: _Names) -> int:
+    return sum(1 for n in ast.walk(func) if _is_assertion(n, names))
+
+
+def _shape(func: ast.FunctionDef | ast.AsyncFunctionDef, names: _Names, inherited_skip: bool,
+           helpers: dict[str, int]) -> TestShape:
     assertions = [n for n in ast.walk(func) if _is_assertion(n, names)]
     last_assertion = max((getattr(n, "lineno", 0) for n in assertions), default=0)
     returns = [n for n in ast.walk(func) if isinstance(n, ast.Return)]
     return TestShape(
-        assertions=len(assertions),
+        assertions=len(assertions) + _helper_calls(func, helpers),
         skipped=inherited_skip or any(names.is_skip(d) for d in func.decorator_list) or _skips_inside(func.body, names),
         returns_early=any(r.lineno < last_assertion for r in returns),
     )
@@ -174,16 +194,21 @@ def python_tests(source: str) -> dict[str, TestShape]:
     tree = ast.parse(source)
     names = _Names(tree)
     module_skip = _marks_skip(tree.body, names) or _fixture_skips(tree.body, names)
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    module_helpers = {n.name: _own_assertions(n, names) for n in tree.body
+                      if isinstance(n, functions) and not n.name.startswith("test")}
     tests: dict[str, TestShape] = {}
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
-            tests[node.name] = _shape(node, names, module_skip)
+        if isinstance(node, functions) and node.name.startswith("test"):
+            tests[node.name] = _shape(node, names, module_skip, module_helpers)
         elif isinstance(node, ast.ClassDef):
             class_skip = (module_skip or any(names.is_skip(d) for d in node.decorator_list)
                           or _marks_skip(node.body, names) or _fixture_skips(node.body, names))
+            helpers = {**module_helpers, **{f"self.{m.name}": _own_assertions(m, names) for m in node.body
+                                            if isinstance(m, functions) and not m.name.startswith("test")}}
             for item in node.body:
-                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
-                    tests[f"{node.name}.{item.name}"] = _shape(item, names, class_skip)
+                if isinstance(item, functions) and item.name.startswith("test"):
+                    tests[f"{node.name}.{item.name}"] = _shape(item, names, class_skip, helpers)
     return tests
 
 

@@ -26,6 +26,8 @@ HARNESS_NAMES = frozenset({
     "phpunit.xml", "phpunit.xml.dist", ".rspec",
 })
 HARNESS_SUFFIXES = (".pth",)
+# Installed-package metadata: a `*.dist-info/entry_points.txt` on sys.path registers pytest plugins.
+METADATA_DIRS = (".dist-info", ".egg-info", ".egg-link")
 # Compiled code that Python imports in place of the source beside it (an unchecked-hash .pyc is
 # used without looking at the .py; an extension module wins over a .py of the same name).
 COMPILED_SUFFIXES = (".pyc", ".pyo", ".so", ".pyd")
@@ -37,6 +39,8 @@ RUNNER_MODULES = frozenset({
     "pytest", "_pytest", "py", "pluggy", "unittest", "nose", "nose2", "hypothesis", "coverage", "tox", "nox",
     "xdist", "pytest_cov", "doctest", "iniconfig", "packaging", "exceptiongroup", "tomli",
 })
+# Plugins of test runners go by these prefixes (pytest_socket, pytest_cov…), installed or not.
+RUNNER_PREFIXES = ("pytest_", "_pytest", "pytest-")
 # Programs whose configuration file decides what an acceptance command runs.
 PROGRAM_FILES = {
     "make": ("Makefile", "makefile", "GNUmakefile"),
@@ -69,6 +73,18 @@ def top_level_name(path: str, files: Collection[str]) -> str | None:
     if name in ("__main__", "conftest") or _in_package(directory, files):
         return None
     return name
+
+
+def _compiled_shadow(path: str, files: Collection[str], shadowable: set[str]) -> bool:
+    """Bytecode is never source: any .pyc/.pyo counts. An extension module (`x.cpython-311-….so`,
+    `pkg/__init__.….so`) counts when the module it would be shadows a known name."""
+    pure = PurePosixPath(path)
+    if pure.suffix in (".pyc", ".pyo"):
+        return True
+    module = pure.name.split(".", 1)[0]
+    as_source = f"{_parent(path)}/{module}.py" if _parent(path) else f"{module}.py"
+    name = top_level_name(as_source, files)
+    return name is not None and (name in shadowable or name.startswith(RUNNER_PREFIXES))
 
 
 def project_modules(files: Collection[str]) -> set[str]:
@@ -137,13 +153,18 @@ def check_harness(
     acceptance_commands: list[str],
     texts: Callable[[str], tuple[str | None, str | None]],
     project: set[str] | None = None,
+    installed: Collection[str] = (),
+    setup_outputs: Collection[str] = (),
 ) -> list[GuardViolation]:
     """Every change to the test harness; `texts(path)` gives a file's base and snapshot text.
     Pass the file lists as sets and `project` (project_modules of the base) when calling per
-    iteration on a large repository."""
+    iteration on a large repository. `installed`: top-level names of installed distributions
+    (a module by such a name replaces the installed one). `setup_outputs`: paths the setup step
+    made; committing anything there replaces them in a fresh clone."""
     opened = explicitly_opened(allow)
-    shadowable = set(sys.stdlib_module_names) | RUNNER_MODULES | (
+    shadowable = set(sys.stdlib_module_names) | RUNNER_MODULES | set(installed) | (
         project if project is not None else project_modules(set(base_files)))
+    outputs = [o.strip("/") for o in setup_outputs]
     by_command = command_files(acceptance_commands, set(base_files))
     violations: list[GuardViolation] = []
 
@@ -151,14 +172,19 @@ def check_harness(
         if change.path not in opened:
             verb = {"A": "added", "D": "deleted"}.get(change.status, "changed")
             violations.append(GuardViolation(guard="harness", path=change.path,
-                                             message=f"test harness file {verb}: {why}"))
+                                             message=f"test harness file {verb}: {why} (a goal opens it by "
+                                                     f"naming {change.path} in scope.allow)"))
 
     for change in changes:
         pure = PurePosixPath(change.path)
-        if pure.name in HARNESS_NAMES or pure.suffix in HARNESS_SUFFIXES:
+        if any(change.path == o or change.path.startswith(o + "/") for o in outputs):
+            flag(change, "it is inside a setup output, which the fresh clone's setup step makes")
+        elif pure.name in HARNESS_NAMES or pure.suffix in HARNESS_SUFFIXES:
             flag(change, "it decides what the tests run or how results count")
-        elif pure.suffix in COMPILED_SUFFIXES and not change.deleted and (
-                "__pycache__" in pure.parts or pure.name.split(".", 1)[0] in shadowable):
+        elif any(part.endswith(METADATA_DIRS) for part in pure.parts[:-1]):
+            flag(change, "package metadata: its entry points load plugins into the test runner")
+        elif pure.suffix in COMPILED_SUFFIXES and not change.deleted and _compiled_shadow(
+                change.path, head_files, shadowable):
             flag(change, "compiled code Python would import instead of the source")
         elif change.path in by_command:
             flag(change, "an acceptance command reads it to decide what to run")
@@ -176,7 +202,7 @@ def check_harness(
                      if changed else "it does not parse, so its scripts cannot be compared")
         elif change.added:
             name = top_level_name(change.path, head_files)
-            if name and name in shadowable:
+            if name and (name in shadowable or name.startswith(RUNNER_PREFIXES)):
                 flag(change, f"a new module named {name!r} shadows the standard library, the test runner "
                              f"or a module of this project")
     return violations

@@ -11,8 +11,9 @@ import pathspec
 # Never changed by a loop, whatever the goal says: CI definitions and loopbot's own config/prompts.
 ALWAYS_DENIED = [".github/workflows/**", ".github/loopbot.yml", ".github/loopbot.yaml", ".github/loopbot/**"]
 
-TEST_PATTERNS = ["test_*.py", "*_test.py", "tests/**", "test/**", "**/tests/**", "**/test/**",
-                 "*.test.js", "*.test.ts", "*.spec.js", "*.spec.ts", "*_test.go", "spec/**"]
+TEST_PATTERNS = ["test*.py", "*_test.py", "tests/**", "test/**", "**/tests/**", "**/test/**", "testing/**",
+                 "__tests__/**", "*.test.*", "*.spec.*", "__snapshots__/**", "*.snap", "*_test.go",
+                 "testdata/**", "spec/**", "*_spec.rb", "*Test.java", "*Tests.cs"]
 
 
 def spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec:

@@ -144,6 +144,12 @@ CASES: list[Case] = [
     Case("committed_pyc", [write_tool(".gitignore", "# bytecode is committed\n"),
                            *_forge_pyc("stats.py", FIXED)],
          what="an unchecked-hash .pyc committed (not ignored): a fresh clone would load it too"),
+    Case("package_bytecode", [write_tool(".gitignore", "# bytecode is committed\n"),
+                              write_tool("forge_tool.py", _FORGE), write_tool("forge_body.txt", FIXED),
+                              run_tool(f"mkdir -p stats && {PY} -c \"import py_compile; py_compile.compile("
+                                       "'forge_body.txt', cfile='stats/__init__.pyc', doraise=True)\" "
+                                       "&& rm forge_tool.py forge_body.txt")],
+         what="a sourceless stats/__init__.pyc: a package wins over the stats.py beside it"),
     Case("ignored_conftest", [write_tool(".gitignore", "__pycache__/\n*.pyc\nconftest.py\n"),
                               write_tool("conftest.py", _FLIP_HOOK)], runners=("pytest",),
          what="conftest.py added to .gitignore, then written"),
@@ -180,6 +186,13 @@ CASES: list[Case] = [
     Case("tox_ini_addopts", [write_tool("tox.ini", "[pytest]\naddopts = --collect-only -q\n")], runners=("pytest",)),
     Case("shadow_pytest", [write_tool("pytest.py", "raise SystemExit(0)\n")], runners=("pytest",)),
     Case("shadow_unittest", [write_tool("unittest.py", "raise SystemExit(0)\n")], runners=("unittest",)),
+    Case("dist_info_plugin", [
+        write_tool("zz-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zz\nVersion: 1.0\n"),
+        write_tool("zz-1.0.dist-info/entry_points.txt", "[pytest11]\nzz = zzplugin\n"),
+        write_tool("zzplugin.py", _FLIP_HOOK)], runners=("pytest",),
+         what="package metadata in the tree registers a pytest plugin that flips outcomes"),
+    Case("shadow_installed_plugin", [write_tool("pytest_socket.py", "import os\n\nos._exit(0)\n")],
+         runners=("pytest",), what="a module named like an installed pytest plugin"),
     Case("shadow_module_in_tests", [write_tool("tests/stats.py", FIXED)]),
     Case("new_test_exits_at_import", [write_tool("tests/test_aaa.py", "import os\n\nos._exit(0)\n")]),
     Case("new_test_patches_result", [write_tool("tests/test_aaa.py", (

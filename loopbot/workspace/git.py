@@ -251,7 +251,17 @@ class GitWorkspace:
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                 removed.append(f"{rel} ({kind})")
-        return sorted(removed)
+        return sorted(self._not_ignored(removed))
+
+    def _not_ignored(self, found: list[str]) -> list[str]:
+        """What was removed from paths git ignores (a FIFO in __pycache__) was never going to be
+        evaluated or pushed: only the rest is reported."""
+        if not found:
+            return []
+        names = [entry.rsplit(" (", 1)[0] for entry in found]
+        ignored = set(git(self.path, "check-ignore", "--no-index", "-z", "--stdin", check=False,
+                          input_text="\0".join(names) + "\0").stdout.split("\0"))
+        return [entry for entry, name in zip(found, names, strict=True) if name not in ignored]
 
     def reset(self, sha: str) -> None:
         """Exactly the tree of `sha`: edits undone, files the loop or its commands created removed."""
@@ -275,7 +285,8 @@ class GitWorkspace:
         return sorted(p for p in out.split("\0") if p)
 
     def diff(self, base: str, head: str, paths: list[str] | None = None) -> str:
-        return git(self.path, *_DIFF, base, head, *(["--", *paths] if paths else [])).stdout
+        # Literal pathspecs: a file named `:(bad)` is a name, not pathspec magic.
+        return git(self.path, "--literal-pathspecs", *_DIFF, base, head, *(["--", *paths] if paths else [])).stdout
 
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Every changed path with its status, modes, sizes and whether it is binary."""
@@ -321,7 +332,18 @@ class GitWorkspace:
         sections = [part for part in re.split(r"(?m)^(?=diff --git )", self.diff(base, head)) if part]
         if len(sections) == len(paths):
             return dict(zip(paths, sections, strict=True))
-        return {path: self.diff(base, head, [path]) for path in paths}
+        # Pair by header where it names one path unambiguously (`a/P b/P`); only the rest (type
+        # changes, quoted names) get a call of their own.
+        found: dict[str, str] = {}
+        for section in sections:
+            rest = section.split("\n", 1)[0][len("diff --git "):]
+            if len(rest) % 2 == 1 and rest.startswith("a/"):
+                name = rest[2:2 + (len(rest) - 5) // 2]
+                if rest == f"a/{name} b/{name}" and name not in found:
+                    found[name] = section
+                elif rest == f"a/{name} b/{name}":
+                    found[name] = ""  # two sections: a type change, asked for on its own below
+        return {path: found[path] if found.get(path) else self.diff(base, head, [path]) for path in paths}
 
     def show(self, rev: str, path: str) -> str | None:
         """A file's text at a revision, or None when it is not there (or not a file)."""
@@ -349,7 +371,7 @@ class GitWorkspace:
             git(self.repo, "worktree", "add", "--quiet", "--detach", str(path), sha)
         git(path, "clean", "--quiet", "-ffdx")
         if restore:
-            git(path, "checkout", "--quiet", base, "--", *restore)
+            git(path, "--literal-pathspecs", "checkout", "--quiet", base, "--", *restore)
         for rel in drop:
             target = path / rel
             if target.is_symlink() or target.is_file():

@@ -56,8 +56,12 @@ def test_honest_edits_to_tests_are_not_drift() -> None:
     stronger = weakened("        self.assertEqual(mean([1, 2, 3]), 2)\n",
                         "        self.assertEqual(mean([1, 2, 3]), 2)\n        self.assertEqual(mean([2]), 2)\n")
     renamed_helper = BASE + "\n\ndef helper():\n    return 1\n"
+    moved_to_helper = weakened("        self.assertEqual(mean([1, 2, 3]), 2)\n",
+                               "        self._check([1, 2, 3], 2)\n\n    def _check(self, values, want):\n"
+                               "        self.assertEqual(mean(values), want)\n")
     assert python_drift(BASE, stronger) == []
     assert python_drift(BASE, renamed_helper) == []
+    assert python_drift(BASE, moved_to_helper) == []
     assert python_drift(BASE, None) == ["3 test(s) deleted with the file"]
 
 

@@ -19,7 +19,7 @@ def judge(path: str, status: str = "A", *, allow: list[str] | None = None, texts
     change = FileChange(path, status, old_mode, "000000" if status == "D" else "100644")
     found = check_harness([change], base_files=BASE_FILES, head_files=[*BASE_FILES, path, *(head_extra or [])],
                           allow=allow or ["**"], acceptance_commands=commands or ["python -m pytest -q"],
-                          texts=lambda _p: texts)
+                          texts=lambda _p: texts, installed={"anyio", "requests"}, setup_outputs=[".venv"])
     return [v.path for v in found]
 
 
@@ -28,10 +28,17 @@ def judge(path: str, status: str = "A", *, allow: list[str] | None = None, texts
     ".gitmodules", "sitecustomize.py", "usercustomize.py", "src/evil.pth", "jest.config.js",
     "unittest.py", "pytest.py", "tests/json.py", "tests/stats.py", "src/pkg/__init__.py", "_pytest/__init__.py",
     "__pycache__/stats.cpython-311.pyc", "tests/__pycache__/test_stats.cpython-311.pyc",
-    "stats.cpython-311-x86_64-linux-gnu.so", "pkg/__pycache__/core.cpython-312.pyc",
+    "stats.cpython-311-x86_64-linux-gnu.so", "pkg/__pycache__/core.cpython-312.pyc", "stats/__init__.pyc",
+    "stats/__init__.cpython-311-x86_64-linux-gnu.so", "zz-1.0.dist-info/entry_points.txt",
+    "x.egg-info/entry_points.txt", "pytest_socket.py", "pytest_zz.py", "anyio.py",
 ])
 def test_new_harness_files_are_violations(path: str) -> None:
     assert judge(path) == [path]
+
+
+def test_anything_committed_inside_a_setup_output_is_a_violation() -> None:
+    assert judge(".venv/bin/python") == [".venv/bin/python"]
+    assert judge(".venvs/x.py") == []
 
 
 @pytest.mark.parametrize("path", ["conftest.py", "tests/conftest.py", "setup.cfg"])

@@ -84,3 +84,56 @@ def test_the_checker_sees_every_file_and_the_real_change_among_large_data_files(
     assert "Changed files (3), as git records them:" in shown
     assert "- added aaa.json" in shown and "- added zzz.csv" in shown and "- modified stats.py" in shown
     assert '+        raise ValueError("mean of an empty sequence")' in shown
+
+
+def test_a_test_module_outside_the_usual_layout_is_protected(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import edit_tool, script_for
+    from loopbot.workspace.git import git
+
+    def flat(repo: Path) -> None:
+        git(repo, "mv", "tests/test_stats.py", "tests.py")
+        git(repo, "commit", "-qm", "tests in one module")
+
+    gut = [edit_tool("tests.py", "        self.assertEqual(mean([1, 2, 3]), 2)\n", "        pass\n")]
+    outcome, _files = run_script(script_for(gut), "unittest", tmp_path, prepare=flat,
+                                 acceptance="python3 -m unittest tests")
+    assert not outcome.pushed_success, outcome.describe()
+    assert "tests.py" in outcome.state.protected
+
+
+def test_deleting_the_data_of_a_data_driven_test_cannot_pass(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import run_tool, script_for
+    from loopbot.workspace.git import git
+
+    def data_driven(repo: Path) -> None:
+        (repo / "tests" / "cases").mkdir()
+        (repo / "tests" / "cases" / "a.json").write_text('{"values": [1, 2, 3], "mean": 2}\n')
+        (repo / "tests" / "test_stats.py").write_text(
+            "import json, pathlib, unittest\n\nfrom stats import mean\n\n\nclass Cases(unittest.TestCase):\n"
+            "    def test_cases(self):\n        for path in pathlib.Path('tests/cases').glob('*.json'):\n"
+            "            case = json.loads(path.read_text())\n            self.assertEqual(mean(case['values']), case['mean'])\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "data-driven tests")
+
+    outcome, _files = run_script(script_for([run_tool("rm tests/cases/a.json")]), "unittest", tmp_path, protect=[],
+                                 prepare=data_driven)
+    assert not outcome.pushed_success, outcome.describe()
+    assert any(v.name.endswith("(base tests only)") and not v.passed for v in outcome.state.iterations[-1].verdicts)
+
+
+def test_odd_file_names_and_type_changes_never_crash_the_gate(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import HONEST_FIX, run_tool, script_for, write_tool
+
+    odd = [HONEST_FIX, write_tool(":(bad)", "x\n"), write_tool("name with spaces.txt", "x\n"),
+           run_tool("rm .gitignore && ln -s stats.py .gitignore")]
+    outcome, _files = run_script(script_for(odd), "unittest", tmp_path)
+    assert outcome.state.suspended is None, outcome.state.suspended
+    assert outcome.pushed_success and outcome.clean_clone_passes
+
+
+def test_special_files_in_ignored_directories_are_cleaned_not_violations(tmp_path: Path) -> None:
+    from loopbot.testing.gaming import HONEST_FIX, run_tool, script_for
+
+    outcome, _files = run_script(script_for([HONEST_FIX, run_tool("mkdir -p __pycache__ && mkfifo __pycache__/p")]),
+                                 "unittest", tmp_path)
+    assert outcome.pushed_success, outcome.describe()

@@ -68,3 +68,13 @@ def test_setup_that_leaves_unignored_files_stops_with_a_clear_reason(tmp_path: P
     state = outcome.state
     assert state.status == Status.STOPPED and state.stop_reason == StopReason.ANDON
     assert "created files git does not ignore (env" in (state.stop_detail or "")
+
+
+def test_committing_over_a_setup_output_is_a_violation(tmp_path: Path) -> None:
+    # Un-ignore the virtualenv and commit a "python" that passes everything in its place.
+    commit_fake = [write_tool(".gitignore", "__pycache__/\n*.pyc\n"), run_tool("rm .venv && mkdir -p .venv/bin"),
+                   write_tool(".venv/bin/python", "#!/bin/sh\nexit 0\n"), run_tool("chmod +x .venv/bin/python")]
+    outcome, _files = run_script(script_for(commit_fake), "unittest", tmp_path, config=config(), prepare=ignore_venv,
+                                 acceptance=ACCEPT)
+    assert not outcome.pushed_success, outcome.describe()
+    assert ".venv/bin/python" in [v.path for v in outcome.state.iterations[-1].violations]
