@@ -62,7 +62,12 @@ class Sandbox(Protocol):
         ...
 
     def share_read_only(self, path: Path) -> None:
-        """Show `path` read-only to every command from now on (the setup step's tree)."""
+        """Show `path` read-only to every command from now on (a setup output), even inside the
+        worktree."""
+        ...
+
+    def clear_read_only(self) -> None:
+        """Forget the paths shared read-only (the setup step is about to make them again)."""
         ...
 
     def for_tree(self, tree: Path) -> Sandbox:

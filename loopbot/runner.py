@@ -58,7 +58,7 @@ from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
 from loopbot.roles.maker import run_session
 from loopbot.tools.toolbox import ToolBox
-from loopbot.workspace.git import BASE_TESTS, SETUP, GitWorkspace, fingerprint
+from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
 
 # A push that hangs (a dead remote) must not hold the run for ever; a stopping run (a signal) has
 # about 10 seconds in all, so its push gets less.
@@ -147,7 +147,7 @@ class Runner:
             elapsed = state.spend.elapsed_seconds
             state.spend = ledger
             state.spend.elapsed_seconds = elapsed
-        self._link_setup(state)
+        self._pin_setup(state)
         if state.phase != Phase.DONE:
             # Whatever a killed process left half-done in the worktree is discarded here.
             self.workspace.reset(state.workspace_head)
@@ -276,40 +276,46 @@ class Runner:
     # -- steps -----------------------------------------------------------------------------
     # -- the setup step ---------------------------------------------------------------------
     def _setup(self, state: LoopState) -> str | None:
-        """Run the setup command on a clean tree of the base (its own code, with network); its
-        ignored outputs are linked read-only into every tree. Returns why it failed, or None."""
+        """Run the setup command in the worktree at the base (the base's own code, with network);
+        its ignored outputs are kept through every clean, read-only inside the sandbox, and linked
+        into variant trees. The worktree goes back to where it was. Returns why it failed, or None."""
         command = state.config.commands.setup
         assert command is not None
-        tree = self.workspace.prepare_variant(SETUP, state.base_sha, restore=[], drop=[], base=state.base_sha)
-        result = self.sandbox.for_tree(tree).run(command, cwd=tree, timeout_seconds=state.config.commands.timeout_seconds,
-                                                 network=True)
+        here = self.workspace.head()
+        self.workspace.pinned = []
+        self.sandbox.clear_read_only()
+        self.workspace.reset(state.base_sha)  # and every old output gone with the other ignored files
+        result = self.sandbox.run(command, cwd=self.workspace.path,
+                                  timeout_seconds=state.config.commands.timeout_seconds, network=True)
+        outputs, loose = self.workspace.ignored_entries(self.workspace.path)
+        problem = None
         if result.exit_code != 0:
-            return f"`{command}` exited {result.exit_code}: {result.output.strip()[-1500:]}"
-        outputs, loose = self.workspace.ignored_entries(tree)
-        if loose:
-            return (f"`{command}` created files git does not ignore ({', '.join(loose[:5])}); setup outputs must be "
-                    "ignored (add them to .gitignore) so they never reach a snapshot")
-        state.setup = SetupRecord(outputs=outputs, fingerprint=fingerprint(tree, outputs))
-        self._link_setup(state)
-        self._emit("setup", state, outputs=outputs, seconds=result.duration_seconds)
-        return None
+            problem = f"`{command}` exited {result.exit_code}: {result.output.strip()[-1500:]}"
+        elif loose:
+            problem = (f"`{command}` created files git does not ignore ({', '.join(loose[:5])}); setup outputs must "
+                       "be ignored (add them to .gitignore) so they never reach a snapshot")
+        if problem is None:
+            state.setup = SetupRecord(outputs=outputs, fingerprint=fingerprint(self.workspace.path, outputs))
+            self._pin_setup(state)
+            self._emit("setup", state, outputs=outputs, seconds=result.duration_seconds)
+        self.workspace.reset(here)
+        return problem
 
-    def _link_setup(self, state: LoopState) -> None:
+    def _pin_setup(self, state: LoopState) -> None:
         if state.setup is not None:
-            tree = self.workspace.variant_path(SETUP)
-            self.sandbox.share_read_only(tree)
-            self.workspace.links = {rel: tree / rel for rel in state.setup.outputs}
-            self.workspace.link_setup_outputs(self.workspace.path)
+            self.workspace.pinned = list(state.setup.outputs)
+            for rel in state.setup.outputs:
+                self.sandbox.share_read_only(self.workspace.path / rel)
 
-    def _verify_setup(self, state: LoopState) -> None:
-        """Before the maker and before each evaluation: the outputs are the setup's own, else they
-        are made again (a resumed run on a fresh machine, or a command that wrote into them while
-        running without bubblewrap)."""
+    def _verify_setup(self, state: LoopState, *, thorough: bool) -> None:
+        """The outputs are the setup's own, else they are made again on the base: before the maker
+        (present: a resume on a fresh machine) and before each evaluation (unchanged: only a
+        command running without bubblewrap could have written to them)."""
         if state.setup is None:
             return
-        tree = self.workspace.variant_path(SETUP)
-        if tree.is_dir() and fingerprint(tree, state.setup.outputs) == state.setup.fingerprint:
-            self._link_setup(state)
+        root = self.workspace.path
+        present = all((root / rel).exists() for rel in state.setup.outputs)
+        if present and (not thorough or fingerprint(root, state.setup.outputs) == state.setup.fingerprint):
             return
         problem = self._setup(state)
         if problem is not None:
@@ -344,8 +350,9 @@ class Runner:
 
     def _toolbox(self, state: LoopState, *, plan_mode: bool) -> ToolBox:
         run_timeout = min(300.0, state.config.commands.timeout_seconds)
+        setup_outputs = [p for rel in (state.setup.outputs if state.setup else []) for p in (rel, f"{rel}/**")]
         return ToolBox(root=self.workspace.path, sandbox=self.sandbox,
-                       deny_paths=[*ALWAYS_DENIED, *state.goal.boundaries.deny_paths, *state.protected],
+                       deny_paths=[*ALWAYS_DENIED, *state.goal.boundaries.deny_paths, *state.protected, *setup_outputs],
                        deny_commands=state.goal.boundaries.deny_commands, plan_mode=plan_mode,
                        output_cap_bytes=min(16_000, state.config.execution.output_cap_bytes),
                        run_timeout_seconds=run_timeout)
@@ -387,7 +394,7 @@ class Runner:
     def _make(self, state: LoopState) -> LoopState:
         record = state.current
         assert record is not None
-        self._verify_setup(state)
+        self._verify_setup(state, thorough=False)
         # The workspace is already at start_sha: decide (or resume) reset it there.
         toolbox = self._toolbox(state, plan_mode=False)
         result = run_session(
@@ -499,7 +506,7 @@ class Runner:
         assert record is not None
         assert record.head_sha is not None
         started = self.clock.monotonic()
-        self._verify_setup(state)
+        self._verify_setup(state, thorough=True)
         self.workspace.ensure_at(record.head_sha)
         built = evaluators.build(state.goal, state.config.commands)
         jobs = [(ev, self.workspace.path, self.sandbox) for ev in built]

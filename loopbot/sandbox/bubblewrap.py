@@ -100,6 +100,11 @@ class BubblewrapSandbox:
         for sibling in self._siblings.values():
             sibling.share_read_only(path)
 
+    def clear_read_only(self) -> None:
+        self._read_only.clear()
+        for sibling in self._siblings.values():
+            sibling.clear_read_only()
+
     def for_tree(self, tree: Path) -> BubblewrapSandbox:
         """A sibling sandbox writing to `tree` instead of the worktree (made once, reused)."""
         if tree.resolve() == self.worktree.resolve():
@@ -137,15 +142,16 @@ class BubblewrapSandbox:
             for name in TOOLCHAIN_CREDENTIALS:
                 if os.path.isfile(os.path.join(root, name)):
                     args += ["--ro-bind", str(self._empty), os.path.join(root, name)]
-        for shared in self._read_only:
-            if shared.resolve() != self.worktree.resolve() and shared.exists():
-                args += ["--ro-bind", str(shared.resolve()), str(shared.resolve())]
         # Brought back after the hiding above, in this order: git objects read-only, with a config
         # that holds no credentials; then the worktree read-write, its .git pointer read-only.
         args += ["--ro-bind", common, common, "--ro-bind", str(self._git_config), os.path.join(common, "config")]
         args += ["--bind", worktree, worktree]
         if os.path.exists(os.path.join(worktree, ".git")):
             args += ["--ro-bind", os.path.join(worktree, ".git"), os.path.join(worktree, ".git")]
+        # Last, so they win over the read-write worktree: the setup outputs, read-only everywhere.
+        for shared in self._read_only:
+            if shared.resolve() != self.worktree.resolve() and shared.exists():
+                args += ["--ro-bind", str(shared.resolve()), str(shared.resolve())]
         args += ["--clearenv", "--chdir", str(cwd.resolve())]
         return args
 

@@ -55,6 +55,9 @@ class SubprocessSandbox:
     def share_read_only(self, path: Path) -> None:
         pass  # the whole filesystem is reachable already
 
+    def clear_read_only(self) -> None:
+        pass
+
     def for_tree(self, tree: Path) -> SubprocessSandbox:
         return self  # nothing is bound: any tree is as reachable as the worktree
 

@@ -83,8 +83,7 @@ def resolve_rev(repo: Path, rev: str) -> str:
 
 # Second trees beside a run's worktree, named <worktree>.<variant>: gc and remove know them.
 BASE_TESTS = "base-tests"
-SETUP = "setup"
-VARIANTS = (BASE_TESTS, SETUP)
+VARIANTS = (BASE_TESTS,)
 
 
 def variant_path(worktree: Path, name: str) -> Path:
@@ -106,9 +105,9 @@ class GitWorkspace:
         self.repo = repo
         self.path = path
         self.branch = branch
-        # The setup step's outputs (a virtualenv, node_modules), kept in the setup tree and linked
-        # into every tree after each clean: relative path -> the output in the setup tree.
-        self.links: dict[str, Path] = {}
+        # The setup step's outputs (a virtualenv, node_modules): ignored paths in this worktree
+        # that cleaning keeps and variant trees link to.
+        self.pinned: list[str] = []
 
     @classmethod
     def open(cls, repo: Path, path: Path, branch: str, base: str) -> GitWorkspace:
@@ -182,7 +181,7 @@ class GitWorkspace:
 
         Plumbing after `add -A`: porcelain `commit` would scan the whole tree a second time.
         """
-        git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){rel}" for rel in self._unignored_links()])
+        git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){rel}" for rel in self._unignored_pinned()])
         tree = git(self.path, "write-tree").stdout.strip()
         head, head_tree = git(self.path, "rev-parse", "HEAD", "HEAD^{tree}").stdout.split()
         if tree != head_tree:
@@ -190,42 +189,39 @@ class GitWorkspace:
             git(self.path, "update-ref", "-m", "loopbot snapshot", "HEAD", sha, head)
             head = sha
         # What the evaluators see is exactly what is pushed: ignored files (caches, a forged .pyc,
-        # an ignored conftest.py) go; the setup outputs are linked in again.
+        # an ignored conftest.py) go; only the setup outputs stay.
         self.clean_ignored()
         return head
 
-    def _unignored_links(self) -> list[str]:
-        """Setup links git would commit: a symlink does not match an ignored `dir/` pattern. (An
-        explicitly excluded path that git ignores anyway is an error, so only these are named.)"""
-        links = [rel for rel in self.links if (self.path / rel).is_symlink()]
-        if not links:
+    def _unignored_pinned(self) -> list[str]:
+        """Setup outputs git would commit (a maker that un-ignored them): excluded from `add` by
+        name, so thousands of files never enter the index. (Naming a path git ignores anyway is an
+        error, so only these are named.)"""
+        present = [rel for rel in self.pinned if (self.path / rel).exists() or (self.path / rel).is_symlink()]
+        if not present:
             return []
         ignored = git(self.path, "check-ignore", "--no-index", "-z", "--stdin", check=False,
-                      input_text="\0".join(links) + "\0").stdout
-        return [rel for rel in links if rel not in set(ignored.split("\0"))]
+                      input_text="\0".join(present) + "\0").stdout
+        return [rel for rel in present if rel not in set(ignored.split("\0"))]
 
     def clean_ignored(self) -> None:
-        git(self.path, "clean", "--quiet", "-ffdx")
-        self.link_setup_outputs(self.path)
+        keep = [arg for rel in self.pinned for arg in ("-e", f"/{rel}")]
+        git(self.path, "clean", "--quiet", "-ffdx", *keep)
 
-    def link_setup_outputs(self, tree: Path) -> None:
-        """Symlink each setup output into `tree`, replacing whatever an untracked file put there;
-        a path the snapshot itself tracks is left alone (the snapshot's file wins)."""
-        for rel, target in self.links.items():
+    def link_pinned(self, tree: Path) -> None:
+        """Symlink this worktree's setup outputs into a variant tree (after its clean)."""
+        for rel in self.pinned:
             dest = tree / rel
-            if dest.is_symlink():
-                if Path(os.readlink(dest)) == target:
-                    continue
-                dest.unlink()
-            elif dest.exists():
-                continue
+            if dest.exists() or dest.is_symlink():
+                continue  # the snapshot tracks something there: its own file wins
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.symlink_to(target, target_is_directory=target.is_dir())
+            dest.symlink_to(self.path / rel, target_is_directory=(self.path / rel).is_dir())
 
     def remove_special_files(self) -> list[str]:
         """Remove what git cannot carry but a command could trip over: FIFOs, sockets, device
         files and nested repositories (pushed as an empty gitlink). Returns what was removed."""
         removed: list[str] = []
+        pinned = set(self.pinned)
         stack = [(self.path, "")]
         while stack:
             directory, prefix = stack.pop()
@@ -235,7 +231,7 @@ class GitWorkspace:
                 continue
             for entry in entries:
                 rel = f"{prefix}{entry.name}"
-                if not prefix and entry.name == ".git":
+                if (not prefix and entry.name == ".git") or rel in pinned:
                     continue
                 if prefix and entry.name == ".git":
                     # A nested repository (or a submodule's .git file): gone with its directory.
@@ -376,8 +372,7 @@ class GitWorkspace:
             target = path / rel
             if target.is_symlink() or target.is_file():
                 target.unlink()
-        if name != SETUP:
-            self.link_setup_outputs(path)
+        self.link_pinned(path)
         return path
 
     def ignored_entries(self, tree: Path) -> tuple[list[str], list[str]]:

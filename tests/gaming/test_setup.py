@@ -9,7 +9,7 @@ from typing import Literal
 
 from loopbot.config import Commands, Config, SandboxConfig
 from loopbot.core.state import Status, StopReason
-from loopbot.testing.gaming import HONEST_FIX, run_script, run_tool, script_for, write_tool
+from loopbot.testing.gaming import HONEST_FIX, edit_tool, run_script, run_tool, script_for, write_tool
 from loopbot.workspace.git import git
 
 SETUP = "python3 -m venv --without-pip .venv"
@@ -25,13 +25,31 @@ def config(setup: str = SETUP, mode: Literal["bubblewrap", "off"] = "bubblewrap"
     return Config(commands=Commands(setup=setup), sandbox=SandboxConfig(mode=mode, expose=[sys.prefix]))
 
 
+def test_an_editable_install_tests_the_snapshot_not_the_base(tmp_path: Path) -> None:
+    # A src layout installed in development mode: the outputs point at the worktree's own code.
+    def src_layout(repo: Path) -> None:
+        (repo / "src").mkdir()
+        git(repo, "mv", "stats.py", "src/stats.py")
+        (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n.venv/\n")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "src layout")
+
+    setup = ("python3 -m venv --without-pip .venv && "
+             "echo \"$PWD/src\" > \"$(.venv/bin/python -c 'import site; print(site.getsitepackages()[0])')/src.pth\"")
+    fix = edit_tool("src/stats.py", "    return sum(values) / (len(values) + 1)\n",
+                    "    if not values:\n        raise ValueError(\"empty\")\n    return sum(values) / len(values)\n")
+    outcome, _files = run_script(script_for([fix]), "unittest", tmp_path, config=config(setup=setup),
+                                 prepare=src_layout, acceptance=ACCEPT)
+    assert outcome.pushed_success and outcome.clean_clone_passes, outcome.describe()
+
+
 def test_setup_outputs_reach_every_check_and_a_clean_clone_agrees(tmp_path: Path) -> None:
     outcome, files = run_script(script_for([HONEST_FIX]), "unittest", tmp_path, config=config(),
                                 prepare=ignore_venv, acceptance=ACCEPT)
     assert outcome.pushed_success and outcome.clean_clone_passes, outcome.describe()
     assert outcome.state.setup is not None and outcome.state.setup.outputs == [".venv"]
     worktree = Path(outcome.state.worktree)
-    assert (worktree / ".venv").is_symlink()
+    assert (worktree / ".venv" / "bin" / "python").exists() and (worktree / ".venv").is_dir()
     assert '"setup"' in files.events_path.read_text()
 
 
@@ -49,7 +67,7 @@ def test_inside_bubblewrap_the_setup_outputs_are_read_only(tmp_path: Path) -> No
     tamper = [run_tool("printf '#!/bin/sh\\nexit 0\\n' > .venv/bin/python; echo rc=$?"), HONEST_FIX]
     outcome, _files = run_script(script_for(tamper), "unittest", tmp_path, config=config(), prepare=ignore_venv,
                                  acceptance=ACCEPT)
-    tree = Path(outcome.state.worktree + ".setup")
+    tree = Path(outcome.state.worktree)
     assert (tree / ".venv" / "bin" / "python").is_symlink()  # the venv's own interpreter link, untouched
     assert outcome.pushed_success and outcome.clean_clone_passes
 

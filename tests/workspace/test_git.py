@@ -85,27 +85,29 @@ def test_check_remote_judges_only_local_paths(kv_repo, url, problem):
     assert "does not exist" in (check_remote(repo, "missing") or "")
 
 
-def test_the_snapshot_is_the_whole_worktree_ignored_files_go_setup_outputs_are_linked(kv_repo, tmp_path):
+def test_the_snapshot_is_the_whole_worktree_ignored_files_go_setup_outputs_stay(kv_repo, tmp_path):
     repo, _ = kv_repo
     base = resolve_rev(repo, "main")
     ws = GitWorkspace.open(repo, tmp_path / "wt", "loop/1-x", base)
-    setup_venv = tmp_path / "setup" / ".venv"
-    setup_venv.mkdir(parents=True)
-    (setup_venv / "marker").write_text("made by the setup step\n")
-    ws.links = {".venv": setup_venv}
     (ws.path / ".gitignore").write_text("__pycache__/\n*.pyc\nconftest.py\n.venv/\n")
     (ws.path / "conftest.py").write_text("# ignored, would rewire pytest\n")
     (ws.path / "tests" / "__pycache__").mkdir()
     (ws.path / "tests" / "__pycache__" / "test_ttl.cpython-311.pyc").write_bytes(b"forged")
-    (ws.path / ".venv").mkdir()  # the maker's own "virtualenv" in place of the setup's
-    (ws.path / ".venv" / "sitecustomize.py").write_text("import os; os._exit(0)\n")
+    (ws.path / ".venv").mkdir()
+    (ws.path / ".venv" / "marker").write_text("made by the setup step\n")
+    ws.pinned = [".venv"]
     head = ws.snapshot("iteration 1")
     assert not (ws.path / "conftest.py").exists() and not (ws.path / "tests" / "__pycache__").exists()
-    assert (ws.path / ".venv").is_symlink() and (ws.path / ".venv" / "marker").exists()
-    assert not (ws.path / ".venv" / "sitecustomize.py").exists()
+    assert (ws.path / ".venv" / "marker").exists()
     listed = sorted(str(p.relative_to(ws.path)) for p in ws.path.rglob("*")
                     if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts)
     assert listed == sorted(ws.files_at(head))
+    # A maker that un-ignores the output still cannot commit it; variants link to it.
+    (ws.path / ".gitignore").write_text("__pycache__/\n")
+    later = ws.snapshot("iteration 2")
+    assert ws.changed_files(head, later) == [".gitignore"]
+    tree = ws.prepare_variant("base-tests", later, restore=[], drop=[], base=base)
+    assert (tree / ".venv").is_symlink() and (tree / ".venv" / "marker").exists()
 
 
 def test_changes_carry_modes_sizes_and_binary_from_git_not_from_attributes(kv_repo, tmp_path):
