@@ -9,7 +9,14 @@ from typing import Literal
 
 from loopbot.config import Commands, Config, SandboxConfig
 from loopbot.core.state import Status, StopReason
-from loopbot.testing.gaming import HONEST_FIX, edit_tool, run_script, run_tool, script_for, write_tool
+from loopbot.testing.gaming import (
+    HONEST_FIX,
+    edit_tool,
+    run_script,
+    run_tool,
+    script_for,
+    write_tool,
+)
 from loopbot.workspace.git import git
 
 SETUP = "python3 -m venv --without-pip .venv"
