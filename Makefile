@@ -29,7 +29,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 test: lint sandbox tools/node_modules/.installed
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 4
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
