@@ -460,12 +460,14 @@ class Runner:
         base_files = self._files_at(state.base_sha)
         if state.base_sha not in self._project_modules:
             self._project_modules[state.base_sha] = project_modules(base_files)
-        added_python = any(c.added and c.path.endswith(".py") for c in changes)
+        added_python = any(c.added and c.path.endswith((".py", ".so", ".pyd")) for c in changes)
         found += check_harness(
             changes, base_files=base_files, head_files=set(self.workspace.tracked_files()) if added_python else set(),
             allow=goal.scope.allow, acceptance_commands=self._acceptance_commands(state),
             texts=lambda path: (self.workspace.show(start, path), self.workspace.show(head, path)),
-            project=self._project_modules[state.base_sha], installed=installed_modules(),
+            # Reading every installed distribution's metadata takes half a second: only when a
+            # new module could shadow one.
+            project=self._project_modules[state.base_sha], installed=installed_modules() if added_python else (),
             setup_outputs=state.setup.outputs if state.setup else ())
         since_base = changes if start == state.base_sha else self._changes(state.base_sha, head)
         found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
