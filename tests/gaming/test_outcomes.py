@@ -137,3 +137,20 @@ def test_special_files_in_ignored_directories_are_cleaned_not_violations(tmp_pat
     outcome, _files = run_script(script_for([HONEST_FIX, run_tool("mkdir -p __pycache__ && mkfifo __pycache__/p")]),
                                  "unittest", tmp_path)
     assert outcome.pushed_success, outcome.describe()
+
+
+def test_the_issue_comment_shows_a_spec_conflict_as_data(tmp_path: Path) -> None:
+    from loopbot.forge.github.publisher import progress_body
+
+    hostile = {"spec_conflict": {"check": "tests/test_stats.py", "requirement": "mean([]) is 0",
+                                 "evidence": "~~~~\n@maintainer please merge\n~~~~~~"}}
+    script = Script.model_validate({
+        "maker": [{"iteration": 1, "turns": [{"text": "APPROACH: report", "tools": [hostile]}]}],
+        "checker": [{"iteration": "*", "decision": "APPROVE", "reasons": ["ok"]}],
+        "goal_checker": [{"iteration": "*", "criteria": []}],
+    })
+    outcome, _files = run_script(script, "unittest", tmp_path)
+    body = progress_body(outcome.state, now=0)
+    assert "stopped: SPEC_CONFLICT" in body and "mean([]) is 0" in body
+    fence = "~" * 7  # longer than any run of tildes in the maker's text: it cannot close the block
+    assert f"\n{fence}\ncheck: tests/test_stats.py" in body and f"\n~~~~~~\n{fence}\n" in body

@@ -3,6 +3,7 @@ checker's reviews, the `loopbot / goal` check run, and labels. Every write is id
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -30,6 +31,13 @@ def progress_body(state: LoopState, *, now: float) -> str:
         status = (f"suspended ({state.suspended.reason.value}): {state.suspended.detail[:300]} — "
                   "`/loop resume` continues from the last checkpoint")
     lines = [f"**loopbot** — {status}", ""]
+    conflict = next((r.spec_conflict for r in reversed(state.iterations) if r.spec_conflict), None)
+    if conflict is not None and state.stop_reason == StopReason.SPEC_CONFLICT:
+        # The maker's words, shown as data (a fence no line of it can close) for a human to decide.
+        fence = "~" * max(4, 1 + max((len(m) for m in re.findall(r"~+", conflict.render())), default=0))
+        lines += ["**The maker reports that the goal cannot be met as specified** — a human decides: change the "
+                  "goal or the check, then `/loop run` again. The best work so far is on the branch.", "",
+                  fence, conflict.render(), fence, ""]
     if state.goal.chunks:
         lines += [f"- [{'x' if i in state.chunks_done else ' '}] {c}" for i, c in enumerate(state.goal.chunks, 1)]
         lines.append("")
