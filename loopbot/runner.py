@@ -35,7 +35,7 @@ from loopbot.core.diffview import render_change
 from loopbot.core.drift import drift
 from loopbot.core.harness import check_harness, project_modules
 from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
-from loopbot.core.scoring import iteration_score
+from loopbot.core.scoring import held_to_baseline, iteration_score
 from loopbot.core.state import (
     GuardViolation,
     IterationRecord,
@@ -521,7 +521,7 @@ class Runner:
         if variant is not None:
             tree, note = variant
             jobs += [(ev, tree, self.sandbox.for_tree(tree)) for ev in evaluators.on_base_tests(built, note)]
-        record.verdicts = evaluators.run_jobs(jobs)
+        record.verdicts = held_to_baseline(evaluators.run_jobs(jobs), state.baseline, evaluators.BASE_TESTS_SUFFIX)
         self.workspace.ensure_at(record.head_sha)
         record.timings["evaluate_wall"] = self.clock.monotonic() - started
         record.score = iteration_score(record.verdicts, None)

@@ -17,30 +17,64 @@ _PYTEST_SHORT = re.compile(r"^(\d+ (?:passed|failed|errors?)(?:, \d+ \w+)*)(?: i
 _COUNT = re.compile(r"(\d+) (passed|failed|errors?|error)")
 
 
-def passing_fraction(output: str) -> float | None:
-    """Fraction of tests passing, read from unittest or pytest output; None when not a test run."""
+def test_counts(output: str) -> tuple[int, int] | None:
+    """(passed, run) read from unittest or pytest output; None when it reports no test run.
+    Skipped tests are not counted as run."""
     ran = _UNITTEST_RAN.findall(output)
     if ran:
         total = int(ran[-1])
-        if total == 0:
-            return None
         failed_match = _UNITTEST_FAILED.findall(output)
-        bad = 0
+        bad = skipped = 0
         if failed_match:
             for part in failed_match[-1].split(","):
                 key, _, value = part.strip().partition("=")
                 if key in ("failures", "errors") and value.isdigit():
                     bad += int(value)
-        return max(0.0, (total - bad) / total)
+        found = re.findall(r"^(?:OK|FAILED) \((?:.*?)skipped=(\d+)", output, re.MULTILINE)
+        if found:
+            skipped = int(found[-1])
+        run = max(0, total - skipped)
+        return max(0, run - bad), run
     summaries = _PYTEST_SUMMARY.findall(output) or _PYTEST_SHORT.findall(output)
     if summaries:
         counts = {"passed": 0, "failed": 0, "error": 0}
         for number, word in _COUNT.findall(summaries[-1]):
             counts["error" if word.startswith("error") else word] += int(number)
-        total = sum(counts.values())
-        if total:
-            return counts["passed"] / total
+        return counts["passed"], sum(counts.values())
     return None
+
+
+def passing_fraction(output: str) -> float | None:
+    """Fraction of tests passing, read from unittest or pytest output; None when not a test run."""
+    counts = test_counts(output)
+    if counts is None or counts[1] == 0:
+        return None
+    return counts[0] / counts[1]
+
+
+def held_to_baseline(verdicts: list[Verdict], baseline: list[Verdict], suffix: str) -> list[Verdict]:
+    """A passing test command must run at least the tests it ran at the start, and say so.
+
+    Where the base's run reported how many tests it ran, a pass that reports none (the process
+    was ended early: `os._exit(0)` at import) or fewer passing than the base ran (tests skipped,
+    deselected or not collected) is not a pass, whatever the exit code. `suffix` marks a verdict
+    judged again on another tree (its baseline is the one without the suffix).
+    """
+    at_start = {v.name: v for v in baseline}
+    held = []
+    for verdict in verdicts:
+        base = at_start.get(verdict.name.removesuffix(suffix))
+        base_run = base.tests_run if base is not None else None
+        if verdict.passed and base_run:
+            passed = verdict.tests_passed
+            if passed is None or passed < base_run:
+                why = ("the test run exited 0 but reported no results (ended early?)" if passed is None else
+                       f"only {passed} test(s) passed; the base ran {base_run}")
+                verdict = verdict.model_copy(update={
+                    "passed": False, "score": min(0.99, (passed or 0) / base_run),
+                    "evidence": f"[loopbot: {why}: a pass must run at least the base's tests]\n{verdict.evidence}"})
+        held.append(verdict)
+    return held
 
 
 def iteration_score(verdicts: list[Verdict], checker: CheckerVerdict | None) -> float:

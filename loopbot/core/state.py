@@ -74,6 +74,9 @@ class Verdict(BaseModel):
     duration_seconds: float = 0.0
     exit_code: int | None = None
     value: float | None = None
+    # Tests the command reported (pytest or unittest output): passed, and run (not skipped).
+    tests_passed: int | None = None
+    tests_run: int | None = None
 
 
 class CheckerVerdict(BaseModel):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loopbot.config import Commands
 from loopbot.core.paths import matches
-from loopbot.core.scoring import passing_fraction
+from loopbot.core.scoring import passing_fraction, test_counts
 from loopbot.core.state import Verdict
 from loopbot.goal import FileCheck, Goal, MetricCheck, RunCheck
 from loopbot.ports import Sandbox
@@ -51,12 +51,14 @@ def _command(name: str, kind: str, command: str, timeout: float, expect_exit: in
     def check(root: Path, sandbox: Sandbox) -> Verdict:
         result = sandbox.run(command, cwd=root, timeout_seconds=timeout)
         passed = result.exit_code == expect_exit and not result.timed_out
+        counts = test_counts(result.output)
         fraction = passing_fraction(result.output)
         # Partial credit from test counts, never a full score for a failing command.
         partial = min(fraction, 0.99) if fraction is not None else 0.0
         score = 1.0 if passed else partial
         return Verdict(name=name, kind=kind, passed=passed, score=score, evidence=_tail(result.output),
-                       duration_seconds=result.duration_seconds, exit_code=result.exit_code)
+                       duration_seconds=result.duration_seconds, exit_code=result.exit_code,
+                       tests_passed=counts[0] if counts else None, tests_run=counts[1] if counts else None)
 
     return Evaluator(name, kind, check)
 

@@ -30,3 +30,32 @@ def test_checker_rejection_halves_the_score():
     assert iteration_score(verdicts, CheckerVerdict(decision="REJECT")) == 0.5
     assert iteration_score([_v(0.5), _v(1.0)], None) == 0.75
     assert iteration_score([], None) == 0.0
+
+
+def test_test_counts_read_unittest_and_pytest_and_leave_skips_out() -> None:
+    from loopbot.core.scoring import test_counts
+
+    assert test_counts("Ran 4 tests in 0.002s\n\nFAILED (failures=3)\n") == (1, 4)
+    assert test_counts("Ran 4 tests in 0.002s\n\nOK (skipped=4)\n") == (0, 0)
+    assert test_counts("..\n2 passed, 1 skipped in 0.05s\n") == (2, 2)
+    assert test_counts("==== 3 failed, 1 passed in 0.10s ====\n") == (1, 4)
+    assert test_counts("") is None
+
+
+def test_a_pass_must_run_at_least_the_bases_tests() -> None:
+    from loopbot.core.scoring import held_to_baseline
+    from loopbot.core.state import Verdict
+
+    base = [Verdict(name="tests", kind="run", passed=False, score=0.25, tests_passed=1, tests_run=4)]
+
+    def judged(passed: int | None, run: int | None, name: str = "tests") -> Verdict:
+        (held,) = held_to_baseline([Verdict(name=name, kind="run", passed=True, score=1.0, tests_passed=passed,
+                                            tests_run=run)], base, " (again)")
+        return held
+
+    assert judged(4, 4).passed
+    assert not judged(None, None).passed and "reported no results" in judged(None, None).evidence
+    assert not judged(2, 2).passed and "only 2 test(s) passed; the base ran 4" in judged(2, 2).evidence
+    assert not judged(0, 0, name="tests (again)").passed
+    quiet = held_to_baseline([Verdict(name="lint", kind="lint", passed=True, score=1.0)], base, " (again)")
+    assert quiet[0].passed
