@@ -359,9 +359,10 @@ class GitWorkspace:
         `drop` removed: nothing else in it, ignored files included."""
         path = self.variant_path(name)
         usable = (path / ".git").is_file() and git(path, "rev-parse", "--git-dir", check=False).returncode == 0
-        if usable:
-            git(path, "checkout", "--quiet", "--force", "--detach", sha)
+        if usable and git(path, "checkout", "--quiet", "--force", "--detach", sha, check=False).returncode == 0:
+            pass
         else:
+            # Missing, or left broken by a kill (a stale index.lock): it holds nothing, so remake it.
             shutil.rmtree(path, ignore_errors=True)
             git(self.repo, "worktree", "prune")
             git(self.repo, "worktree", "add", "--quiet", "--detach", str(path), sha)
