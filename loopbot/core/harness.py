@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from loopbot.core.changes import FileChange
+from loopbot.core.paths import is_test_path
 from loopbot.core.state import GuardViolation
 
 # Runner configuration, import hooks and repository attributes, by file name anywhere in the tree.
@@ -85,6 +86,15 @@ def _compiled_shadow(path: str, files: Collection[str], shadowable: set[str]) ->
     as_source = f"{_parent(path)}/{module}.py" if _parent(path) else f"{module}.py"
     name = top_level_name(as_source, files)
     return name is not None and (name in shadowable or name.startswith(RUNNER_PREFIXES))
+
+
+def _on_test_path(path: str) -> bool:
+    """Directories a test run puts on sys.path: the root, a src root, and test directories
+    (pytest's rootdir insertion, unittest discovery). `scripts/profile.py` shadows nothing."""
+    directory = _parent(path)
+    if path.endswith("__init__.py"):
+        directory = _parent(directory)  # a package is found in the directory that holds it
+    return directory in ("", "src") or is_test_path(path)
 
 
 def project_modules(files: Collection[str]) -> set[str]:
@@ -202,7 +212,7 @@ def check_harness(
                      if changed else "it does not parse, so its scripts cannot be compared")
         elif change.added:
             name = top_level_name(change.path, head_files)
-            if name and (name in shadowable or name.startswith(RUNNER_PREFIXES)):
+            if name and _on_test_path(change.path) and (name in shadowable or name.startswith(RUNNER_PREFIXES)):
                 flag(change, f"a new module named {name!r} shadows the standard library, the test runner "
                              f"or a module of this project")
     return violations

@@ -13,8 +13,10 @@ REJECTED_FACTOR = 0.5
 _UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in", re.MULTILINE)
 _UNITTEST_FAILED = re.compile(r"^FAILED \(([^)]*)\)", re.MULTILINE)
 _PYTEST_SUMMARY = re.compile(r"=+ (.*?) in [\d.]+s", re.MULTILINE)
-_PYTEST_SHORT = re.compile(r"^(\d+ (?:passed|failed|errors?)(?:, \d+ \w+)*)(?: in [\d.]+s)?$", re.MULTILINE)
-_COUNT = re.compile(r"(\d+) (passed|failed|errors?|error)")
+# `4 passed in 75.23s (0:01:15)`; `5 passed, 3 subtests passed`.
+_PYTEST_SHORT = re.compile(r"^(\d+ (?:passed|failed|errors?)(?:, \d+ [\w ]+?)*)(?: in [\d.]+s(?: \([\d:]+\))?)?$",
+                           re.MULTILINE)
+_COUNT = re.compile(r"(\d+) (subtests? )?(passed|failed|errors?|error)")
 
 
 def test_counts(output: str) -> tuple[int, int] | None:
@@ -38,7 +40,9 @@ def test_counts(output: str) -> tuple[int, int] | None:
     summaries = _PYTEST_SUMMARY.findall(output) or _PYTEST_SHORT.findall(output)
     if summaries:
         counts = {"passed": 0, "failed": 0, "error": 0}
-        for number, word in _COUNT.findall(summaries[-1]):
+        for number, subtests, word in _COUNT.findall(summaries[-1]):
+            if subtests:
+                continue  # subtests live inside tests already counted
             counts["error" if word.startswith("error") else word] += int(number)
         return counts["passed"], sum(counts.values())
     return None

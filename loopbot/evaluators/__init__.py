@@ -134,10 +134,14 @@ def build(goal: Goal, commands: Commands) -> list[Evaluator]:
             evaluators.append(_file(check))
         elif isinstance(check, MetricCheck):
             evaluators.append(_metric(check))
+    taken = {ev.name for ev in evaluators}
+    # Names are keys (baselines, reports): the config's commands never share one with a goal check.
     if commands.test:
-        evaluators.append(_command("tests", "test", commands.test, commands.timeout_seconds))
+        name = "tests" if "tests" not in taken else "tests (commands.test)"
+        evaluators.append(_command(name, "test", commands.test, commands.timeout_seconds))
     if commands.lint:
-        evaluators.append(_command("lint", "lint", commands.lint, commands.timeout_seconds))
+        name = "lint" if "lint" not in taken else "lint (commands.lint)"
+        evaluators.append(_command(name, "lint", commands.lint, commands.timeout_seconds))
     return evaluators
 
 

@@ -59,3 +59,11 @@ def test_a_pass_must_run_at_least_the_bases_tests() -> None:
     assert not judged(0, 0, name="tests (again)").passed
     quiet = held_to_baseline([Verdict(name="lint", kind="lint", passed=True, score=1.0)], base, " (again)")
     assert quiet[0].passed
+
+
+def test_counts_read_long_runs_subtests_and_teardown_errors() -> None:
+    from loopbot.core.scoring import test_counts
+
+    assert test_counts("4 passed in 75.23s (0:01:15)\n") == (4, 4)
+    assert test_counts("5 passed, 3 subtests passed in 0.1s\n") == (5, 5)
+    assert test_counts("4 failed, 1 passed, 1 error in 0.2s\n") == (1, 6)
