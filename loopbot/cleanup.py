@@ -6,18 +6,14 @@ by name, never guessed from a branch pattern: a user's own loop/* branches are n
 
 from __future__ import annotations
 
-import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot.core.state import LoopState, StopReason
-from loopbot.store.sqlite import SqliteStore, pid_alive
+from loopbot.sandbox import debris
+from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import git, variant_owner
-
-# Scratch directories carry their process id, so those of dead processes can be told apart.
-SCRATCH = re.compile(r"^loopbot-(?:sandbox|home|probe)-(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -87,11 +83,5 @@ def collect(repo: Path, state_root: Path, store: SqliteStore, *, dry_run: bool =
     if not dry_run:
         git(repo, "worktree", "prune", check=False)
 
-    scratch_root = Path(tempfile.gettempdir())
-    for child in sorted(scratch_root.glob("loopbot-*")):
-        match = SCRATCH.match(child.name)
-        if match and child.is_dir() and not pid_alive(int(match.group(1))):
-            found.append(f"scratch {child} (its process {match.group(1)} is gone)")
-            if not dry_run:
-                shutil.rmtree(child, ignore_errors=True)
+    found += debris.sweep(dry_run=dry_run)
     return found

@@ -186,7 +186,7 @@ def open_session(
                                                                provider_env or ProviderEnv(), clock)
         repo = Path(state.repo)
         sandbox, sandbox_note = build_sandbox(state.config, Path(state.worktree), common_dir(repo),
-                                              allow_fallback=allow_unsandboxed, cancel=cancel)
+                                              allow_fallback=allow_unsandboxed, cancel=cancel, state_dir=paths.root)
         if not resume:
             if cancel.is_set():
                 raise Interrupted(cancel.reason)  # a signal during start-up: nothing is made

@@ -1,17 +1,24 @@
-"""The bubblewrap sandbox: the worktree read-write, everything else read-only, .git read-only, no
-network, fresh /proc, private /tmp, homes and credentials hidden, cleared environment, resource
+"""The bubblewrap sandbox: a minimal root (the system's read-only directories, the toolchains on
+PATH, empty tmpfs where the host keeps its sockets, homes and state), the worktree read-write, git
+objects read-only with sanitised configs, no network, fresh /proc, cleared environment, resource
 limits, a wall timeout that kills everything, capped output.
+
+Nothing is bound from the host unless it is on the allow-list: a read-only bind does not stop
+`connect()` on a unix socket (docker.sock is root on a runner), so sockets must be absent, not
+read-only. See docs/sandbox.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 import subprocess
-import tempfile
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,37 +28,93 @@ from loopbot.ports import CommandResult
 from loopbot.sandbox.pids import PidsCgroup
 from loopbot.sandbox.subprocess_runner import clean_env, stream_capped
 
-# Paths hidden inside the sandbox: homes (credentials, tokens, ssh keys) and host secret stores.
-HIDDEN_DIRS = ("/root", "/home", "/run/secrets", "/var/run/secrets", "/etc/ssh", "/var/lib/docker", "/run/user")
-HIDDEN_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers")
+# The system, read-only. Symlinked ones (merged /usr) are recreated as the same symlinks.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/nix/store")
+# Empty and private: where services keep sockets and runtime state, and every home.
+EMPTY_DIRS = ("/run", "/var", "/home", "/root")
+# Credential stores inside /etc, hidden (files read as empty, directories as empty tmpfs).
+HIDDEN_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+                "/etc/security/opasswd")
+HIDDEN_DIRS = ("/etc/ssh", "/etc/sudoers.d", "/etc/ssl/private", "/etc/wireguard", "/etc/ipsec.d",
+               "/etc/NetworkManager/system-connections")
 # Credential files that live inside toolchain folders (cargo keeps registry tokens there).
 TOOLCHAIN_CREDENTIALS = ("credentials", "credentials.toml", ".credentials.json", "auth.json", ".netrc")
+# Folders in a home that hold credentials: never shown, even when PATH points into them.
+CREDENTIAL_DIRS = (".ssh", ".gnupg", ".aws", ".config", ".docker", ".kube", ".azure", ".gcloud", ".password-store")
 SANDBOX_HOME = "/tmp/home"
 # Only these sections of the repo's git config are visible: remotes may embed tokens, and
 # http.extraheader (actions/checkout) always does.
 _SAFE_CONFIG_SECTIONS = ("core", "extensions")
+_BIN_DIRS = ("bin", "sbin", "shims")
 
 
 class SandboxUnavailable(Exception):
     pass
 
 
-def toolchain_roots(path_variable: str) -> list[str]:
-    """Toolchains on PATH that live in a hidden home (pyenv, rustup, nvm…): shown again, read-only.
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
-    For /root/.pyenv/shims that is /root/.pyenv; for /home/u/.cargo/bin, /home/u/.cargo.
+
+def _home_roots(home: str | None) -> list[str]:
+    roots = ["/root", *(str(p) for p in _children("/home"))]
+    if home and home != "/" and home not in roots:
+        roots.append(home)
+    return roots
+
+
+def _children(path: str) -> list[Path]:
+    try:
+        return [p for p in Path(path).iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
+def _venv_home(entry: str) -> str | None:
+    """A virtualenv's bin on PATH: its base interpreter lives elsewhere (pyvenv.cfg says where)."""
+    try:
+        text = (Path(entry).parent / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"^\s*home\s*=\s*(.+?)\s*$", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def toolchain_roots(path_variable: str, home: str | None = None, *, keep_out: tuple[str, ...] = ()) -> list[str]:
+    """The folders the toolchains on PATH need, shown read-only: pyenv, nvm, rustup, a hosted
+    tool cache, a virtualenv and its base interpreter.
+
+    In a home that is the home's top folder (/root/.pyenv for /root/.pyenv/shims); elsewhere the
+    folder above bin/ (/opt/hostedtoolcache/Python/3.12/x64). Never a credential folder, never the
+    root or a folder holding the repository (`keep_out`): its siblings are not the sandbox's.
     """
+    homes = _home_roots(home)
     roots: list[str] = []
+    candidates: list[str] = []
     for entry in path_variable.split(":"):
-        parts = Path(entry).parts
-        if len(parts) >= 3 and parts[1] == "root":
-            root = os.path.join(*parts[:3])
-        elif len(parts) >= 4 and parts[1] == "home":
-            root = os.path.join(*parts[:4])
-        else:
+        if not entry.startswith("/"):
             continue
-        if root not in roots and os.path.isdir(root) and not Path(root).name.startswith((".ssh", ".gnupg", ".aws")):
-            roots.append(root)
+        candidates += [os.path.normpath(entry), os.path.realpath(entry)]
+        venv_home = _venv_home(entry)
+        if venv_home:
+            candidates.append(os.path.realpath(venv_home))
+    for path in candidates:
+        if any(_under(path, system) for system in SYSTEM_PATHS) or not os.path.isdir(path):
+            continue
+        owner = next((h for h in homes if _under(path, h) and path != h), None)
+        if owner is not None:
+            first = Path(path).relative_to(owner).parts[0]
+            if first in CREDENTIAL_DIRS or first.startswith(".git-credentials"):
+                continue
+            root = os.path.join(owner, first)
+        elif os.path.basename(path) in _BIN_DIRS and len(Path(path).parts) > 3:
+            root = os.path.dirname(path)
+        else:
+            root = path  # /opt/bin alone, not all of /opt
+        if any(_under(out, root) for out in keep_out):
+            continue
+        if root not in roots and not any(_under(root, r) for r in roots):
+            roots = [r for r in roots if not _under(r, root)] + [root]
     return roots
 
 
@@ -67,9 +130,32 @@ def sanitized_git_config(text: str) -> str:
     return "\n".join(keep) + "\n"
 
 
+def git_configs(common: Path) -> list[Path]:
+    """Every config git keeps under a common directory: the repository's, each worktree's, and
+    each submodule's (actions/checkout persists its token in all of them)."""
+    found = [common / "config", common / "config.worktree"]
+    worktrees = common / "worktrees"
+    found += [d / "config.worktree" for d in _children(str(worktrees))]
+    modules = common / "modules"
+    if modules.is_dir():
+        for directory, dirs, files in os.walk(modules):
+            dirs[:] = [d for d in dirs if d not in ("objects", "refs", "logs")]
+            found += [Path(directory) / name for name in files if name in ("config", "config.worktree")]
+    return [path for path in found if path.is_file()]
+
+
+def _sockets_in(directory: Path) -> list[Path]:
+    """Unix sockets directly in a folder that is bound (git's fsmonitor daemon keeps one in .git)."""
+    try:
+        return [p for p in directory.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
+    except OSError:
+        return []
+
+
 @dataclass
 class BubblewrapSandbox:
-    """One sandbox per loop: it knows the worktree (read-write) and the git common dir (read-only)."""
+    """One sandbox per loop: it knows the worktree (read-write), the git common dir (read-only)
+    and the state directory (never visible)."""
 
     worktree: Path
     git_common_dir: Path
@@ -77,22 +163,33 @@ class BubblewrapSandbox:
     output_cap_bytes: int = 64_000
     name: str = "bubblewrap"
     cancel: Cancellation | None = None
+    state_dir: Path | None = None
+    # Where toolchains are looked for: PATH and the interpreter running loopbot, unless given.
+    toolchain_path: str | None = None
     _siblings: dict[Path, BubblewrapSandbox] = field(default_factory=dict, init=False, repr=False)
     _read_only: list[Path] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.bwrap = shutil.which("bwrap")
         self.prlimit = shutil.which("prlimit")
-        self._scratch = Path(tempfile.mkdtemp(prefix=f"loopbot-sandbox-{os.getpid()}-"))
-        config_path = self.git_common_dir / "config"
-        try:
-            original = config_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            original = ""
-        self._git_config = self._scratch / "gitconfig"
-        self._git_config.write_text(sanitized_git_config(original))
-        self._empty = self._scratch / "empty"
-        self._empty.write_text("")
+        common = self.git_common_dir.resolve()
+        # Read once: the sanitised text each run binds over every config (from memory, no files).
+        self._configs: dict[str, str] = {}
+        for path in git_configs(common):
+            try:
+                original = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                original = ""
+            self._configs[str(path)] = sanitized_git_config(original)
+        self._common_sockets = [str(p) for p in _sockets_in(common)]
+        home = os.environ.get("HOME")
+        self._home = os.path.realpath(home) if home else None
+        keep_out = tuple(str(p) for p in (self.worktree.resolve(), common, common.parent))
+        search = (self.toolchain_path if self.toolchain_path is not None
+                  else f"{os.environ.get('PATH', '')}:{os.path.join(sys.prefix, 'bin')}")
+        self._toolchains = toolchain_roots(search, self._home, keep_out=keep_out)
+        self._exposed = [os.path.realpath(os.path.expanduser(p)) for p in self.config.expose
+                         if os.path.exists(os.path.expanduser(p))]
 
     def share_read_only(self, path: Path) -> None:
         if path not in self._read_only:
@@ -112,39 +209,60 @@ class BubblewrapSandbox:
         sibling = self._siblings.get(tree)
         if sibling is None:
             sibling = BubblewrapSandbox(tree, self.git_common_dir, self.config, self.output_cap_bytes,
-                                        cancel=self.cancel)
+                                        cancel=self.cancel, state_dir=self.state_dir,
+                                        toolchain_path=self.toolchain_path)
             for path in self._read_only:
                 sibling.share_read_only(path)
             self._siblings[tree] = sibling
         return sibling
 
     # -- construction ----------------------------------------------------------------------
-    def _bwrap_args(self, cwd: Path, network: bool = False) -> list[str]:
-        assert self.bwrap is not None
-        worktree = str(self.worktree.resolve())
-        common = str(self.git_common_dir.resolve())
-        args = [
-            self.bwrap, "--die-with-parent", "--new-session", "--unshare-all", *(["--share-net"] if network else []),
-            "--cap-drop", "ALL",
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--size", str(self.config.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp",
-            "--dir", SANDBOX_HOME,
-        ]
+    def _root_args(self) -> list[str]:
+        """The minimal root: system paths, private empties, hidden credentials, toolchains."""
+        args: list[str] = []
+        for path in SYSTEM_PATHS:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        args += ["--dev", "/dev", "--proc", "/proc"]
+        for empty in EMPTY_DIRS:
+            args += ["--tmpfs", empty]
+        args += ["--dir", "/var/tmp", "--size", str(self.config.tmp_size_mb * 1024 * 1024), "--tmpfs", "/tmp",
+                 "--dir", SANDBOX_HOME]
+        if self._home and not any(_under(self._home, p) for p in (*EMPTY_DIRS, "/tmp")) and self._home != "/":
+            args += ["--tmpfs", self._home]
+        for hidden in HIDDEN_FILES:
+            if os.path.isfile(hidden):
+                args += ["--ro-bind", "/dev/null", hidden]
         for hidden in HIDDEN_DIRS:
             if os.path.isdir(hidden):
                 args += ["--tmpfs", hidden]
-        for hidden in HIDDEN_FILES:
-            if os.path.exists(hidden):
-                args += ["--ro-bind", str(self._empty), hidden]
-        exposed = [os.path.expanduser(p) for p in self.config.expose if os.path.exists(os.path.expanduser(p))]
-        for root in [*toolchain_roots(os.environ.get("PATH", "")), *exposed]:
+        for root in [*self._toolchains, *self._exposed]:
             args += ["--ro-bind", root, root]
             for name in TOOLCHAIN_CREDENTIALS:
                 if os.path.isfile(os.path.join(root, name)):
-                    args += ["--ro-bind", str(self._empty), os.path.join(root, name)]
-        # Brought back after the hiding above, in this order: git objects read-only, with a config
-        # that holds no credentials; then the worktree read-write, its .git pointer read-only.
-        args += ["--ro-bind", common, common, "--ro-bind", str(self._git_config), os.path.join(common, "config")]
+                    args += ["--ro-bind", "/dev/null", os.path.join(root, name)]
+        return args
+
+    def _bwrap_args(self, cwd: Path, network: bool, config_fds: Mapping[str, int]) -> list[str]:
+        assert self.bwrap is not None
+        worktree = str(self.worktree.resolve())
+        common = str(self.git_common_dir.resolve())
+        args = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-all",
+                *(["--share-net"] if network else []), "--cap-drop", "ALL", *self._root_args()]
+        # Git objects read-only, every config replaced by its sanitised text, sockets gone, and
+        # loopbot's state directory (by default inside it) an empty folder.
+        args += ["--ro-bind", common, common]
+        for path, fd in config_fds.items():
+            args += ["--ro-bind-data", str(fd), path]
+        for sock in self._common_sockets:
+            args += ["--ro-bind", "/dev/null", sock]
+        if self.state_dir is not None:
+            state = str(self.state_dir.resolve())
+            if _under(state, common) and state != common:
+                args += ["--tmpfs", state]
+        # Then the worktree read-write, its .git pointer read-only.
         args += ["--bind", worktree, worktree]
         if os.path.exists(os.path.join(worktree, ".git")):
             args += ["--ro-bind", os.path.join(worktree, ".git"), os.path.join(worktree, ".git")]
@@ -154,6 +272,30 @@ class BubblewrapSandbox:
                 args += ["--ro-bind", str(shared.resolve()), str(shared.resolve())]
         args += ["--clearenv", "--chdir", str(cwd.resolve())]
         return args
+
+    @contextlib.contextmanager
+    def config_fds(self) -> Iterator[dict[str, int]]:
+        """One memfd per sanitised config, for --ro-bind-data: nothing is written to disk."""
+        fds: dict[str, int] = {}
+        try:
+            for path, text in self._configs.items():
+                fd = os.memfd_create("loopbot-gitconfig", 0)
+                fds[path] = fd
+                os.write(fd, text.encode())
+                os.lseek(fd, 0, os.SEEK_SET)
+            yield fds
+        finally:
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def command_argv(self, command: str, *, cwd: Path, timeout_seconds: float, env: Mapping[str, str] | None,
+                     network: bool, config_fds: Mapping[str, int]) -> list[str]:
+        """The whole argv of one sandboxed command (without the cgroup wrapper)."""
+        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd, network, config_fds)]
+        for key, value in self._env(env).items():
+            argv += ["--setenv", key, value]
+        return [*argv, "--", "/bin/sh", "-c", command]
 
     def _env(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         return clean_env(extra, SANDBOX_HOME, tmpdir="/tmp", allow=tuple(self.config.env_allow))
@@ -178,19 +320,20 @@ class BubblewrapSandbox:
     ) -> CommandResult:
         if self.bwrap is None:
             raise SandboxUnavailable("bwrap is not installed")
-        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd, network)]
-        for key, value in self._env(env).items():
-            argv += ["--setenv", key, value]
-        argv += ["--", "/bin/sh", "-c", command]
-        cgroup = PidsCgroup.open(self.config.max_processes)
-        if cgroup is not None:
-            # Enter the cgroup first, then become bwrap: every descendant is counted.
-            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs), *argv]
         started = time.monotonic()
+        cgroup = PidsCgroup.open(self.config.max_processes)
         try:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, start_new_session=True, env={"PATH": os.defpath})
-            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel)
+            with self.config_fds() as fds:
+                argv = self.command_argv(command, cwd=cwd, timeout_seconds=timeout_seconds, env=env,
+                                         network=network, config_fds=fds)
+                if cgroup is not None:
+                    # Enter the cgroup first, then become bwrap: every descendant is counted.
+                    argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs), *argv]
+                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                           stderr=subprocess.STDOUT, start_new_session=True,
+                                           env={"PATH": os.defpath}, pass_fds=tuple(fds.values()))
+            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel,
+                                              kill=cgroup.kill if cgroup is not None else None)
         finally:
             if cgroup is not None:
                 cgroup.close()
@@ -212,7 +355,8 @@ class BubblewrapSandbox:
         probe = ("test ! -w /usr && test -w . && test \"$(grep -c : /proc/net/dev)\" = 1 "
                  "&& echo sandbox-ok")
         if probe_dir is not None:
-            probe_sandbox = BubblewrapSandbox(probe_dir, self.git_common_dir, self.config, self.output_cap_bytes)
+            probe_sandbox = BubblewrapSandbox(probe_dir, self.git_common_dir, self.config, self.output_cap_bytes,
+                                              state_dir=self.state_dir, toolchain_path=self.toolchain_path)
             try:
                 result = probe_sandbox.run(probe, cwd=probe_dir, timeout_seconds=20)
             finally:
@@ -229,9 +373,9 @@ class BubblewrapSandbox:
                 limits += ", pids cgroup"
             else:
                 limits += ", no process limit (root without a writable pids cgroup)"
-        return f"bubblewrap (no network, read-only host, private /tmp, hidden homes; {limits})"
+        return f"bubblewrap (minimal read-only root, no network, no host sockets, private /tmp, hidden homes; {limits})"
 
     def close(self) -> None:
+        """Nothing on disk to remove: configs are memfds, cgroups go with each command."""
         for sibling in self._siblings.values():
             sibling.close()
-        shutil.rmtree(self._scratch, ignore_errors=True)

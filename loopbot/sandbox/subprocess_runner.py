@@ -5,20 +5,27 @@ group, capped output. It does not isolate the filesystem or network; the bubblew
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import secrets
+import selectors
 import signal
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import cast
 
 from loopbot.cancel import Cancellation
 from loopbot.ports import CommandResult
 from loopbot.sandbox.output import CappedOutput
+from loopbot.sandbox.pids import PidsCgroup
+
+# Output still arriving after a command exited (from children it could not take with it) is read
+# this long, then the pipe is closed: the run never waits on a process it cannot see.
+DRAIN_SECONDS = 2.0
+# Without a pidfd the exit of a quiet command is noticed this often.
+POLL_SECONDS = 0.05
+MARK_VARIABLE = "LOOPBOT_COMMAND_ID"
 
 # The only variables a command inherits from loopbot's own environment. Secrets never pass.
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
@@ -48,9 +55,10 @@ def clean_env(extra: Mapping[str, str] | None, home: str, *, tmpdir: str | None 
 class SubprocessSandbox:
     name = "subprocess"
 
-    def __init__(self, output_cap_bytes: int = 64_000, cancel: Cancellation | None = None):
+    def __init__(self, output_cap_bytes: int = 64_000, cancel: Cancellation | None = None, max_processes: int = 512):
         self.output_cap_bytes = output_cap_bytes
         self.cancel = cancel
+        self.max_processes = max_processes
 
     def share_read_only(self, path: Path) -> None:
         pass  # the whole filesystem is reachable already
@@ -71,17 +79,35 @@ class SubprocessSandbox:
         network: bool = False,  # never isolated here
     ) -> CommandResult:
         started = time.monotonic()
+        # Descendants that leave the process group (setsid, daemons) are found by this mark, or
+        # by the cgroup when loopbot runs as root: none outlives the command.
+        mark = f"{MARK_VARIABLE}={secrets.token_hex(8)}"
+        cgroup = PidsCgroup.open(self.max_processes)
         with tempfile.TemporaryDirectory(prefix=f"loopbot-home-{os.getpid()}-") as home:
-            process = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                cwd=cwd,
-                env=clean_env(env, home),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so a timeout kills every child
-            )
-            output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel)
+            try:
+                argv = ["/bin/sh", "-c", command]
+                if cgroup is not None:
+                    argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs), *argv]
+                process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env={**clean_env(env, home), MARK_VARIABLE: mark.split("=", 1)[1]},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own session and group, so a timeout kills every child
+                )
+
+                def kill_rest() -> None:
+                    if cgroup is not None:
+                        cgroup.kill()
+                    kill_marked(mark.encode())
+
+                output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel,
+                                                  kill=kill_rest)
+            finally:
+                if cgroup is not None:
+                    cgroup.close()
         text = output.text()
         if timed_out:
             text += f"\n[loopbot: command timed out after {timeout_seconds:g}s and was killed]"
@@ -94,40 +120,93 @@ class SubprocessSandbox:
         )
 
 
-def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_bytes: int,
-                  cancel: Cancellation | None = None) -> tuple[CappedOutput, bool]:
-    """Read a started process's output under the cap; kill its whole group at the timeout, or at
-    once when the run is cancelled.
+def kill_marked(mark: bytes) -> None:
+    """SIGKILL every process of ours whose environment carries the mark (those a setsid took out
+    of the command's process group)."""
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                found = mark in environ.read().split(b"\0")
+        except OSError:
+            continue
+        if found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
-    The group is killed after a clean exit too: background children must not outlive the
-    command or hold the output pipe open.
+
+def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_bytes: int,
+                  cancel: Cancellation | None = None, kill: Callable[[], None] | None = None
+                  ) -> tuple[CappedOutput, bool]:
+    """Read a started process's output under the cap, in this thread, from the raw pipe; kill its
+    whole group (and `kill` the rest: a cgroup, marked escapees) at the timeout, at once when the
+    run is cancelled, and after it exits: background children must not outlive the command.
+
+    Nothing here blocks on a grandchild: the pipe is read non-blocking with a deadline, and output
+    still arriving after the command exited is read for at most DRAIN_SECONDS.
     """
     output = CappedOutput(cap_bytes)
     assert process.stdout is not None
-    # Popen with bufsize=-1 gives a BufferedReader; read1 returns what is there, not a full block.
-    stream = cast(io.BufferedReader, process.stdout)
+    fd = process.stdout.fileno()
+    os.set_blocking(fd, False)
 
-    def pump() -> None:
-        for chunk in iter(lambda: stream.read1(65536), b""):
-            output.feed(chunk)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    timed_out = False
-    try:
-        if cancel is None:
-            process.wait(timeout=timeout_seconds)
-        else:
-            with cancel.on_cancel(lambda: _kill_group(process.pid)):
-                process.wait(timeout=timeout_seconds)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
+    def kill_all() -> None:
         _kill_group(process.pid)
+        if kill is not None:
+            kill()
+
+    deadline = time.monotonic() + timeout_seconds
+    exited_at: float | None = None
+    eof = False
+    timed_out = False
+    pidfd = _pidfd(process.pid)
+    guard = cancel.on_cancel(kill_all) if cancel is not None else contextlib.nullcontext()
+    try:
+        with selectors.DefaultSelector() as selector, guard:
+            selector.register(fd, selectors.EVENT_READ)
+            if pidfd is not None:
+                selector.register(pidfd, selectors.EVENT_READ)
+            while not (eof and exited_at is not None):
+                now = time.monotonic()
+                if exited_at is None and process.poll() is not None:
+                    exited_at = now
+                    kill_all()
+                    if pidfd is not None:
+                        selector.unregister(pidfd)
+                limit = deadline if exited_at is None else min(deadline, exited_at + DRAIN_SECONDS)
+                if now >= limit:
+                    timed_out = exited_at is None
+                    break
+                # With a pidfd the exit wakes the select; without one, look again every POLL_SECONDS.
+                wait = limit - now if pidfd is not None else min(limit - now, POLL_SECONDS)
+                for key, _ in selector.select(timeout=wait):
+                    if key.fd != fd:
+                        continue
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        output.feed(chunk)
+                    else:
+                        eof = True
+                        selector.unregister(fd)
+    finally:
+        kill_all()
         process.wait()
-    reader.join(timeout=5)
-    stream.close()
+        process.stdout.close()
+        if pidfd is not None:
+            os.close(pidfd)
     return output, timed_out
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _kill_group(pgid: int) -> None:

@@ -64,3 +64,10 @@ def test_refused_without_bubblewrap_unless_off_or_demo(kv_repo, monkeypatch):
     assert sandbox.name == "subprocess" and note.startswith("OFF")
     sandbox, note = build_sandbox(Config.model_validate({"sandbox": "off"}), repo, common_dir(repo))
     assert sandbox.name == "subprocess" and note == OFF_NOTE
+
+
+def test_a_detached_grandchild_cannot_hold_a_sandboxed_command_open(box):
+    result = box.run("setsid sleep 100 & echo started", cwd=box.worktree, timeout_seconds=60)
+    assert result.exit_code == 0 and "started" in result.output and result.duration_seconds < 30
+    result = box.run("setsid sleep 100 & sleep 100", cwd=box.worktree, timeout_seconds=1)
+    assert result.timed_out and result.duration_seconds < 30
