@@ -8,8 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopbot.core.budgets import Budgets
-from loopbot.errors import InputError, Problem
-from loopbot.yamlfile import parse_yaml, validate_located
+from loopbot.yamlfile import parse_yaml, read_yaml_file, validate_located
 
 CONFIG_PATH = ".github/loopbot.yml"
 
@@ -193,8 +192,4 @@ def load_config(path: Path) -> Config:
     """Load a config file; a missing file means defaults."""
     if not path.exists():
         return Config()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_config(text, str(path))
+    return parse_config(read_yaml_file(path), str(path))

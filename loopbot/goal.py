@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
+from loopbot.core import regex
 from loopbot.core.budgets import BudgetOverrides
-from loopbot.errors import InputError, Problem
-from loopbot.yamlfile import parse_yaml, validate_located
+from loopbot.yamlfile import parse_yaml, read_yaml_file, validate_located
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -50,10 +50,9 @@ class FileCheck(_Strict):
     @classmethod
     def _regex_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"regex does not compile: {exc}") from None
+            problem = regex.check(value)
+            if problem:
+                raise ValueError(f"regex: {problem}")
         return value
 
 
@@ -71,9 +70,9 @@ class MetricCheck(_Strict):
     @classmethod
     def _pattern_has_group(cls, value: str) -> str:
         try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"pattern does not compile: {exc}") from None
+            compiled = regex.SafePattern(value)
+        except regex.RegexRefused as exc:
+            raise ValueError(f"pattern: {exc}") from None
         if compiled.groups < 1:
             raise ValueError("pattern needs a capturing group around the number")
         return value
@@ -184,13 +183,7 @@ def parse_goal(text: str, source: str) -> Goal:
 
 
 def load_goal(path: Path) -> Goal:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError([Problem(str(path), None, None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_goal(text, str(path))
+    return parse_goal(read_yaml_file(path), str(path))
 
 
 def slugify(text: str, limit: int = 40) -> str:

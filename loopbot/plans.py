@@ -18,7 +18,7 @@ from loopbot.goal import Goal, Priority, parse_goal, slugify
 
 MAX_CHUNKS = 10
 MARKER = re.compile(r"<!--\s*loopbot:plan\s+fingerprint=([0-9a-f]{12})\s+status=(\w+)\s*-->")
-GOAL_BLOCK = re.compile(r"```ya?ml\s*\n(?P<body>.*?)\n```", re.DOTALL)
+_YAML_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*ya?ml\s*$")
 DUPLICATE_SIMILARITY = 0.6
 
 
@@ -109,15 +109,41 @@ def read_marker(body: str) -> tuple[str, bool] | None:
     return (found.group(1), found.group(2) == "open") if found else None
 
 
+def yaml_blocks(body: str) -> list[tuple[int, str]]:
+    """The fenced YAML blocks of a markdown body, as (line index of the first body line, text).
+
+    One pass over the lines, so any body — 65,000 opening fences without a close included —
+    costs linear time. A block closes at a fence of the same character at least as long (an
+    unclosed one runs to the end, as in CommonMark).
+    """
+    blocks: list[tuple[int, str]] = []
+    lines = body.split("\n")
+    index = 0
+    while index < len(lines):
+        opened = _YAML_FENCE.match(lines[index])
+        index += 1
+        if not opened:
+            continue
+        fence = opened.group(1)
+        start = index
+        while index < len(lines):
+            stripped = lines[index].strip()
+            if stripped and stripped == fence[0] * len(stripped) and len(stripped) >= len(fence):
+                break
+            index += 1
+        blocks.append((start, "\n".join(lines[start:index])))
+        index += 1
+    return blocks
+
+
 def goal_from_markdown(body: str, source: str) -> Goal:
-    """The goal of a plan: the first fenced YAML block that parses as a goal. Located errors."""
-    blocks = list(GOAL_BLOCK.finditer(body))
+    """The goal of a plan: the first fenced YAML block. Located errors."""
+    blocks = yaml_blocks(body)
     if not blocks:
         raise InputError([Problem(source, None, None, "", "no fenced ```yaml block with a goal in it")])
-    first = blocks[0]
-    offset = body[: first.start("body")].count("\n")
+    offset, text = blocks[0]
     try:
-        return parse_goal(first.group("body"), source)
+        return parse_goal(text, source)
     except InputError as exc:
         # Point at lines of the whole document, not of the block.
         raise InputError([Problem(p.source, p.line + offset if p.line else None, p.column, p.field, p.message)

@@ -1,8 +1,16 @@
-"""YAML loading that keeps line numbers, so schema errors can name file, line and field."""
+"""The one YAML loader: goals, config, plan bodies, model scripts and the maker's YAML files all
+go through it. It keeps line numbers, so schema errors name file, line and field, and it is
+bounded: a size cap before parsing, then one streaming pass over the parser's events that refuses
+deep nesting and alias bombs (billion laughs) before anything is built.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -12,6 +20,138 @@ from loopbot.errors import InputError, Problem
 
 M = TypeVar("M", bound=BaseModel)
 Path_ = tuple[str | int, ...]
+# libyaml where it is installed (PyYAML's wheels carry it): parsing in C.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 1024 * 1024
+    max_depth: int = 64
+    max_aliases: int = 200
+    # Values the document stands for once aliases are expanded (what validation would walk).
+    max_nodes: int = 200_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _refuse(source: str, mark: Any, message: str) -> InputError:
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return InputError([Problem(source, line, column, "", message)])
+
+
+def check_bounds(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse, with a location, a document over the size, depth or alias limits.
+
+    Events stream from the parser without building anything, so this pass is linear in the
+    text whatever it holds; only a document that passes is composed.
+    """
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > limits.max_bytes:
+        raise InputError([Problem(source, None, None, "", f"{size} bytes is over the {limits.max_bytes}-byte limit "
+                                                          "for a YAML document")])
+    depth = aliases = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > limits.max_depth:
+                raise _refuse(source, event.start_mark, f"nested more than {limits.max_depth} levels deep")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > limits.max_aliases:
+                raise _refuse(source, event.start_mark, f"more than {limits.max_aliases} aliases (*name)")
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many values the node graph stands for with every alias expanded (memoised: linear)."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        known = sizes.get(id(n))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total += sum(size(item) for item in n.value)
+        total = min(total, limit + 1)
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
+
+def load_bounded(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, yaml.Node | None]:
+    """One YAML document, parsed under the limits: (data, its node graph)."""
+    try:
+        check_bounds(text, source, limits)
+        loader = _LOADER(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and _expanded_size(node, limits.max_nodes) > limits.max_nodes:
+                raise _refuse(source, node.start_mark, f"expands (through aliases) to more than {limits.max_nodes} "
+                                                       "values")
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise _refuse(source, mark, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise InputError([Problem(source, None, None, "", f"invalid YAML: {exc}")]) from None
+    except (RecursionError, MemoryError):
+        raise InputError([Problem(source, None, None, "", "the YAML document is too large or too deep")]) from None
+    return data, node
+
+
+def syntax_problem(text: str, limits: Limits = DEFAULT_LIMITS) -> str | None:
+    """Why a (multi-document) YAML file does not parse, or is over the limits; None when fine."""
+    try:
+        check_bounds(text, "", limits)
+        for _ in yaml.compose_all(text, Loader=_LOADER):
+            pass
+    except InputError as exc:
+        problem = exc.problems[0]
+        return f"{problem.line}:{problem.column}: {problem.message}" if problem.line else problem.message
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "?"
+        return f"{where}: {exc.problem}"
+    except yaml.YAMLError as exc:
+        return str(exc)
+    return None
+
+
+def read_yaml_file(path: Path, source: str | None = None, limits: Limits = DEFAULT_LIMITS) -> str:
+    """A YAML file's text, read only when it is a regular file under the size limit."""
+    name = source or str(path)
+    try:
+        # Non-blocking and type-checked on the descriptor: a FIFO or device is refused, not read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError([Problem(name, None, None, "", "not a regular file")])
+            if info.st_size > limits.max_bytes:
+                raise InputError([Problem(name, None, None, "", f"{info.st_size} bytes is over the "
+                                                                f"{limits.max_bytes}-byte limit for a YAML document")])
+            raw = os.read(fd, limits.max_bytes + 1)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise InputError([Problem(name, None, None, "", "no such file")]) from None
+    except OSError as exc:
+        raise InputError([Problem(name, None, None, "", f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError([Problem(name, None, None, "", f"cannot read: not UTF-8 ({exc.reason} at byte {exc.start})")]
+                         ) from None
 
 
 class _Locations:
@@ -20,9 +160,13 @@ class _Locations:
     def __init__(self) -> None:
         self.marks: dict[Path_, tuple[int, int]] = {}
         self.duplicates: list[tuple[Path_, tuple[int, int]]] = []
+        self._seen: set[int] = set()
 
     def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if id(node) in self._seen:  # an alias: its node was walked where it was defined
+            return
+        self._seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
@@ -54,20 +198,11 @@ def field_name(loc: Sequence[str | int]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, _Locations]:
-    """Parse one YAML document; syntax errors and duplicate keys become located InputErrors."""
+def parse_yaml(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Any, _Locations]:
+    """Parse one bounded YAML document; syntax errors, limits and duplicate keys become located
+    InputErrors."""
     locations = _Locations()
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
-        raise InputError([Problem(source, line, column, "", message)]) from None
-    except yaml.YAMLError as exc:
-        raise InputError([Problem(source, None, None, "", f"invalid YAML: {exc}")]) from None
+    data, node = load_bounded(text, source, limits)
     if node is not None:
         locations.walk(node)
     if locations.duplicates:

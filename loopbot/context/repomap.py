@@ -15,6 +15,7 @@ from pathlib import Path
 
 from loopbot.core.context import CHARS_PER_TOKEN
 from loopbot.core.paths import spec
+from loopbot.tools import safefile
 
 MAX_FILE_BYTES = 300_000
 MAX_SYMBOLS_PER_FILE = 30
@@ -90,10 +91,9 @@ def build(root: Path, files: Iterable[str], *, goal_text: str, scope: list[str],
     for rel in files:
         path = root / rel
         symbols: list[str] = []
-        if path.suffix and not path.is_symlink():
+        if path.suffix:
             try:
-                if path.stat().st_size <= MAX_FILE_BYTES:
-                    symbols = symbols_of(rel, path.read_text(encoding="utf-8"))
+                symbols = symbols_of(rel, safefile.read_bytes(path, MAX_FILE_BYTES).decode("utf-8"))
             except (OSError, UnicodeDecodeError):
                 symbols = []
         item = FileSymbols(rel, tuple(symbols[:MAX_SYMBOLS_PER_FILE]))
@@ -118,11 +118,10 @@ def wiki_excerpt(root: Path, wiki_path: str, budget_tokens: int) -> str:
     parts = []
     for name in ("index.md", "00_SCHEMA.md"):
         page = root / wiki_path / name
-        if page.is_file() and not page.is_symlink():
-            try:
-                parts.append(f"### {wiki_path}/{name}\n" + page.read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
+        try:
+            parts.append(f"### {wiki_path}/{name}\n" + safefile.read_text(page, MAX_FILE_BYTES))
+        except OSError:
+            continue
     text = "\n\n".join(parts)
     limit = budget_tokens * CHARS_PER_TOKEN
     return text if len(text) <= limit else text[:limit] + "\n[… wiki trimmed …]"
@@ -134,12 +133,10 @@ def defined_names(root: Path, files: Iterable[str]) -> set[str]:
     for rel in files:
         names.add(Path(rel).stem)
         path = root / rel
-        if not path.suffix or path.is_symlink():
+        if not path.suffix:
             continue
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                continue
-            text = path.read_text(encoding="utf-8")
+            text = safefile.read_bytes(path, MAX_FILE_BYTES).decode("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
         if rel.endswith(".py"):

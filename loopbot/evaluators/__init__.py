@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +11,15 @@ from pathlib import Path
 
 from loopbot.config import Commands
 from loopbot.core.paths import matches
+from loopbot.core.regex import SafePattern
 from loopbot.core.scoring import passing_fraction, test_counts
 from loopbot.core.state import Verdict
 from loopbot.goal import FileCheck, Goal, MetricCheck, RunCheck
 from loopbot.ports import Sandbox
+from loopbot.tools import safefile
 from loopbot.tools.confine import PathRefused, confine
+
+FILE_CHECK_MAX_BYTES = 16 * 1024 * 1024
 
 EVIDENCE_CHARS = 4000
 
@@ -71,14 +75,17 @@ def _file(check_: FileCheck) -> Evaluator:
             path = confine(root, check_.file)
         except PathRefused as exc:
             return Verdict(name=name, kind="file", passed=False, score=0.0, evidence=str(exc))
-        if not path.is_file():
+        if not os.path.lexists(path):
             return Verdict(name=name, kind="file", passed=False, score=0.0, evidence=f"{check_.file} does not exist")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = safefile.read_text(path, FILE_CHECK_MAX_BYTES)
+        except OSError as exc:  # a FIFO, device, link or oversized file: refused, never waited on
+            return Verdict(name=name, kind="file", passed=False, score=0.0, evidence=f"{check_.file}: {exc}")
         results: list[tuple[bool, str]] = []
         if check_.contains is not None:
             results.append((check_.contains in text, f"contains {check_.contains!r}"))
         if check_.regex is not None:
-            results.append((re.search(check_.regex, text, re.MULTILINE) is not None, f"matches /{check_.regex}/"))
+            results.append((SafePattern(check_.regex, multiline=True).search(text), f"matches /{check_.regex}/"))
         if check_.not_contains is not None:
             results.append((check_.not_contains not in text, f"does not contain {check_.not_contains!r}"))
         if not results:
@@ -93,7 +100,7 @@ def _file(check_: FileCheck) -> Evaluator:
 
 def _metric(check_: MetricCheck) -> Evaluator:
     name = f"metric: {check_.metric}"
-    pattern = re.compile(check_.pattern, re.MULTILINE)
+    pattern = SafePattern(check_.pattern, multiline=True)
 
     def check(root: Path, sandbox: Sandbox) -> Verdict:
         result = sandbox.run(check_.run, cwd=root, timeout_seconds=check_.timeout_seconds)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loopbot.core import memory
 from loopbot.errors import InputError
-from loopbot.plans import GOAL_BLOCK, FiledPlan, Plan, file_name, goal_from_markdown, read_marker
+from loopbot.plans import FiledPlan, Plan, file_name, goal_from_markdown, read_marker, yaml_blocks
 
 
 class LocalForge:
@@ -27,7 +27,7 @@ class LocalForge:
                 continue
             title = next((line[2:].strip() for line in body.splitlines() if line.startswith("# ")), path.stem)
             goal_text, scope = "", []
-            if GOAL_BLOCK.search(body):
+            if yaml_blocks(body):
                 try:
                     goal = goal_from_markdown(body, str(path))
                     goal_text, scope = goal.goal, goal.scope.allow

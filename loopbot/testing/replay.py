@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
+from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
 MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
 LOOKBACK = 20  # block boundaries before a breakpoint that the Messages API checks for cache hits
@@ -63,7 +64,9 @@ class Cassette(_Strict):
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
-        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        limits = Limits(max_bytes=64 * 1024 * 1024, max_nodes=5_000_000)
+        data, _ = parse_yaml(read_yaml_file(path, limits=limits), str(path), limits)
+        return cls.model_validate(data or {})
 
     def dump(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(exclude_defaults=True), sort_keys=False, width=120),

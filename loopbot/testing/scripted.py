@@ -13,10 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopbot.core.context import approx_tokens
-from loopbot.errors import InputError, Problem
 from loopbot.messages import Message, ModelReply, ModelRequest, TextBlock, ToolCall, Usage
 from loopbot.ports import ModelError
-from loopbot.yamlfile import parse_yaml, validate_located
+from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file, validate_located
 
 
 class _Strict(BaseModel):
@@ -82,11 +81,9 @@ class Script(_Strict):
 
 
 def load_script(path: Path) -> Script:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError([Problem(str(path), None, None, "", f"cannot read model script: {exc}")]) from None
-    data, locations = parse_yaml(text, str(path))
+    # Scripts hold whole model turns: a larger cap than hand-written goals, the same bounds otherwise.
+    limits = Limits(max_bytes=16 * 1024 * 1024, max_nodes=2_000_000)
+    data, locations = parse_yaml(read_yaml_file(path, limits=limits), str(path), limits)
     return validate_located(Script, data, locations, str(path), kind="model script")
 
 

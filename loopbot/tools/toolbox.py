@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from loopbot.core.paths import command_denied, matches
+from loopbot.core.regex import RegexRefused, SafePattern
 from loopbot.core.state import GuardViolation, SpecConflict
 from loopbot.messages import ToolSpec
 from loopbot.ports import Sandbox
 from loopbot.sandbox.output import CappedOutput
+from loopbot.tools import safefile
 from loopbot.tools.confine import PathRefused, confine
 from loopbot.tools.edit import apply_edit
 from loopbot.tools.syntax import syntax_error
@@ -161,11 +162,12 @@ class ToolBox:
 
     def _read(self, path: str, start_line: int = 1, end_line: int | None = None) -> ToolOutcome:
         target = confine(self.root, path)
-        if not target.is_file():
+        if not os.path.lexists(target):
             return ToolOutcome(f"{path}: no such file", True)
-        if target.stat().st_size > MAX_FILE_BYTES:
-            return ToolOutcome(f"{path}: too large to read ({target.stat().st_size} bytes); use search", True)
-        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()
+        try:
+            lines = safefile.read_text(target, MAX_FILE_BYTES).splitlines()
+        except safefile.FileRefused as exc:
+            return ToolOutcome(f"{path}: cannot be read: {exc}; use search for large files", True)
         start = max(1, start_line)
         end = min(len(lines), end_line if end_line else start + READ_LIMIT_LINES - 1, start + READ_LIMIT_LINES - 1)
         body = "\n".join(f"{n:>5} | {lines[n - 1]}" for n in range(start, end + 1))
@@ -174,8 +176,8 @@ class ToolBox:
 
     def _search(self, pattern: str, path: str = ".") -> ToolOutcome:
         try:
-            regex = re.compile(pattern)
-        except re.error as exc:
+            regex = SafePattern(pattern)
+        except RegexRefused as exc:
             return ToolOutcome(f"bad regex: {exc}", True)
         base = confine(self.root, path)
         root = self.root.resolve()
@@ -185,9 +187,8 @@ class ToolBox:
             for filename in sorted(filenames):
                 file = Path(dirpath) / filename
                 try:
-                    if file.is_symlink() or file.stat().st_size > MAX_FILE_BYTES:
-                        continue
-                    text = file.read_text(encoding="utf-8")
+                    # Regular files only: a FIFO, device or link is skipped, never waited on.
+                    text = safefile.read_bytes(file, MAX_FILE_BYTES).decode("utf-8")
                 except (OSError, UnicodeDecodeError):
                     continue
                 for number, line in enumerate(text.splitlines(), 1):
@@ -203,7 +204,7 @@ class ToolBox:
         if error and (old is None or syntax_error(path, old) is None):
             return ToolOutcome(f"refused: the result would not parse ({error}); the file is unchanged", True)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(new, encoding="utf-8")
+        safefile.write_text(target, new)
         return None
 
     def _writable(self, path: str) -> Path:
@@ -216,9 +217,9 @@ class ToolBox:
 
     def _edit(self, path: str, search: str, replace: str) -> ToolOutcome:
         target = self._writable(path)
-        if not target.is_file():
+        if not os.path.lexists(target):
             return ToolOutcome(f"{path}: no such file (use write to create it)", True)
-        old = target.read_text(encoding="utf-8", errors="replace")
+        old = safefile.read_text(target, MAX_FILE_BYTES)
         result = apply_edit(old, search, replace)
         if not result.ok:
             return ToolOutcome(f"edit not applied: {result.message}", True)
@@ -230,7 +231,7 @@ class ToolBox:
 
     def _write(self, path: str, content: str) -> ToolOutcome:
         target = self._writable(path)
-        old = target.read_text(encoding="utf-8", errors="replace") if target.is_file() else None
+        old = safefile.read_text(target, MAX_FILE_BYTES) if os.path.lexists(target) else None
         refused = self._write_checked(path, target, old, content)
         if refused:
             return refused

@@ -4,15 +4,19 @@ and an index out of step with the pages."""
 from __future__ import annotations
 
 import builtins
+import os
 import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from loopbot.core.untrusted import markdown_inline
+from loopbot.tools import safefile
 from loopbot.wiki.skeleton import SECTION_READMES
 
 AUTO_FIX_LIMIT = 10
+MAX_PAGE_BYTES = 2 * 1024 * 1024
 # Names every page may use without the code defining them.
 BUILTINS = set(dir(builtins)) | {"self", "cls", "None", "True", "False"}
 ROOTS = ("index.md", "00_SCHEMA.md", "log.md")
@@ -36,8 +40,19 @@ class Finding:
 
 
 def pages(wiki: Path) -> dict[str, str]:
-    return {p.relative_to(wiki).as_posix(): p.read_text(encoding="utf-8", errors="replace")
-            for p in sorted(wiki.rglob("*.md")) if p.is_file() and not p.is_symlink()}
+    """Every regular markdown page under the wiki; links, FIFOs and devices are not pages."""
+    found: dict[str, str] = {}
+    for directory, dirs, files in os.walk(wiki):  # never follows a symlinked directory
+        dirs.sort()
+        for name in sorted(files):
+            if not name.endswith(".md"):
+                continue
+            path = Path(directory) / name
+            try:
+                found[path.relative_to(wiki).as_posix()] = safefile.read_text(path, MAX_PAGE_BYTES)
+            except OSError:
+                continue
+    return dict(sorted(found.items()))
 
 
 def _links(text: str) -> list[tuple[int, str]]:
@@ -127,13 +142,13 @@ def fix(wiki: Path, findings: list[Finding]) -> list[Finding]:
     if len(findings) > AUTO_FIX_LIMIT:
         return findings
     index_path = wiki / "index.md"
-    lines = index_path.read_text(encoding="utf-8").splitlines() if index_path.exists() else ["# Index", ""]
+    lines = safefile.read_text(index_path, MAX_PAGE_BYTES).splitlines() if os.path.lexists(index_path) else ["# Index", ""]
     dead = {f.message.split()[1].rstrip(",") for f in findings if f.kind == "index_dead"}
     lines = [line for line in lines if not any(f"]({target})" in line for target in dead)]
     missing = sorted({f.page for f in findings if f.kind in ("index_missing", "orphan")})
     texts = pages(wiki)
     for page in missing:
         if f"]({page})" not in "\n".join(lines):
-            lines.append(f"- [{_title(texts.get(page, ''), page)}]({page})")
-    index_path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+            lines.append(f"- [{markdown_inline(_title(texts.get(page, ''), page))}]({page})")
+    safefile.write_text(index_path, "\n".join(lines).rstrip() + "\n")
     return [f for f in findings if f.kind not in ("index_dead", "index_missing", "orphan")]

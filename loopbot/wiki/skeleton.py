@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from loopbot.tools import safefile
 
 SCHEMA = """# Wiki schema
 
@@ -44,8 +47,8 @@ def ensure(wiki: Path) -> list[str]:
     created = []
     for relative, text in SKELETON.items():
         page = wiki / relative
-        if not page.exists():
+        if not os.path.lexists(page):  # a dangling symlink is not a missing page: it is refused below
             page.parent.mkdir(parents=True, exist_ok=True)
-            page.write_text(text, encoding="utf-8")
+            safefile.write_text(page, text)
             created.append(relative)
     return created

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from loopbot.config import Config
 from loopbot.context import repomap
+from loopbot.core.untrusted import markdown_inline
 from loopbot.errors import WorkspaceError
 from loopbot.forge.local import LocalForge
 from loopbot.messages import ModelReply, ModelRequest, TextBlock
@@ -17,6 +19,7 @@ from loopbot.ports import Clock, Model, Sandbox
 from loopbot.prompts import render
 from loopbot.roles.checker import trim_diff
 from loopbot.roles.maker import run_session
+from loopbot.tools import safefile
 from loopbot.tools.toolbox import ToolBox
 from loopbot.wiki import lint, skeleton
 from loopbot.workspace.git import GitWorkspace, git, resolve_rev
@@ -56,18 +59,28 @@ def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
     for run in sorted((state_root / "runs").glob("*")) if (state_root / "runs").is_dir() else []:
         report = run / "report.md"
         target = log_dir / f"{run.name}.md"
-        if not report.is_file() or target.exists():
+        if not report.is_file() or os.path.lexists(target):
             continue
-        text = report.read_text(encoding="utf-8")
+        text = safefile.read_text(report, lint.MAX_PAGE_BYTES)
         if "**Outcome**: running" in text:
             continue
         incident = run / "incident.md"
         if incident.is_file():
-            text += "\n\n" + incident.read_text(encoding="utf-8").replace("# Incident", "## Incident", 1)
+            text += "\n\n" + safefile.read_text(incident, lint.MAX_PAGE_BYTES).replace("# Incident", "## Incident", 1)
         log_dir.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+        safefile.write_text(target, text)
         copied.append(target.name)
     return copied
+
+
+def _linked_component(root: Path, relative: str) -> str | None:
+    """The first part of the wiki's path that is a symlink (it could lead anywhere), or None."""
+    current = root
+    for part in Path(relative).parts:
+        current = current / part
+        if current.is_symlink():
+            return current.relative_to(root).as_posix()
+    return None
 
 
 def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
@@ -88,8 +101,16 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
     workspace = GitWorkspace.open(repo, worktree, branch, head)
     wiki_path = config.wiki.path.strip("/")
     wiki = workspace.path / wiki_path
-    result.created = skeleton.ensure(wiki)
-    result.logged_runs = _copy_run_records(state_root, wiki / "90_LOG")
+    linked = _linked_component(workspace.path, wiki_path)
+    if linked is not None:
+        result.error = f"refused: {linked} is a symlink; the documentation loop writes only real files in the wiki"
+        return result
+    try:
+        result.created = skeleton.ensure(wiki)
+        result.logged_runs = _copy_run_records(state_root, wiki / "90_LOG")
+    except safefile.FileRefused as exc:
+        result.error = f"refused: {exc}"
+        return result
 
     changed = workspace.changed_files(start, head)
     # First-parent history: a merged pull request is one entry, not every commit of its branch.
@@ -111,15 +132,21 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
 
     day = time.strftime("%Y-%m-%d", time.gmtime(clock.wall()))
     log = wiki / "log.md"
-    entries = [f"- {day} `{line.split()[0]}` {line.split(' ', 1)[1] if ' ' in line else ''}"
+    # A commit subject is a contributor's text: escaped, so it stays literal in the page.
+    entries = [f"- {day} `{line.split()[0]}` {markdown_inline(line.split(' ', 1)[1]) if ' ' in line else ''}"
                for line in reversed(commits.splitlines()) if line.strip()]
-    if entries:
-        log.write_text(log.read_text(encoding="utf-8").rstrip() + "\n" + "\n".join(entries) + "\n", encoding="utf-8")
-
     files = set(workspace.tracked_files()) | {f"{wiki_path}/{p}" for p in lint.pages(wiki)}
     names = repomap.defined_names(workspace.path, [f for f in workspace.tracked_files() if not f.startswith(wiki_path)])
-    findings = lint.lint(wiki, repo_files=files, symbols=names, wiki_prefix=wiki_path)
-    remaining = lint.fix(wiki, findings)
+    try:
+        if entries:
+            old_log = safefile.read_text(log, lint.MAX_PAGE_BYTES) if os.path.lexists(log) else "# Log\n"
+            safefile.write_text(log, old_log.rstrip() + "\n" + "\n".join(entries) + "\n")
+        findings = lint.lint(wiki, repo_files=files, symbols=names, wiki_prefix=wiki_path)
+        remaining = lint.fix(wiki, findings)
+    except safefile.FileRefused as exc:
+        workspace.reset(head)
+        result.error = f"refused: {exc}"
+        return result
     result.fixed = len(findings) - len(remaining)
     result.findings = remaining
 

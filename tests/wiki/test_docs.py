@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from loopbot.clock import SystemClock
@@ -66,3 +67,43 @@ def test_the_documenter_cannot_write_outside_the_wiki(kv_repo):
     assert result.pushed
     assert "purge_expired" in git(origin, "show", f"{result.branch}:kvstore.py").stdout
     assert all(path.startswith("wiki/") for path in result.changed)
+
+
+def test_wiki_pages_linked_outside_the_repository_are_never_written(kv_repo, tmp_path):
+    """On main, wiki/log.md and wiki/index.md are symlinks to files outside: refused, untouched."""
+    repo, _ = kv_repo
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "profile.sh").write_text("# sourced by a login shell\n")
+    (outside / "index.md").write_text("kept\n")
+    (repo / "wiki").mkdir()
+    os.symlink(outside / "profile.sh", repo / "wiki" / "log.md")
+    os.symlink(outside / "index.md", repo / "wiki" / "index.md")
+    git(repo, "add", "wiki")
+    git(repo, "commit", "--quiet", "-m", "wiki links")
+    since = resolve_rev(repo, "HEAD")
+    (repo / "kvstore.py").write_text((repo / "kvstore.py").read_text() + "\n# more\n")
+    git(repo, "commit", "--quiet", "-am", "$(touch /tmp/loopbot-docs-pwned) `id`")
+    result = run_docs(repo, documenter(), since)
+    assert result.error is not None and "symlink" in result.error and not result.pushed
+    assert (outside / "profile.sh").read_text() == "# sourced by a login shell\n"
+    assert (outside / "index.md").read_text() == "kept\n"
+
+
+def test_a_linked_wiki_folder_is_refused_and_subjects_are_escaped(kv_repo, tmp_path):
+    repo, origin = kv_repo
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(outside, repo / "wiki")
+    git(repo, "add", "wiki")
+    git(repo, "commit", "--quiet", "-m", "linked wiki")
+    result = run_docs(repo, documenter(), resolve_rev(repo, "HEAD~1"))
+    assert result.error is not None and "wiki is a symlink" in result.error
+    assert list(outside.iterdir()) == []
+    # A real wiki: the hostile subject lands in log.md as literal text.
+    git(repo, "rm", "--quiet", "wiki")
+    git(repo, "commit", "--quiet", "-m", "$(touch /tmp/loopbot-docs-pwned) `id` [x](javascript:1)")
+    result = run_docs(repo, documenter(), resolve_rev(repo, "HEAD~1"))
+    assert result.error is None, result.error
+    log = git(origin, "show", f"{result.branch}:wiki/log.md").stdout
+    assert "\\$(touch /tmp/loopbot-docs-pwned) \\`id\\` \\[x\\](javascript:1)" in log
