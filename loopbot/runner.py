@@ -35,6 +35,7 @@ from loopbot.core.diffview import render_change
 from loopbot.core.drift import drift
 from loopbot.core.harness import check_harness, project_modules
 from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
+from loopbot.core.redact import NO_SECRETS, Redactor
 from loopbot.core.scoring import held_to_baseline, iteration_score
 from loopbot.core.state import (
     GuardViolation,
@@ -88,6 +89,8 @@ class Runner:
     # Called after each checkpoint; the CLI's fault-injection hook uses it to SIGKILL itself.
     on_checkpoint: Callable[[LoopState], None] | None = None
     cancel: Cancellation | None = None
+    # The exit filter: commit messages pass it, and what is pushed is scanned with it first.
+    redact: Redactor = NO_SECRETS
 
     def __post_init__(self) -> None:
         # Set from a signal handler or `loopbot stop`: running commands are killed and an in-flight
@@ -196,7 +199,7 @@ class Runner:
         except WorkspaceError as exc:
             detail += f"; rollback to the best snapshot failed ({exc}), `loopbot resume` repairs the worktree"
         if state.best.sha != state.base_sha and state.phase != Phase.FINISH:
-            pushed = self.workspace.push(state.remote, state.best.sha, timeout=SUSPEND_PUSH_TIMEOUT_SECONDS)
+            pushed = self._push(state, state.best.sha, SUSPEND_PUSH_TIMEOUT_SECONDS)
         state.suspended = Suspension(reason=reason, detail=detail, push=pushed)
         return state
 
@@ -411,7 +414,7 @@ class Runner:
         record.maker_error = result.error
         record.spec_conflict = result.conflict
         record.refusals = list(toolbox.refusals)
-        title = (record.approach or "no approach stated")[:72]
+        title = self.redact(record.approach or "no approach stated").replace("\n", " ")[:72]
         for removed in self.workspace.remove_special_files():
             record.refusals.append(GuardViolation(
                 guard="special_file", path=removed,
@@ -430,6 +433,8 @@ class Runner:
         if record.head_sha is not None:
             violations += self._gate_violations(state, record.start_sha, record.head_sha)
         violations += self._escaping_symlinks(record.files)
+        if record.head_sha is not None:
+            violations += self._secret_violations(record.start_sha, record.head_sha)
         record.violations = violations
         blocked = memory.is_blocked(state.memory, record.approach, record.files)
         if blocked is not None and not record.violations:
@@ -472,6 +477,31 @@ class Runner:
         since_base = changes if start == state.base_sha else self._changes(state.base_sha, head)
         found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
         return found
+
+    def _secret_violations(self, base: str, head: str) -> list[GuardViolation]:
+        """A secret loopbot holds, in any encoding, anywhere in what base..head would push: every
+        added or changed file's content and the commit messages. Each hit names file and line."""
+        if not self.redact.holds_secrets or base == head:
+            return []
+        changed = [c.path for c in self._changes(base, head) if not c.deleted]
+        found: list[GuardViolation] = []
+        for path, data in self.workspace.contents(head, changed).items():
+            for hit in self.redact.scan(data.decode("utf-8", errors="replace")):
+                found.append(GuardViolation(guard="secret", path=f"{path}:{hit.line}", message=(
+                    f"holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
+        for hit in self.redact.scan(self.workspace.messages(base, head)):
+            found.append(GuardViolation(guard="secret", path=f"commit message:{hit.line}", message=(
+                f"holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
+        return found
+
+    def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
+        """Every push passes the exit filter first: a snapshot carrying a secret is refused."""
+        leaks = self._secret_violations(state.base_sha, sha)
+        if leaks:
+            where = ", ".join(v.path for v in leaks[:5])
+            return PushResult(remote=state.remote, branch=state.branch, sha=sha, pushed=False,
+                              message=f"refused by the exit filter: a secret loopbot holds is in {where}")
+        return self.workspace.push(state.remote, sha, timeout=timeout)
 
     def _changes(self, base: str, head: str) -> list[FileChange]:
         """What git records as changed between two commits; commits never change, so neither does this."""
@@ -572,7 +602,7 @@ class Runner:
         with text forced, trimmed per file (data first), never dropping a source file."""
         changes = self._changes(state.base_sha, head)
         diffs = self.workspace.file_diffs(state.base_sha, head, [c.path for c in changes])
-        return render_change(changes, diffs)
+        return self.redact(render_change(changes, diffs))
 
     def _decide(self, state: LoopState) -> LoopState:
         record = state.current
@@ -591,9 +621,12 @@ class Runner:
         """Push the best snapshot; only then is the run final. A failed push suspends it (PUSH_PENDING)."""
         if self.workspace.head() != state.best.sha:
             self.workspace.reset(state.best.sha)
-        state.push = self.workspace.push(state.remote, state.best.sha, timeout=PUSH_TIMEOUT_SECONDS)
+        state.push = self._push(state, state.best.sha, PUSH_TIMEOUT_SECONDS)
         self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
-        if not state.push.pushed and state.remote is not None:
+        if state.push.message.startswith("refused by the exit filter"):
+            # Not a push to retry: the line stops, the work stays local for a human to look at.
+            state.stop_reason, state.stop_detail = StopReason.ANDON, state.push.message
+        elif not state.push.pushed and state.remote is not None:
             state.suspended = Suspension(reason=SuspendReason.PUSH_PENDING, detail=state.push.message)
             return state
         if state.status != Status.SUCCESS:

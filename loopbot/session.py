@@ -15,7 +15,7 @@ from loopbot.cancel import Cancellation, Interrupted
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, ModelsConfig, load_config
 from loopbot.core.paths import find_test_files
-from loopbot.core.redact import Redactor
+from loopbot.core.redact import Redactor, secrets_in_git_config
 from loopbot.core.state import LoopState, Phase, Snapshot
 from loopbot.errors import InputError, LeaseHeld, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
@@ -25,6 +25,7 @@ from loopbot.providers import ProviderEnv, build_model
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
+from loopbot.sandbox.bubblewrap import git_configs
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import (
     GitWorkspace,
@@ -172,7 +173,8 @@ def open_session(
     made; a resumed run's lease is claimed (one owner) before its worktree is touched, and the
     worktree is repaired or recreated. A start that fails leaves nothing behind.
     """
-    redact = Redactor(secrets)
+    # The secrets loopbot holds: the caller's, and the credentials in the repository's git configs.
+    redact = Redactor([*secrets, *_git_config_secrets(common_dir(Path(state.repo)))])
     store = store if store is not None else SqliteStore(paths.db, redact=redact)
     if resume:
         store.claim(state.run_id)
@@ -203,9 +205,19 @@ def open_session(
     runner = Runner(
         store=store, workspace=workspace, sandbox=sandbox, models=built,
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
-        lessons=store.lessons(state.repo), cancel=cancel,
+        lessons=store.lessons(state.repo), cancel=cancel, redact=redact,
     )
     return Session(state=state, store=store, runner=runner, files=files, redact=redact)
+
+
+def _git_config_secrets(common: Path) -> list[str]:
+    found: list[str] = []
+    for config in git_configs(common):
+        try:
+            found += secrets_in_git_config(config.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+    return found
 
 
 def _undo_start(store: Store, state: LoopState) -> None:

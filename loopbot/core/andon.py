@@ -130,6 +130,10 @@ def lessons_for(state: LoopState) -> list[Lesson]:
             elif v.guard in ("special_file", "size"):
                 lessons.append(Lesson(f"Only what git commits is evaluated and pushed: {v.path} ({v.message}).",
                                       Level.L2_AUTO_DETECT, "guard"))
+            elif v.guard == "secret":
+                lessons.append(Lesson(f"Never write a credential into the repository or a commit ({v.path}); "
+                                      "the exit filter stops the loop and nothing is pushed.", Level.L1_POKA_YOKE,
+                                      "guard"))
             elif v.guard in ("deny_path", "deny_command", "refused_write"):
                 lessons.append(Lesson(f"{v.path} is off limits ({v.message}).", Level.L1_POKA_YOKE, "guard"))
     for approach in state.blocked_approaches():

@@ -6,9 +6,11 @@ Two nets: the shapes of well-known tokens, and the exact values of every secret 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 MASK = "[REDACTED]"
 
@@ -32,26 +34,116 @@ def secrets_from_env(environ: dict[str, str]) -> list[str]:
     return [v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH]
 
 
+_EXTRAHEADER = re.compile(r"(?im)^\s*extraheader\s*=\s*authorization:\s*(basic|bearer|token)\s+(\S+)")
+_URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^/@:\s]+):([^/@\s]+)@")
+
+
+def secrets_in_git_config(text: str) -> list[str]:
+    """The credentials a git config carries (actions/checkout's extraheader, tokens in remote
+    URLs): loopbot holds them too, so they are filtered like its own."""
+    found: list[str] = []
+    for scheme, value in _EXTRAHEADER.findall(text):
+        found.append(value)
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8", "replace")
+            except ValueError:
+                continue
+            found.append(decoded.split(":", 1)[-1])
+    for user, password in _URL_PASSWORD.findall(text):
+        found += [password] + ([user] if len(user) >= 20 else [])
+    return [value for value in found if len(value) >= MIN_SECRET_LENGTH]
+
+
+# Dropped before matching content, from the text and the secret alike: a secret split across
+# lines, string literals or concatenations ("ghp_" + "abc…") is still one string.
+_JOINERS = str.maketrans("", "", " \t\r\n\"'+\\,`")
+
+
+def _normal(text: str) -> str:
+    return text.translate(_JOINERS).lower()
+
+
+def _base64_forms(data: bytes) -> list[str]:
+    """The base64 text a secret leaves inside any longer base64 stream, at each of the three
+    byte alignments: only the characters that depend on the secret's bytes alone."""
+    forms = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode()
+        first = -(-offset * 8 // 6)
+        last = (offset + len(data)) * 8 // 6
+        core = encoded[first:last]
+        forms += [core, core.replace("+", "-").replace("/", "_")]
+    return forms
+
+
+def encoded_forms(secret: str) -> dict[str, str]:
+    """form -> text, for every way a secret is commonly smuggled: raw, reversed, base64 (any
+    alignment, url-safe too), hex, URL-encoded, JSON-escaped. Case is ignored when matching."""
+    data = secret.encode()
+    forms = {"raw": secret, "reversed": secret[::-1], "hex": data.hex(),
+             "url-encoded": "".join(f"%{b:02x}" for b in data), "json": json.dumps(secret)[1:-1]}
+    for index, form in enumerate(_base64_forms(data)):
+        forms[f"base64#{index}"] = form
+    forms["base64 (x-access-token)"] = base64.b64encode(f"x-access-token:{secret}".encode()).decode()
+    return forms
+
+
+@dataclass(frozen=True)
+class SecretHit:
+    line: int
+    form: str
+
+
 class Redactor:
+    """The exit filter: every text that leaves loopbot passes it, and content about to be pushed
+    is scanned with it."""
+
     def __init__(self, secrets: Iterable[str] = ()):
-        values: set[str] = set()
+        needles: dict[str, str] = {}
         for secret in secrets:
             if len(secret) < MIN_SECRET_LENGTH:
                 continue
-            values.add(secret)
-            # The forms a secret takes when it leaks through git config or JSON.
-            values.add(base64.b64encode(secret.encode()).decode())
-            values.add(base64.b64encode(f"x-access-token:{secret}".encode()).decode())
-            values.add(json.dumps(secret)[1:-1])
-        self._values = sorted(values, key=len, reverse=True)
+            for form, text in encoded_forms(secret).items():
+                normal = _normal(text)
+                if len(normal) >= MIN_SECRET_LENGTH:
+                    needles.setdefault(normal, form.split("#")[0])
+        self._needles = needles
+        literal = sorted({text for secret in secrets if len(secret) >= MIN_SECRET_LENGTH
+                          for text in encoded_forms(secret).values() if len(text) >= MIN_SECRET_LENGTH},
+                         key=len, reverse=True)
+        self._literal = re.compile("|".join(map(re.escape, literal)), re.IGNORECASE) if literal else None
 
     def __call__(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
+        if self._literal is not None:
+            text = self._literal.sub(MASK, text)
         for shape in TOKEN_SHAPES:
             text = shape.sub(MASK, text)
         return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+    def scan(self, text: str) -> list[SecretHit]:
+        """Where the text holds a secret in any form, split across lines or not (1-based lines)."""
+        if not self._needles:
+            return []
+        lines = text.split("\n")
+        normal = [_normal(line) for line in lines]
+        joined = "".join(normal)
+        starts: list[int] = []
+        position = 0
+        for line in normal:
+            starts.append(position)
+            position += len(line)
+        hits: list[SecretHit] = []
+        for needle, form in self._needles.items():
+            index = joined.find(needle)
+            while index != -1:
+                hits.append(SecretHit(line=bisect.bisect_right(starts, index), form=form))
+                index = joined.find(needle, index + len(needle))
+        return sorted(set(hits), key=lambda h: (h.line, h.form))
+
+    @property
+    def holds_secrets(self) -> bool:
+        return bool(self._needles)
 
 
 NO_SECRETS = Redactor()

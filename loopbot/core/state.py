@@ -117,7 +117,7 @@ class SpecConflict(BaseModel):
 
 class GuardViolation(BaseModel):
     guard: Literal["scope", "protected", "spec_drift", "deny_path", "deny_command", "refused_write", "harness",
-                   "special_file", "size", "setup"]
+                   "special_file", "size", "setup", "secret"]
     path: str
     message: str
 

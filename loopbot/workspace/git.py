@@ -29,9 +29,8 @@ _DIFF = ["diff", "--text", "--no-ext-diff", "--no-textconv", "--no-color", "--no
 _BINARY_PROBE_BYTES = 8000
 
 
-def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
-        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
+def _git_env() -> dict[str, str]:
+    return {
         **os.environ,
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_AUTHOR_NAME": AUTHOR[0],
@@ -39,6 +38,11 @@ def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None
         "GIT_COMMITTER_NAME": AUTHOR[0],
         "GIT_COMMITTER_EMAIL": AUTHOR[1],
     }
+
+
+def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
+        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    env = _git_env()
     try:
         result = subprocess.run(
             ["git", *_SAFE, *args],
@@ -345,6 +349,39 @@ class GitWorkspace:
         """A file's text at a revision, or None when it is not there (or not a file)."""
         result = git(self.path, "cat-file", "blob", f"{rev}:{path}", check=False)
         return result.stdout if result.returncode == 0 else None
+
+    def contents(self, rev: str, paths: list[str]) -> dict[str, bytes]:
+        """Files' bytes at a revision, in one `cat-file --batch` call; absent ones are left out."""
+        batchable = [p for p in paths if "\n" not in p]
+        found: dict[str, bytes] = {}
+        if batchable:
+            request = "".join(f"{rev}:{p}\n" for p in batchable).encode()
+            try:
+                out = subprocess.run(["git", *_SAFE, "cat-file", "--batch"], cwd=self.path, env=_git_env(),
+                                     input=request, capture_output=True, check=True, start_new_session=True).stdout
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise WorkspaceError(f"git cat-file could not read {rev}: {exc}") from None
+            position = 0
+            for path in batchable:
+                end = out.index(b"\n", position)
+                header = out[position:end].split()
+                position = end + 1
+                if len(header) == 3 and header[1] == b"blob":
+                    size = int(header[2])
+                    found[path] = out[position:position + size]
+                    position += size + 1
+                elif len(header) == 3:  # a tree or commit: not a file
+                    position += int(header[2]) + 1
+        for path in paths:
+            if "\n" in path:  # cat-file's batch input is line based
+                text = self.show(rev, path)
+                if text is not None:
+                    found[path] = text.encode()
+        return found
+
+    def messages(self, base: str, head: str) -> str:
+        """The commit messages between two revisions (what a push carries besides files)."""
+        return git(self.path, "log", "--format=%B", f"{base}..{head}").stdout
 
     def files_at(self, rev: str) -> list[str]:
         out = git(self.path, "ls-tree", "-r", "--name-only", "-z", rev).stdout
