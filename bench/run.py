@@ -9,7 +9,10 @@ Figures:
                              evaluator commands) on a generated repo, over one `git add -A && git
                              commit` there. Target <= 2.
   eval_phase_ratio           wall time of the evaluation phase over its slowest evaluator. Target <= 1.2.
-  sandbox_overhead_ms        extra wall time of a trivial command in bubblewrap over a plain subprocess. Target <= 50.
+  sandbox_overhead_ms        extra wall time of a trivial command in bubblewrap over a bare subprocess. Target <= 50.
+  hostile_input_max_s        the slowest refusal of hostile host-side input (YAML bombs, deep nesting, a 100 MB
+                             document, 65,000 fences, a catastrophic regex). Target <= 2.
+  hostile_input_peak_mb      the most memory any of those took (the 100 MB input included). Target <= 300.
   prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache. Target >= 0.85.
   prompt_tokens_growth       growth of the maker's first prompt from a 100- to a 10,000-file repo. Target < 0.20.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
@@ -20,11 +23,14 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -130,22 +136,64 @@ def eval_phase(root: Path) -> None:
 
 
 def sandbox_overhead(root: Path, samples: int = 30) -> None:
-    """Extra wall time of a trivial command in bubblewrap over a plain subprocess (medians)."""
+    """Extra wall time of a trivial command in bubblewrap (minimal root, git configs from memfds,
+    pids cgroup as root) over a bare subprocess.run of the same shell (medians). The loopbot
+    subprocess runner (sandbox: off), which now also sweeps escapees, is reported beside it."""
     repo = root / "sbx"
     repo.mkdir()
     (repo / "a.txt").write_text("a\n")
     init_repo(repo)
-    sandboxes = {"plain": SubprocessSandbox(), "bubblewrap": BubblewrapSandbox(repo, repo / ".git", SandboxConfig())}
+
+    def bare(command: str, *, cwd: Path, timeout_seconds: float) -> object:
+        return subprocess.run(["/bin/sh", "-c", command], cwd=cwd, timeout=timeout_seconds, capture_output=True)
+
+    runners = {"bare": bare, "plain": SubprocessSandbox().run,
+               "bubblewrap": BubblewrapSandbox(repo, repo / ".git", SandboxConfig()).run}
     medians = {}
-    for name, sandbox in sandboxes.items():
+    for name, run in runners.items():
         times = []
         for _ in range(samples):
             started = time.perf_counter()
-            sandbox.run("true", cwd=repo, timeout_seconds=10)
+            run("true", cwd=repo, timeout_seconds=10)
             times.append(time.perf_counter() - started)
         medians[name] = statistics.median(times)
-    emit("sandbox_overhead_ms", (medians["bubblewrap"] - medians["plain"]) * 1000, "ms", "<= 50",
-         plain_ms=round(medians["plain"] * 1000, 1), bubblewrap_ms=round(medians["bubblewrap"] * 1000, 1))
+    emit("sandbox_overhead_ms", (medians["bubblewrap"] - medians["bare"]) * 1000, "ms", "<= 50",
+         bare_ms=round(medians["bare"] * 1000, 1), plain_ms=round(medians["plain"] * 1000, 1),
+         bubblewrap_ms=round(medians["bubblewrap"] * 1000, 1))
+
+
+def hostile_inputs(root: Path) -> None:
+    """The slowest and the most memory-hungry refusal of hostile host-side input: YAML bombs,
+    deep nesting, a huge document, a pathological plan body, a catastrophic regex on a large file."""
+    from loopbot.core.regex import SafePattern
+    from loopbot.errors import InputError
+    from loopbot.plans import yaml_blocks
+    from loopbot.yamlfile import parse_yaml
+
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    cases = {
+        "billion laughs": lambda: parse_yaml(laughs, "bench"),
+        "100,000 nested [": lambda: parse_yaml("a: " + "[" * 100_000 + "]" * 100_000, "bench"),
+        "100 MB string": lambda: parse_yaml("goal: " + "x" * 100_000_000, "bench"),
+        "65,000 fences": lambda: yaml_blocks("```yaml\n" * 65_000),
+        "^(a+)+$ on 10 MB": lambda: SafePattern("^(a+)+$", multiline=True).search("a" * 10_000_000 + "b"),
+    }
+    worst_s, worst_mb, slowest = 0.0, 0.0, ""
+    for name, case in cases.items():
+        tracemalloc.start()
+        started = time.perf_counter()
+        with contextlib.suppress(InputError):
+            case()
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        if elapsed > worst_s:
+            worst_s, slowest = elapsed, name
+        worst_mb = max(worst_mb, peak / 1e6)
+    emit("hostile_input_max_s", worst_s, "s", "<= 2", slowest=slowest)
+    # The 100 MB string itself is the input: what matters is what loopbot adds on top of it.
+    emit("hostile_input_peak_mb", worst_mb, "MB", "<= 300", note="includes the 100 MB input string")
 
 
 class ModelCalls:
@@ -275,16 +323,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only these benchmarks (reward_hacks, controller_overhead, eval_phase, "
+                             "sandbox_overhead, hostile_inputs, prompt_cache, prompt_growth, demo)")
     args = parser.parse_args()
+    benchmarks = {
+        "reward_hacks": reward_hacks,
+        "controller_overhead": lambda root: controller_overhead(root, args.files, args.iterations),
+        "eval_phase": eval_phase,
+        "sandbox_overhead": sandbox_overhead,
+        "hostile_inputs": hostile_inputs,
+        "prompt_cache": prompt_cache,
+        "prompt_growth": prompt_growth,
+        "demo": demo,
+    }
+    unknown = set(args.only) - set(benchmarks)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="loopbot-bench-") as tmp:
         root = Path(tmp)
-        reward_hacks(root)
-        controller_overhead(root, args.files, args.iterations)
-        eval_phase(root)
-        sandbox_overhead(root)
-        prompt_cache(root)
-        prompt_growth(root)
-        demo(root)
+        for name, bench in benchmarks.items():
+            if not args.only or name in args.only:
+                bench(root)
     return 0
 
 

@@ -48,7 +48,8 @@ def check_bounds(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> Non
     Events stream from the parser without building anything, so this pass is linear in the
     text whatever it holds; only a document that passes is composed.
     """
-    size = len(text.encode("utf-8", errors="replace"))
+    # Characters never outnumber bytes: a text too long in characters is refused without encoding it.
+    size = len(text) if len(text) > limits.max_bytes else len(text.encode("utf-8", errors="replace"))
     if size > limits.max_bytes:
         raise InputError([Problem(source, None, None, "", f"{size} bytes is over the {limits.max_bytes}-byte limit "
                                                           "for a YAML document")])

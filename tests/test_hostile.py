@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import socket
 import threading
 from pathlib import Path
@@ -188,6 +189,45 @@ def test_network_is_unreachable(hostile):
     assert "blocked" in seen and "CONNECTED" not in seen and "no-dns" in seen
     assert accepted == []
     server.close()
+
+
+def test_host_unix_sockets_are_unreachable_from_the_loop(hostile):
+    """docker.sock stands here for any service socket: beside the checkout, in a home, in /var/tmp."""
+    places = [hostile.repo.parent / "docker.sock", hostile.home / "agent.sock"]
+    if os.geteuid() == 0:
+        places.append(Path("/var/tmp") / f"loopbot-hostile-{os.getpid()}.sock")
+    servers, accepted = [], []
+    for place in places:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(place))
+        server.listen()
+        servers.append(server)
+
+        def accept(srv: socket.socket = server) -> None:
+            with contextlib.suppress(OSError):
+                accepted.append(srv.accept())
+
+        threading.Thread(target=accept, daemon=True).start()
+    probe = "python3 -c \"import socket,sys\nfor p in sys.argv[1:]:\n try:\n  s=socket.socket(socket.AF_UNIX); " \
+            "s.connect(p); print('CONNECTED', p)\n except OSError as e: print('unreachable', p)\" " + \
+            " ".join(str(p) for p in places)
+    try:
+        loop, _ = hostile([run_cmd(probe)])
+        seen = _output_of(loop, "AF_UNIX")
+        assert seen.count("unreachable") == len(places) and "CONNECTED" not in seen
+        assert accepted == []
+    finally:
+        for server, place in zip(servers, places, strict=True):
+            server.close()
+            place.unlink(missing_ok=True)
+
+
+def test_a_fifo_the_maker_makes_cannot_hang_the_tools(hostile):
+    _, state = hostile([run_cmd("mkfifo trap.txt trap.py"), {"search": {"pattern": "def "}},
+                           {"read": {"path": "trap.txt"}}, {"write": {"path": "trap.txt", "content": "x"}},
+                           {"edit": {"path": "trap.py", "search": "a", "replace": "b"}}])
+    assert state.finished and state.stop_reason == StopReason.ANDON  # the refused writes stop the line
+    assert {v.guard for v in state.iterations[0].violations} >= {"refused_write"}
 
 
 def test_fork_bomb_is_contained(hostile):

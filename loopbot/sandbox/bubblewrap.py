@@ -34,7 +34,7 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 EMPTY_DIRS = ("/run", "/var", "/home", "/root")
 # Credential stores inside /etc, hidden (files read as empty, directories as empty tmpfs).
 HIDDEN_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
-                "/etc/security/opasswd")
+                "/etc/security/opasswd", "/etc/gitconfig")  # commands run with GIT_CONFIG_NOSYSTEM anyway
 HIDDEN_DIRS = ("/etc/ssh", "/etc/sudoers.d", "/etc/ssl/private", "/etc/wireguard", "/etc/ipsec.d",
                "/etc/NetworkManager/system-connections")
 # Credential files that live inside toolchain folders (cargo keeps registry tokens there).

@@ -175,6 +175,7 @@ def stream_capped(process: subprocess.Popen[bytes], timeout_seconds: float, cap_
                     kill_all()
                     if pidfd is not None:
                         selector.unregister(pidfd)
+                    continue  # it may be all done already (the output ended first)
                 limit = deadline if exited_at is None else min(deadline, exited_at + DRAIN_SECONDS)
                 if now >= limit:
                     timed_out = exited_at is None

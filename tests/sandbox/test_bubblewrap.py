@@ -71,3 +71,12 @@ def test_a_detached_grandchild_cannot_hold_a_sandboxed_command_open(box):
     assert result.exit_code == 0 and "started" in result.output and result.duration_seconds < 30
     result = box.run("setsid sleep 100 & sleep 100", cwd=box.worktree, timeout_seconds=1)
     assert result.timed_out and result.duration_seconds < 30
+
+
+def test_no_scratch_directory_is_made_on_disk(box):
+    import os
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob(f"loopbot-*-{os.getpid()}-*"))
+    box.run("cat \"$(git rev-parse --git-common-dir)/config\"", cwd=box.worktree, timeout_seconds=10)
+    assert set(Path(tempfile.gettempdir()).glob(f"loopbot-*-{os.getpid()}-*")) == before
