@@ -12,7 +12,7 @@ Figures:
   sandbox_overhead_ms        extra wall time of a trivial command in bubblewrap over a bare subprocess. Target <= 50.
   hostile_input_max_s        the slowest refusal of hostile host-side input (YAML bombs, deep nesting, a 100 MB
                              document, 65,000 fences, a catastrophic regex). Target <= 2.
-  hostile_input_peak_mb      the most memory any of those took (the 100 MB input included). Target <= 300.
+  hostile_input_peak_mb      the most memory loopbot took refusing any of those. Target <= 100.
   prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache. Target >= 0.85.
   prompt_tokens_growth       growth of the maker's first prompt from a 100- to a 10,000-file repo. Target < 0.20.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
@@ -172,12 +172,17 @@ def hostile_inputs(root: Path) -> None:
 
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    # Inputs are built before measuring: the figures are what loopbot spends on them.
+    deep = "a: " + "[" * 100_000 + "]" * 100_000
+    huge = "goal: " + "x" * 100_000_000
+    fences = "```yaml\n" * 65_000
+    long_a = "a" * 10_000_000 + "b"
     cases = {
         "billion laughs": lambda: parse_yaml(laughs, "bench"),
-        "100,000 nested [": lambda: parse_yaml("a: " + "[" * 100_000 + "]" * 100_000, "bench"),
-        "100 MB string": lambda: parse_yaml("goal: " + "x" * 100_000_000, "bench"),
-        "65,000 fences": lambda: yaml_blocks("```yaml\n" * 65_000),
-        "^(a+)+$ on 10 MB": lambda: SafePattern("^(a+)+$", multiline=True).search("a" * 10_000_000 + "b"),
+        "100,000 nested [": lambda: parse_yaml(deep, "bench"),
+        "100 MB string": lambda: parse_yaml(huge, "bench"),
+        "65,000 fences": lambda: yaml_blocks(fences),
+        "^(a+)+$ on 10 MB": lambda: SafePattern("^(a+)+$", multiline=True).search(long_a),
     }
     worst_s, worst_mb, slowest = 0.0, 0.0, ""
     for name, case in cases.items():
@@ -193,7 +198,7 @@ def hostile_inputs(root: Path) -> None:
         worst_mb = max(worst_mb, peak / 1e6)
     emit("hostile_input_max_s", worst_s, "s", "<= 2", slowest=slowest)
     # The 100 MB string itself is the input: what matters is what loopbot adds on top of it.
-    emit("hostile_input_peak_mb", worst_mb, "MB", "<= 300", note="includes the 100 MB input string")
+    emit("hostile_input_peak_mb", worst_mb, "MB", "<= 100")
 
 
 class ModelCalls:
