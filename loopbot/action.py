@@ -34,7 +34,7 @@ from loopbot.goal import slugify
 from loopbot.plans import goal_from_markdown
 from loopbot.providers import ProviderEnv
 from loopbot.report import render_report
-from loopbot.session import Paths, create_run, open_session
+from loopbot.session import Paths, create_run, held_secrets, open_session
 from loopbot.store.git_state import GitStateStore
 from loopbot.workspace.git import git, resolve_rev
 
@@ -202,7 +202,7 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
     branch = f"loop/{number}-{slugify(goal.id, 30)}"
     remote = "origin"
     git(ctx.checkout, "fetch", "--quiet", remote, check=False)
-    redact = Redactor(secrets_from_env(dict(ctx.env)))
+    redact = Redactor(held_secrets(ctx.checkout, secrets_from_env(dict(ctx.env))))
     store = GitStateStore(ctx.checkout, remote, f"loop/state-{number}", redact=redact,
                           cancel_check=lambda: ctx.config.labels.stop in ctx.forge.issue(number).labels)
     latest = store.latest()

@@ -174,7 +174,7 @@ def open_session(
     worktree is repaired or recreated. A start that fails leaves nothing behind.
     """
     # The secrets loopbot holds: the caller's, and the credentials in the repository's git configs.
-    redact = Redactor([*secrets, *_git_config_secrets(common_dir(Path(state.repo)))])
+    redact = Redactor(held_secrets(Path(state.repo), secrets))
     store = store if store is not None else SqliteStore(paths.db, redact=redact)
     if resume:
         store.claim(state.run_id)
@@ -210,9 +210,11 @@ def open_session(
     return Session(state=state, store=store, runner=runner, files=files, redact=redact)
 
 
-def _git_config_secrets(common: Path) -> list[str]:
-    found: list[str] = []
-    for config in git_configs(common):
+def held_secrets(repo: Path, secrets: Sequence[str]) -> list[str]:
+    """Every secret a run holds: the caller's, and the credentials in the repository's git configs
+    (actions/checkout's extraheader, submodules' too). The exit filter knows all of them."""
+    found: list[str] = list(secrets)
+    for config in git_configs(common_dir(repo)):
         try:
             found += secrets_in_git_config(config.read_text(encoding="utf-8", errors="replace"))
         except OSError:
