@@ -62,7 +62,8 @@ def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict],
         items = call.input.get("criteria") if call.name == "goal_verdict" else None
         if isinstance(items, list) and len(items) == len(goal.criteria):
             results = [
-                CriterionResult(criterion=c.criterion, met=bool(item.get("met")) if isinstance(item, dict) else False,
+                # Only a JSON true is met: "false", "no" or 1 from a sloppy reply must not pass the goal.
+                CriterionResult(criterion=c.criterion, met=isinstance(item, dict) and item.get("met") is True,
                                 evidence=str(item.get("evidence", "")) if isinstance(item, dict) else "")
                 for c, item in zip(goal.criteria, items, strict=True)
             ]

@@ -97,3 +97,11 @@ def test_maker_turn_limit_and_model_failure(tmp_path: Path):
     gate, _ = replying("I have no diagnosis")
     result = run_session(gate, box, role="planner", system="s", context="c", iteration=1, max_turns=3)
     assert result.error == "plan mode ended without a diagnosis"
+
+
+def test_the_goal_checker_counts_only_a_json_true_as_met():
+    for value in ("false", "no", "true", 1, "yes", None, [True], {"v": True}):
+        gate, _ = replying([("goal_verdict", {"criteria": [{"met": value, "evidence": "a"},
+                                                          {"met": True, "evidence": "b"}]})])
+        check = run_goal_checker(gate, GOAL, "d", PASSED, iteration=1)
+        assert not check.met and check.criteria[0].met is False, value
