@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
+
 from loopbot.core.paths import command_denied, matches
 from loopbot.core.regex import RegexRefused, SafePattern
 from loopbot.core.state import GuardViolation, SpecConflict
@@ -110,6 +112,24 @@ def _propose_plan_spec() -> ToolSpec:
         input_schema=Plan.model_json_schema())
 
 
+def input_problem(spec: ToolSpec, args: Any) -> str | None:
+    """Why a tool call's input does not fit the tool's own JSON Schema (the first problem, said
+    plainly with its field), or None."""
+    if not isinstance(args, dict):
+        return "the input must be a JSON object"
+    errors = sorted(Draft202012Validator(spec.input_schema).iter_errors(args), key=lambda e: list(e.path))
+    if not errors:
+        return None
+    error = errors[0]
+    field = ".".join(str(p) for p in error.path)
+    if error.validator == "additionalProperties":
+        allowed = ", ".join(sorted(spec.input_schema.get("properties", {})))
+        return f"{error.message}; the fields are: {allowed}"
+    if error.validator == "required":
+        return str(error.message)
+    return f"{field or 'input'}: {error.message}"
+
+
 @dataclass
 class ToolBox:
     root: Path
@@ -139,6 +159,10 @@ class ToolBox:
         if name not in allowed:
             why = " (plan mode: read-only until you call diagnose)" if self.mode == "plan" and name in SPECS else ""
             return ToolOutcome(f"unknown or unavailable tool {name!r}{why}; available: {', '.join(sorted(allowed))}", True)
+        spec = next(s for s in self.specs() if s.name == name)
+        problem = input_problem(spec, args)
+        if problem is not None:
+            return ToolOutcome(f"invalid input for {name}: {problem}; nothing was done", True)
         try:
             handler: Callable[..., ToolOutcome] = getattr(self, f"_{name}")
             return handler(**args)
@@ -147,8 +171,10 @@ class ToolBox:
                 self.refusals.append(GuardViolation(guard="refused_write", path=str(args.get("path", "")),
                                                     message=str(exc)))
             return ToolOutcome(f"refused: {exc}", True)
-        except TypeError as exc:
-            return ToolOutcome(f"bad arguments for {name}: {exc}", True)
+        except OSError as exc:
+            return ToolOutcome(f"{name} failed: {exc.strerror or 'the file system refused it'}", True)
+        except Exception as exc:  # a tool's failure is the model's information, never the run's end
+            return ToolOutcome(f"{name} failed: {type(exc).__name__}: {str(exc)[:300]}", True)
 
     # -- read-only -------------------------------------------------------------------------
     def _list(self, path: str = ".") -> ToolOutcome:
@@ -231,6 +257,8 @@ class ToolBox:
 
     def _write(self, path: str, content: str) -> ToolOutcome:
         target = self._writable(path)
+        if target.is_dir() and not target.is_symlink():
+            return ToolOutcome(f"{path}: is a directory; give a file path inside it", True)
         old = safefile.read_text(target, MAX_FILE_BYTES) if os.path.lexists(target) else None
         refused = self._write_checked(path, target, old, content)
         if refused:
@@ -238,6 +266,8 @@ class ToolBox:
         return ToolOutcome(f"{path}: wrote {len(content.splitlines())} lines")
 
     def _run(self, command: str, timeout_seconds: int | None = None) -> ToolOutcome:
+        if "\0" in command:
+            return ToolOutcome("invalid input for run: the command contains a NUL byte", True)
         denied = command_denied(command, self.deny_commands)
         if denied:
             self.refusals.append(GuardViolation(guard="deny_command", path=command[:200],

@@ -72,7 +72,7 @@ def test_plan_mode_is_read_only(tmp_path):
 
 def test_unknown_tool_and_bad_arguments(box):
     assert box.call("teleport", {}).is_error
-    assert "bad arguments" in box.call("read", {"file": "x"}).content
+    assert "invalid input" in box.call("read", {"file": "x"}).content
 
 
 def test_writing_through_a_hard_link_is_refused(box, tmp_path):
@@ -82,3 +82,30 @@ def test_writing_through_a_hard_link_is_refused(box, tmp_path):
     assert outcome.is_error and "hard links" in outcome.content
     assert outside.read_text() == "def f():\n    return 1\n"
     assert [r.guard for r in box.refusals] == ["refused_write"]
+
+
+@pytest.mark.parametrize(("name", "args", "expected"), [
+    ("run", {"command": "true", "timeout_seconds": "thirty"}, "timeout_seconds"),
+    ("run", {"command": "echo a\0b"}, "NUL"),
+    ("done", {"summary": ["a", "b"]}, "summary"),
+    ("done", {"summary": None}, "summary"),
+    ("edit", {"path": "pkg/mod.py", "search": "x"}, "replace"),
+    ("read", {"path": "pkg/mod.py", "start_line": 1.5}, "start_line"),
+    ("write", {"path": "pkg", "content": "x"}, "directory"),
+    ("read", {"path": "pkg/mod.py", "colour": "red"}, "colour"),
+])
+def test_bad_tool_input_is_a_plain_tool_error_with_the_schema_message(box, name, args, expected):
+    outcome = box.call(name, args)
+    assert outcome.is_error and outcome.done is None and expected in outcome.content
+    for internal in ("ToolBox", "positional argument", "Traceback", "_edit()", "NoneType"):
+        assert internal not in outcome.content
+    assert box.refusals == []  # a malformed call is a mistake, not a boundary crossing
+
+
+def test_a_handler_that_raises_becomes_a_tool_error(box, monkeypatch):
+    def broken(**_):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(box, "_list", broken)
+    outcome = box.call("list", {})
+    assert outcome.is_error and "list failed" in outcome.content
