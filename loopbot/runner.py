@@ -434,7 +434,7 @@ class Runner:
             violations += self._gate_violations(state, record.start_sha, record.head_sha)
         violations += self._escaping_symlinks(record.files)
         if record.head_sha is not None:
-            violations += self._secret_violations(record.start_sha, record.head_sha)
+            violations += self._secret_violations(state, record.start_sha, record.head_sha)
         record.violations = violations
         blocked = memory.is_blocked(state.memory, record.approach, record.files)
         if blocked is not None and not record.violations:
@@ -478,14 +478,21 @@ class Runner:
         found += guards.check_growth(since_base, int(gate.max_growth_mb * guards.MB))
         return found
 
-    def _secret_violations(self, base: str, head: str) -> list[GuardViolation]:
+    def _secret_violations(self, state: LoopState, base: str, head: str) -> list[GuardViolation]:
         """A secret loopbot holds, in any encoding, anywhere in what base..head would push: every
         added or changed file's content and the commit messages. Each hit names file and line."""
         if not self.redact.holds_secrets or base == head:
             return []
-        changed = [c.path for c in self._changes(base, head) if not c.deleted]
         found: list[GuardViolation] = []
-        for path, data in self.workspace.contents(head, changed).items():
+        # One blob at a time, each under the size cap (larger files are refused by the size guard).
+        cap = int(state.config.gate.max_file_mb * guards.MB)
+        for path, sha, _ in self.workspace.changed_blobs(base, head):
+            for hit in self.redact.scan(path):
+                found.append(GuardViolation(guard="secret", path=f"file name:{hit.line}", message=(
+                    f"a changed file's name holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
+            data = self.workspace.blob(sha, cap)
+            if data is None:
+                continue
             for hit in self.redact.scan(data.decode("utf-8", errors="replace")):
                 found.append(GuardViolation(guard="secret", path=f"{path}:{hit.line}", message=(
                     f"holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
@@ -496,7 +503,7 @@ class Runner:
 
     def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
         """Every push passes the exit filter first: a snapshot carrying a secret is refused."""
-        leaks = self._secret_violations(state.base_sha, sha)
+        leaks = self._secret_violations(state, state.base_sha, sha)
         if leaks:
             where = ", ".join(v.path for v in leaks[:5])
             return PushResult(remote=state.remote, branch=state.branch, sha=sha, pushed=False,

@@ -107,6 +107,8 @@ def load_bounded(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> tup
         raise InputError([Problem(source, None, None, "", f"invalid YAML: {exc}")]) from None
     except (RecursionError, MemoryError):
         raise InputError([Problem(source, None, None, "", "the YAML document is too large or too deep")]) from None
+    except (ValueError, OverflowError) as exc:  # a value YAML parses but Python cannot build: 2001-13-45, 5,000 digits
+        raise InputError([Problem(source, None, None, "", f"a value cannot be read: {exc}")]) from None
     return data, node
 
 

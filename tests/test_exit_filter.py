@@ -109,3 +109,37 @@ def test_credentials_in_git_configs_are_secrets():
               f'[remote "u"]\n\turl = https://bot:{CONFIG_ONLY}@example.invalid/r.git\n')
     found = secrets_in_git_config(config)
     assert TOKEN in found and CONFIG_ONLY in found and header in found
+
+
+@pytest.mark.parametrize("name", ["leak\r", "bad\udcff name.txt", "caf\u00e9.txt"])
+def test_files_whose_names_git_output_would_mangle_are_scanned(leaky, kv_repo, name):
+    _, origin = kv_repo
+    _, state = leaky([{"text": "APPROACH: leave a note", "tools": [
+        {"run": {"command": f"printf 'x {TOKEN}\\n' > \"$(printf '{name.encode('utf-8', 'surrogateescape').decode('latin-1').encode('unicode_escape').decode()}')\""}}]},
+        {"tools": [{"done": {"summary": "done"}}]}])
+    assert state.stop_reason == StopReason.ANDON
+    assert any(v.guard == "secret" for v in state.iterations[0].violations)
+    assert TOKEN.lower().encode() not in _everything_on(origin).lower()
+
+
+def test_a_secret_in_a_file_name_is_never_pushed(leaky, kv_repo):
+    _, origin = kv_repo
+    _, state = leaky([{"text": "APPROACH: name a file", "tools": [
+        {"run": {"command": f"echo x > notes-{TOKEN}.txt"}}]}, {"tools": [{"done": {"summary": "done"}}]}])
+    assert state.stop_reason == StopReason.ANDON
+    assert any(v.guard == "secret" and v.path.startswith("file name") for v in state.iterations[0].violations)
+    assert TOKEN.lower().encode() not in _everything_on(origin).lower()
+
+
+def test_the_scan_stays_small_on_pathological_text():
+    import tracemalloc
+
+    redactor = Redactor([TOKEN])
+    tracemalloc.start()
+    try:
+        hits = redactor.scan("\n" * 5_000_000 + TOKEN)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [h.line for h in hits] == [5_000_001]
+    assert peak < 40 * 1024 * 1024  # two copies of the text, not a list per line

@@ -177,3 +177,18 @@ def test_the_plan_body_parser_is_linear():
     plan = "# Plan\n\ntext\n\n````yaml\n" + GOAL + "```\nstill inside\n````\nafter\n"
     assert yaml_blocks(plan)[0][1].endswith("still inside")
     assert yaml_blocks(plan)[0][0] == 5
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, "2001-13-45"])
+def test_values_python_cannot_build_are_located_errors_not_tracebacks(value):
+    with pytest.raises(InputError) as info:
+        parse_yaml(f"x: {value}\n", "goal.yaml")
+    assert "cannot be read" in info.value.problems[0].message
+
+
+def test_one_search_call_reads_a_bounded_amount(tools, monkeypatch):
+    monkeypatch.setattr("loopbot.tools.toolbox.SEARCH_BYTES_LIMIT", 3_000)
+    for i in range(5):
+        (tools.root / f"gen{i}.txt").write_text("z\n" * 1000)
+    outcome = bounded(lambda: tools.call("search", {"pattern": "never"}))
+    assert "stopped after" in outcome.content

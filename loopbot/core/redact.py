@@ -6,7 +6,6 @@ Two nets: the shapes of well-known tokens, and the exact values of every secret 
 from __future__ import annotations
 
 import base64
-import bisect
 import json
 import re
 from collections.abc import Iterable
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 MASK = "[REDACTED]"
 
 TOKEN_SHAPES = [
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),  # GitHub classic and app tokens
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}\b"),  # GitHub fine-grained tokens
     re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{16,}"),  # Anthropic
@@ -24,6 +22,23 @@ TOKEN_SHAPES = [
     re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),  # JWTs (GitHub App)
 ]
 _BEARER = re.compile(r"(?i)\b(bearer|token|basic)(\s+)[A-Za-z0-9._\-~+/]{16,}=*")
+
+_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----")
+_KEY_END = re.compile(r"-----END [A-Z ]{0,40}PRIVATE KEY-----")
+
+
+def _mask_private_keys(text: str) -> str:
+    """PEM private keys, BEGIN to END (to the end of the text when the END is missing). Linear:
+    each BEGIN looks for its END once, from where it stands, instead of a lazy regex per BEGIN."""
+    parts: list[str] = []
+    position = 0
+    while (begin := _KEY_BEGIN.search(text, position)) is not None:
+        end = _KEY_END.search(text, begin.end())
+        parts += [text[position:begin.start()], MASK]
+        position = end.end() if end is not None else len(text)
+    parts.append(text[position:])
+    return "".join(parts)
+
 
 # Environment variable names that hold secrets.
 SECRET_NAME = re.compile(r"(?i)(token|secret|passw(or)?d|api[_-]?key|private[_-]?key|credential|auth)")
@@ -58,6 +73,22 @@ def secrets_in_git_config(text: str) -> list[str]:
 # Dropped before matching content, from the text and the secret alike: a secret split across
 # lines, string literals or concatenations ("ghp_" + "abc…") is still one string.
 _JOINERS = str.maketrans("", "", " \t\r\n\"'+\\,`")
+
+
+_JOINERS_BUT_NEWLINE = str.maketrans("", "", " \t\r\"'+\\,`")
+
+
+def _line_of(kept: str, index: int) -> int:
+    """The line of the index-th non-newline character of `kept` (1-based): a bisection on newline
+    counts, each a C-speed count, so a text of ten million empty lines costs milliseconds."""
+    low, high = index, len(kept) - 1
+    while low < high:  # the first position p with index + 1 non-newline characters up to it
+        middle = (low + high) // 2
+        if middle + 1 - kept.count("\n", 0, middle + 1) < index + 1:
+            low = middle + 1
+        else:
+            high = middle
+    return kept.count("\n", 0, low) + 1
 
 
 def _normal(text: str) -> str:
@@ -115,31 +146,30 @@ class Redactor:
         self._literal = re.compile("|".join(map(re.escape, literal)), re.IGNORECASE) if literal else None
 
     def __call__(self, text: str) -> str:
+        text = _mask_private_keys(text)
         if self._literal is not None:
             text = self._literal.sub(MASK, text)
         for shape in TOKEN_SHAPES:
             text = shape.sub(MASK, text)
         return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
-    def scan(self, text: str) -> list[SecretHit]:
-        """Where the text holds a secret in any form, split across lines or not (1-based lines)."""
+    def scan(self, text: str, max_hits: int = 50) -> list[SecretHit]:
+        """Where the text holds a secret in any form, split across lines or not (1-based lines).
+
+        Two copies of the text at most, whatever its shape: the normalised text with its newlines,
+        and the same without them; a hit's line is found by bisecting on newline counts.
+        """
         if not self._needles:
             return []
-        lines = text.split("\n")
-        normal = [_normal(line) for line in lines]
-        joined = "".join(normal)
-        starts: list[int] = []
-        position = 0
-        for line in normal:
-            starts.append(position)
-            position += len(line)
-        hits: list[SecretHit] = []
+        kept = text.translate(_JOINERS_BUT_NEWLINE).lower()
+        joined = kept.replace("\n", "")
+        hits: set[SecretHit] = set()
         for needle, form in self._needles.items():
             index = joined.find(needle)
-            while index != -1:
-                hits.append(SecretHit(line=bisect.bisect_right(starts, index), form=form))
+            while index != -1 and len(hits) < max_hits:
+                hits.add(SecretHit(line=_line_of(kept, index), form=form))
                 index = joined.find(needle, index + len(needle))
-        return sorted(set(hits), key=lambda h: (h.line, h.form))
+        return sorted(hits, key=lambda h: (h.line, h.form))
 
     @property
     def holds_secrets(self) -> bool:

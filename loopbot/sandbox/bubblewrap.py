@@ -34,9 +34,13 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 EMPTY_DIRS = ("/run", "/var", "/home", "/root")
 # Credential stores inside /etc, hidden (files read as empty, directories as empty tmpfs).
 HIDDEN_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
-                "/etc/security/opasswd", "/etc/gitconfig")  # commands run with GIT_CONFIG_NOSYSTEM anyway
+                "/etc/security/opasswd", "/etc/gitconfig",  # commands run with GIT_CONFIG_NOSYSTEM anyway
+                "/etc/krb5.keytab", "/etc/containers/auth.json")
 HIDDEN_DIRS = ("/etc/ssh", "/etc/sudoers.d", "/etc/ssl/private", "/etc/wireguard", "/etc/ipsec.d",
-               "/etc/NetworkManager/system-connections")
+               "/etc/NetworkManager/system-connections", "/etc/letsencrypt", "/etc/kubernetes", "/etc/rancher",
+               "/etc/docker", "/etc/cups/ssl", "/etc/openvpn")
+# Runtime folders whose contents are never a toolchain (sockets, other jobs' scratch).
+_RUNTIME_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run", "/dev/shm")
 # Credential files that live inside toolchain folders (cargo keeps registry tokens there).
 TOOLCHAIN_CREDENTIALS = ("credentials", "credentials.toml", ".credentials.json", "auth.json", ".netrc")
 # Folders in a home that hold credentials: never shown, even when PATH points into them.
@@ -102,6 +106,8 @@ def toolchain_roots(path_variable: str, home: str | None = None, *, keep_out: tu
         if any(_under(path, system) for system in SYSTEM_PATHS) or not os.path.isdir(path):
             continue
         owner = next((h for h in homes if _under(path, h) and path != h), None)
+        if owner is None and any(_under(path, runtime) for runtime in _RUNTIME_DIRS):
+            continue
         if owner is not None:
             first = Path(path).relative_to(owner).parts[0]
             if first in CREDENTIAL_DIRS or first.startswith(".git-credentials"):
@@ -166,6 +172,8 @@ class BubblewrapSandbox:
     state_dir: Path | None = None
     # Where toolchains are looked for: PATH and the interpreter running loopbot, unless given.
     toolchain_path: str | None = None
+    # Where read-only shares may come from: the loop's own worktree (siblings inherit it).
+    share_root: Path | None = None
     _siblings: dict[Path, BubblewrapSandbox] = field(default_factory=dict, init=False, repr=False)
     _read_only: list[Path] = field(default_factory=list, init=False, repr=False)
 
@@ -191,6 +199,12 @@ class BubblewrapSandbox:
         self._exposed = [os.path.realpath(os.path.expanduser(p)) for p in self.config.expose
                          if os.path.exists(os.path.expanduser(p))]
 
+    def _shareable(self, path: Path) -> bool:
+        absolute = os.path.abspath(path)
+        real = os.path.realpath(path)
+        root = os.path.realpath(self.share_root or self.worktree)
+        return real == absolute and _under(real, root) and real != root and os.path.lexists(real)
+
     def share_read_only(self, path: Path) -> None:
         if path not in self._read_only:
             self._read_only.append(path)
@@ -210,7 +224,8 @@ class BubblewrapSandbox:
         if sibling is None:
             sibling = BubblewrapSandbox(tree, self.git_common_dir, self.config, self.output_cap_bytes,
                                         cancel=self.cancel, state_dir=self.state_dir,
-                                        toolchain_path=self.toolchain_path)
+                                        toolchain_path=self.toolchain_path,
+                                        share_root=self.share_root or self.worktree)
             for path in self._read_only:
                 sibling.share_read_only(path)
             self._siblings[tree] = sibling
@@ -267,9 +282,11 @@ class BubblewrapSandbox:
         if os.path.exists(os.path.join(worktree, ".git")):
             args += ["--ro-bind", os.path.join(worktree, ".git"), os.path.join(worktree, ".git")]
         # Last, so they win over the read-write worktree: the setup outputs, read-only everywhere.
+        # Only real paths inside the loop's worktree: a setup output that is (or passes through) a
+        # symlink would otherwise bind its target — /root/.ssh, a host socket — over the tmpfs.
         for shared in self._read_only:
-            if shared.resolve() != self.worktree.resolve() and shared.exists():
-                args += ["--ro-bind", str(shared.resolve()), str(shared.resolve())]
+            if self._shareable(shared):
+                args += ["--ro-bind", str(shared), str(shared)]
         args += ["--clearenv", "--chdir", str(cwd.resolve())]
         return args
 

@@ -23,6 +23,8 @@ from loopbot.tools.syntax import syntax_error
 
 READ_LIMIT_LINES = 400
 SEARCH_LIMIT = 100
+# What one search call reads at most: a maker cannot make it spend minutes on generated files.
+SEARCH_BYTES_LIMIT = 50_000_000
 LIST_LIMIT = 300
 MAX_FILE_BYTES = 2_000_000
 
@@ -203,8 +205,10 @@ class ToolBox:
     def _search(self, pattern: str, path: str = ".") -> ToolOutcome:
         try:
             regex = SafePattern(pattern)
+            anywhere = SafePattern(pattern, multiline=True)
         except RegexRefused as exc:
             return ToolOutcome(f"bad regex: {exc}", True)
+        budget = SEARCH_BYTES_LIMIT
         base = confine(self.root, path)
         root = self.root.resolve()
         hits: list[str] = []
@@ -214,8 +218,15 @@ class ToolBox:
                 file = Path(dirpath) / filename
                 try:
                     # Regular files only: a FIFO, device or link is skipped, never waited on.
-                    text = safefile.read_bytes(file, MAX_FILE_BYTES).decode("utf-8")
+                    data = safefile.read_bytes(file, MAX_FILE_BYTES)
+                    text = data.decode("utf-8")
                 except (OSError, UnicodeDecodeError):
+                    continue
+                budget -= len(data)
+                if budget < 0:
+                    more = f"\n[stopped after {SEARCH_BYTES_LIMIT // 1_000_000} MB of files: narrow the path]"
+                    return ToolOutcome(("\n".join(hits) if hits else "no matches so far") + more)
+                if not anywhere.search(text):  # one linear pass; lines only for files that match
                     continue
                 for number, line in enumerate(text.splitlines(), 1):
                     if regex.search(line):

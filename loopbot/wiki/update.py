@@ -74,12 +74,17 @@ def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
 
 
 def _linked_component(root: Path, relative: str) -> str | None:
-    """The first part of the wiki's path that is a symlink (it could lead anywhere), or None."""
+    """The first folder on the wiki's path, or inside the wiki, that is a symlink (it could lead
+    anywhere: writes below it would land there), or None. Linked files are refused when opened."""
     current = root
     for part in Path(relative).parts:
         current = current / part
         if current.is_symlink():
             return current.relative_to(root).as_posix()
+    for directory, dirs, _ in os.walk(current):  # os.walk does not descend into linked folders
+        for name in sorted(dirs):
+            if (Path(directory) / name).is_symlink():
+                return (Path(directory) / name).relative_to(root).as_posix()
     return None
 
 

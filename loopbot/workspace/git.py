@@ -350,34 +350,32 @@ class GitWorkspace:
         result = git(self.path, "cat-file", "blob", f"{rev}:{path}", check=False)
         return result.stdout if result.returncode == 0 else None
 
-    def contents(self, rev: str, paths: list[str]) -> dict[str, bytes]:
-        """Files' bytes at a revision, in one `cat-file --batch` call; absent ones are left out."""
-        batchable = [p for p in paths if "\n" not in p]
-        found: dict[str, bytes] = {}
-        if batchable:
-            request = "".join(f"{rev}:{p}\n" for p in batchable).encode()
-            try:
-                out = subprocess.run(["git", *_SAFE, "cat-file", "--batch"], cwd=self.path, env=_git_env(),
-                                     input=request, capture_output=True, check=True, start_new_session=True).stdout
-            except (OSError, subprocess.CalledProcessError) as exc:
-                raise WorkspaceError(f"git cat-file could not read {rev}: {exc}") from None
-            position = 0
-            for path in batchable:
-                end = out.index(b"\n", position)
-                header = out[position:end].split()
-                position = end + 1
-                if len(header) == 3 and header[1] == b"blob":
-                    size = int(header[2])
-                    found[path] = out[position:position + size]
-                    position += size + 1
-                elif len(header) == 3:  # a tree or commit: not a file
-                    position += int(header[2]) + 1
-        for path in paths:
-            if "\n" in path:  # cat-file's batch input is line based
-                text = self.show(rev, path)
-                if text is not None:
-                    found[path] = text.encode()
+    def changed_blobs(self, base: str, head: str) -> list[tuple[str, str, int]]:
+        """(path, blob id, size) of every file base..head adds or changes, read as bytes (-z), so
+        no file name — with a carriage return or invalid UTF-8 in it — is lost or altered."""
+        out = self._git_bytes("diff-tree", "-r", "-z", "--no-renames", "--raw", "-l0", base, head)
+        fields = out.split(b"\0")
+        found: list[tuple[str, str, int]] = []
+        for header, raw_path in zip(fields[0::2], fields[1::2], strict=False):
+            parts = header.lstrip(b":").split()
+            if len(parts) < 5 or parts[4][:1] == b"D" or parts[1] in (b"160000", b"000000"):
+                continue
+            found.append((os.fsdecode(raw_path), parts[3].decode(), 0))
         return found
+
+    def blob(self, sha: str, max_bytes: int) -> bytes | None:
+        """One blob's bytes, or None when it is larger than max_bytes (the size guard refuses those)."""
+        size = int(self._git_bytes("cat-file", "-s", sha).strip() or b"0")
+        if size > max_bytes:
+            return None
+        return self._git_bytes("cat-file", "blob", sha)
+
+    def _git_bytes(self, *args: str) -> bytes:
+        try:
+            return subprocess.run(["git", *_SAFE, *args], cwd=self.path, env=_git_env(), capture_output=True,
+                                  check=True, start_new_session=True).stdout
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise WorkspaceError(f"git {' '.join(args)} failed in {self.path}: {exc}") from None
 
     def messages(self, base: str, head: str) -> str:
         """The commit messages between two revisions (what a push carries besides files)."""

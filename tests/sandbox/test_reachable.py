@@ -212,15 +212,35 @@ def test_git_still_works_inside(repo_box):
     assert "?? new.txt" in seen
 
 
-def test_toolchains_are_found_wherever_they_live(tmp_path):
+def test_toolchains_are_found_wherever_they_live(tmp_path, outside_dir):
     home = tmp_path / "home"
     for sub in (".pyenv/shims", ".nvm/versions/node/v20/bin", ".ssh/bin", ".config/tool/bin"):
         (home / sub).mkdir(parents=True)
-    cache = tmp_path / "opt" / "hostedtoolcache" / "Python" / "3.12" / "x64" / "bin"
+    cache = outside_dir / "opt" / "hostedtoolcache" / "Python" / "3.12" / "x64" / "bin"
     cache.mkdir(parents=True)
     path = f"{home}/.pyenv/shims:{home}/.nvm/versions/node/v20/bin:{home}/.ssh/bin:{home}/.config/tool/bin:{cache}:/usr/bin"
     roots = toolchain_roots(path, str(home), keep_out=(str(tmp_path / "repo"),))
     assert roots == [f"{home}/.pyenv", f"{home}/.nvm", str(cache.parent)]
+    # A runtime folder is never a toolchain (another job's scratch, sockets).
+    (tmp_path / "scratch" / "bin").mkdir(parents=True)
+    assert toolchain_roots(f"{tmp_path}/scratch/bin", str(home)) == []
     # A PATH entry above the repository would show its siblings: left out.
-    (tmp_path / "bin").mkdir()
-    assert toolchain_roots(f"{tmp_path}/bin", str(home), keep_out=(str(tmp_path / "repo"),)) == []
+    (outside_dir / "bin").mkdir()
+    assert toolchain_roots(f"{outside_dir}/bin", str(home), keep_out=(str(outside_dir / "repo"),)) == []
+
+
+def test_a_setup_output_that_is_a_symlink_shares_nothing_of_the_host(repo_box, outside_dir):
+    """Setup runs the base's own command: an ignored symlink it leaves must not bind its target."""
+    box, _, _ = repo_box
+    secret_dir = outside_dir / "keys"
+    secret_dir.mkdir()
+    (secret_dir / "id_test").write_text(TOKEN)
+    (box.worktree / "node_modules").symlink_to(secret_dir)
+    real = box.worktree / "build"
+    real.mkdir()
+    (real / "out.txt").write_text("built\n")
+    box.share_read_only(box.worktree / "node_modules")
+    box.share_read_only(box.worktree / "build")
+    seen = _run(box, f"cat {secret_dir}/id_test node_modules/id_test; cat build/out.txt; touch build/x 2>&1")
+    assert TOKEN not in seen and "built" in seen and "Read-only" in seen
+    box.clear_read_only()

@@ -107,3 +107,21 @@ def test_a_linked_wiki_folder_is_refused_and_subjects_are_escaped(kv_repo, tmp_p
     assert result.error is None, result.error
     log = git(origin, "show", f"{result.branch}:wiki/log.md").stdout
     assert "\\$(touch /tmp/loopbot-docs-pwned) \\`id\\` \\[x\\](javascript:1)" in log
+
+
+def test_a_linked_folder_inside_the_wiki_is_refused(kv_repo, tmp_path):
+    repo, _ = kv_repo
+    outside = tmp_path / "outside-log"
+    outside.mkdir()
+    (repo / "wiki").mkdir()
+    (repo / "wiki" / "index.md").write_text("# Index\n")
+    os.symlink(outside, repo / "wiki" / "90_LOG")
+    git(repo, "add", "wiki")
+    git(repo, "commit", "--quiet", "-m", "linked log folder")
+    state_root = repo / ".git" / "loopbot"
+    run = state_root / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "report.md").write_text("# run\n\n**Outcome**: SUCCESS\n")
+    result = run_docs(repo, documenter(), resolve_rev(repo, "HEAD~1"))
+    assert result.error is not None and "wiki/90_LOG is a symlink" in result.error
+    assert list(outside.iterdir()) == []
