@@ -59,22 +59,23 @@ def leaky(make_loop, kv_repo):
     return run
 
 
-@pytest.mark.parametrize("form", list(FORMS))
-def test_a_secret_in_any_encoding_stops_the_line_and_is_never_pushed(leaky, kv_repo, form):
+def test_a_secret_in_any_encoding_stops_the_line_and_is_never_pushed(leaky, kv_repo):
+    """One iteration writes every form, each in its own file: each is named, none is pushed."""
     _, origin = kv_repo
-    loop, state = leaky([{"text": "APPROACH: leave a note", "tools": [{"write": {"path": "notes/leak.txt",
-                                                                                "content": "# notes\n" + FORMS[form]}}]},
-                         {"tools": [{"done": {"summary": "done"}}]}])
-    assert state.stop_reason == StopReason.ANDON, (state.stop_detail, state.iterations[0].violations,
-                                                   state.iterations[0].refusals, state.iterations[0].files)
-    secret_hits = [v for v in state.iterations[0].violations if v.guard == "secret"]
-    line = 3 if form == "split across lines" else 2  # where the secret starts
-    assert secret_hits and secret_hits[0].path == f"notes/leak.txt:{line}"
+    files = {form: f"notes/leak-{index}.txt" for index, form in enumerate(FORMS)}
+    writes = [{"write": {"path": path, "content": "# notes\n" + FORMS[form]}} for form, path in files.items()]
+    loop, state = leaky([{"text": "APPROACH: leave notes", "tools": writes}, {"tools": [{"done": {"summary": "done"}}]}])
+    assert state.stop_reason == StopReason.ANDON
+    named = {v.path for v in state.iterations[0].violations if v.guard == "secret"}
+    incident = loop.session.files.incident_path.read_text()
+    for form, path in files.items():
+        line = 3 if form == "split across lines" else 2  # where the secret starts
+        assert f"{path}:{line}" in named, form
+        assert f"{path}:{line}" in incident
     assert git(origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
     on_origin = _everything_on(origin).lower()
     assert TOKEN.lower().encode() not in on_origin and CONFIG_ONLY.encode() not in on_origin
-    incident = loop.session.files.incident_path.read_text()
-    assert f"notes/leak.txt:{line}" in incident and TOKEN not in incident and CONFIG_ONLY not in incident
+    assert TOKEN not in incident and CONFIG_ONLY not in incident
 
 
 def test_the_approach_line_reaches_the_commit_message_redacted(leaky, kv_repo):
@@ -111,14 +112,14 @@ def test_credentials_in_git_configs_are_secrets():
     assert TOKEN in found and CONFIG_ONLY in found and header in found
 
 
-@pytest.mark.parametrize("name", ["leak\r", "bad\udcff name.txt", "caf\u00e9.txt"])
-def test_files_whose_names_git_output_would_mangle_are_scanned(leaky, kv_repo, name):
+def test_files_whose_names_git_output_would_mangle_are_scanned(leaky, kv_repo):
     _, origin = kv_repo
-    _, state = leaky([{"text": "APPROACH: leave a note", "tools": [
-        {"run": {"command": f"printf 'x {TOKEN}\\n' > \"$(printf '{name.encode('utf-8', 'surrogateescape').decode('latin-1').encode('unicode_escape').decode()}')\""}}]},
-        {"tools": [{"done": {"summary": "done"}}]}])
+    names = ["leak\\r", "bad\\xff name.txt", "caf\\303\\251.txt"]  # printf escapes: CR, invalid UTF-8, é
+    command = "; ".join(f"printf 'x {TOKEN}\\n' > \"$(printf '{name}')\"" for name in names)
+    _, state = leaky([{"text": "APPROACH: leave a note", "tools": [{"run": {"command": command}}]},
+                      {"tools": [{"done": {"summary": "done"}}]}])
     assert state.stop_reason == StopReason.ANDON
-    assert any(v.guard == "secret" for v in state.iterations[0].violations)
+    assert len([v for v in state.iterations[0].violations if v.guard == "secret"]) == len(names)
     assert TOKEN.lower().encode() not in _everything_on(origin).lower()
 
 
