@@ -66,9 +66,11 @@ _INT = {"type": "integer"}
 SPECS = {
     "list": ToolSpec(name="list", description="List a directory of the repository (default: the root).",
                      input_schema=_schema({"path": _STR}, [])),
-    "read": ToolSpec(name="read", description=f"Read a file with line numbers; at most {READ_LIMIT_LINES} lines per call.",
+    "read": ToolSpec(name="read", description=f"Read a file with line numbers; at most {READ_LIMIT_LINES} lines per call. "
+                     "Negative line numbers count from the end (-1 is the last line).",
                      input_schema=_schema({"path": _STR, "start_line": _INT, "end_line": _INT}, ["path"])),
-    "search": ToolSpec(name="search", description="Search file contents with a regular expression.",
+    "search": ToolSpec(name="search", description="Search file contents with a regular expression (RE2 syntax); "
+                       "path may be a directory or one file.",
                        input_schema=_schema({"pattern": _STR, "path": _STR}, ["pattern"])),
     "edit": ToolSpec(name="edit", description="Replace one exact block of a file (search must match one place; "
                      "whitespace differences are tolerated). Include enough context to be unique.",
@@ -196,6 +198,11 @@ class ToolBox:
             lines = safefile.read_text(target, MAX_FILE_BYTES).splitlines()
         except safefile.FileRefused as exc:
             return ToolOutcome(f"{path}: cannot be read: {exc}; use search for large files", True)
+        # Negative numbers count from the end (-1 is the last line), as models often ask.
+        if start_line < 0:
+            start_line = len(lines) + 1 + start_line
+        if end_line is not None and end_line < 0:
+            end_line = len(lines) + 1 + end_line
         start = max(1, start_line)
         end = min(len(lines), end_line if end_line else start + READ_LIMIT_LINES - 1, start + READ_LIMIT_LINES - 1)
         body = "\n".join(f"{n:>5} | {lines[n - 1]}" for n in range(start, end + 1))
@@ -212,7 +219,9 @@ class ToolBox:
         base = confine(self.root, path)
         root = self.root.resolve()
         hits: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(base):
+        # A file path searches that file; a directory, everything under it.
+        walk = [(str(base.parent), [], [base.name])] if base.is_file() else os.walk(base)
+        for dirpath, dirnames, filenames in walk:
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
             for filename in sorted(filenames):
                 file = Path(dirpath) / filename

@@ -109,3 +109,16 @@ def test_a_handler_that_raises_becomes_a_tool_error(box, monkeypatch):
     monkeypatch.setattr(box, "_list", broken)
     outcome = box.call("list", {})
     assert outcome.is_error and "list failed" in outcome.content
+
+
+def test_negative_line_numbers_count_from_the_end(box):
+    (box.root / "ten.txt").write_text("".join(f"line{n}\n" for n in range(1, 11)))
+    tail = box.call("read", {"path": "ten.txt", "start_line": -3})
+    assert "line8" in tail.content and "line10" in tail.content and "line7" not in tail.content
+    whole = box.call("read", {"path": "ten.txt", "end_line": -1})
+    assert "line1\n" in whole.content + "\n" and "line10" in whole.content
+
+
+def test_search_accepts_a_file_path(box):
+    outcome = box.call("search", {"pattern": "return", "path": "pkg/mod.py"})
+    assert "pkg/mod.py:2" in outcome.content
