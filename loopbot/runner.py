@@ -480,35 +480,38 @@ class Runner:
 
     def _secret_violations(self, state: LoopState, base: str, head: str) -> list[GuardViolation]:
         """A secret loopbot holds, in any encoding, anywhere in what base..head would push: every
-        added or changed file's content and the commit messages. Each hit names file and line."""
+        added or changed file's name and content, and the commit messages. Each hit names the
+        place and line, never the value."""
         if not self.redact.holds_secrets or base == head:
             return []
         found: list[GuardViolation] = []
-        # One blob at a time, each under the size cap (larger files are refused by the size guard).
-        cap = int(state.config.gate.max_file_mb * guards.MB)
-        for path, sha, _ in self.workspace.changed_blobs(base, head):
-            for hit in self.redact.scan(path):
-                found.append(GuardViolation(guard="secret", path=f"file name:{hit.line}", message=(
-                    f"a changed file's name holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
-            data = self.workspace.blob(sha, cap)
-            if data is None:
-                continue
-            for hit in self.redact.scan(data.decode("utf-8", errors="replace")):
-                found.append(GuardViolation(guard="secret", path=f"{path}:{hit.line}", message=(
+
+        def scan(text: str, where: str) -> None:
+            for hit in self.redact.scan(text):
+                found.append(GuardViolation(guard="secret", path=f"{where}:{hit.line}", message=(
                     f"holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
-        for hit in self.redact.scan(self.workspace.messages(base, head)):
-            found.append(GuardViolation(guard="secret", path=f"commit message:{hit.line}", message=(
-                f"holds a secret loopbot holds ({hit.form}); rolled back, never pushed")))
+
+        # Files over the size cap are skipped: the size guard never lets them be kept.
+        cap = int(state.config.gate.max_file_mb * guards.MB)
+        for path, data in self.workspace.changed_blobs(base, head, cap):
+            scan(path, "file name")
+            if data is not None:
+                scan(data.decode("utf-8", errors="replace"), path)
+        scan(self.workspace.messages(base, head), "commit message")
         return found
 
-    def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
-        """Every push passes the exit filter first: a snapshot carrying a secret is refused."""
+    def _exit_filter(self, state: LoopState, sha: str) -> PushResult | None:
+        """The refusal to push a snapshot that carries a secret, or None when it may go."""
         leaks = self._secret_violations(state, state.base_sha, sha)
-        if leaks:
-            where = ", ".join(v.path for v in leaks[:5])
-            return PushResult(remote=state.remote, branch=state.branch, sha=sha, pushed=False,
-                              message=f"refused by the exit filter: a secret loopbot holds is in {where}")
-        return self.workspace.push(state.remote, sha, timeout=timeout)
+        if not leaks:
+            return None
+        where = ", ".join(v.path for v in leaks[:5])
+        return PushResult(remote=state.remote, branch=state.branch, sha=sha, pushed=False,
+                          message=f"refused by the exit filter: a secret loopbot holds is in {where}")
+
+    def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
+        """Every push passes the exit filter first."""
+        return self._exit_filter(state, sha) or self.workspace.push(state.remote, sha, timeout=timeout)
 
     def _changes(self, base: str, head: str) -> list[FileChange]:
         """What git records as changed between two commits; commits never change, so neither does this."""
@@ -628,11 +631,12 @@ class Runner:
         """Push the best snapshot; only then is the run final. A failed push suspends it (PUSH_PENDING)."""
         if self.workspace.head() != state.best.sha:
             self.workspace.reset(state.best.sha)
-        state.push = self._push(state, state.best.sha, PUSH_TIMEOUT_SECONDS)
+        refused = self._exit_filter(state, state.best.sha)
+        state.push = refused or self.workspace.push(state.remote, state.best.sha, timeout=PUSH_TIMEOUT_SECONDS)
         self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
-        if state.push.message.startswith("refused by the exit filter"):
+        if refused is not None:
             # Not a push to retry: the line stops, the work stays local for a human to look at.
-            state.stop_reason, state.stop_detail = StopReason.ANDON, state.push.message
+            state.stop_reason, state.stop_detail = StopReason.ANDON, refused.message
         elif not state.push.pushed and state.remote is not None:
             state.suspended = Suspension(reason=SuspendReason.PUSH_PENDING, detail=state.push.message)
             return state

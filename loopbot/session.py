@@ -25,13 +25,13 @@ from loopbot.providers import ProviderEnv, build_model
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
-from loopbot.sandbox.bubblewrap import git_configs
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import (
     GitWorkspace,
     check_remote,
     common_dir,
     git,
+    git_configs,
     repo_root,
     resolve_rev,
 )

@@ -27,6 +27,7 @@ from loopbot.config import SandboxConfig
 from loopbot.ports import CommandResult
 from loopbot.sandbox.pids import PidsCgroup
 from loopbot.sandbox.subprocess_runner import clean_env, stream_capped
+from loopbot.workspace.git import git_configs
 
 # The system, read-only. Symlinked ones (merged /usr) are recreated as the same symlinks.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/nix/store")
@@ -134,20 +135,6 @@ def sanitized_git_config(text: str) -> str:
         if keeping:
             keep.append(line)
     return "\n".join(keep) + "\n"
-
-
-def git_configs(common: Path) -> list[Path]:
-    """Every config git keeps under a common directory: the repository's, each worktree's, and
-    each submodule's (actions/checkout persists its token in all of them)."""
-    found = [common / "config", common / "config.worktree"]
-    worktrees = common / "worktrees"
-    found += [d / "config.worktree" for d in _children(str(worktrees))]
-    modules = common / "modules"
-    if modules.is_dir():
-        for directory, dirs, files in os.walk(modules):
-            dirs[:] = [d for d in dirs if d not in ("objects", "refs", "logs")]
-            found += [Path(directory) / name for name in files if name in ("config", "config.worktree")]
-    return [path for path in found if path.is_file()]
 
 
 def _sockets_in(directory: Path) -> list[Path]:

@@ -5,6 +5,7 @@ group, capped output. It does not isolate the filesystem or network; the bubblew
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import selectors
@@ -98,11 +99,8 @@ class SubprocessSandbox:
                     start_new_session=True,  # its own session and group, so a timeout kills every child
                 )
 
-                def kill_rest() -> None:
-                    if cgroup is not None:
-                        cgroup.kill()
-                    kill_marked(mark.encode())
-
+                # The cgroup holds every descendant; without one, the mark finds them in /proc.
+                kill_rest = cgroup.kill if cgroup is not None else functools.partial(kill_marked, mark.encode())
                 output, timed_out = stream_capped(process, timeout_seconds, self.output_cap_bytes, self.cancel,
                                                   kill=kill_rest)
             finally:

@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+from loopbot.core.filekind import kind_of
 from loopbot.tools.confine import PathRefused
 
 _FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -18,20 +19,6 @@ _FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 class FileRefused(PathRefused, OSError):
     """Refused by the file's type or size: a tool refusal, and an OSError to readers that skip."""
-
-
-def _describe(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    return "not a regular file"
 
 
 def _open(path: Path, flags: int, mode: int = 0o644) -> int:
@@ -53,7 +40,7 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FileRefused(f"{path.name}: is {_describe(info.st_mode)}, not a regular file")
+            raise FileRefused(f"{path.name}: is a {kind_of(info.st_mode)}, not a regular file")
         if info.st_size > max_bytes:
             raise FileRefused(f"{path.name}: {info.st_size} bytes is over the {max_bytes}-byte limit")
         chunks: list[bytes] = []
@@ -81,7 +68,7 @@ def write_text(path: Path, text: str) -> None:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise FileRefused(f"{path.name}: is {_describe(info.st_mode)}, not a regular file")
+            raise FileRefused(f"{path.name}: is a {kind_of(info.st_mode)}, not a regular file")
         if info.st_nlink > 1:
             # A hard link may lead to a file outside the worktree; loopbot writes it unsandboxed.
             raise FileRefused(f"{path.name}: has several hard links; refusing to write through it")
@@ -93,10 +80,3 @@ def write_text(path: Path, text: str) -> None:
             view = view[written:]
     finally:
         os.close(fd)
-
-
-def is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False

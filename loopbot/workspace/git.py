@@ -11,11 +11,13 @@ import hashlib
 import os
 import re
 import shutil
-import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from loopbot.core.changes import ABSENT, GITLINK, SYMLINK, FileChange, parse_raw
+from loopbot.core.filekind import kind_of
 from loopbot.core.state import PushResult
 from loopbot.errors import WorkspaceError
 
@@ -350,25 +352,47 @@ class GitWorkspace:
         result = git(self.path, "cat-file", "blob", f"{rev}:{path}", check=False)
         return result.stdout if result.returncode == 0 else None
 
-    def changed_blobs(self, base: str, head: str) -> list[tuple[str, str, int]]:
-        """(path, blob id, size) of every file base..head adds or changes, read as bytes (-z), so
-        no file name — with a carriage return or invalid UTF-8 in it — is lost or altered."""
+    def changed_blobs(self, base: str, head: str, max_bytes: int) -> Iterator[tuple[str, bytes | None]]:
+        """(path, bytes) of every file base..head adds or changes; None for a file over max_bytes.
+
+        Read as bytes (-z), so no file name — with a carriage return or invalid UTF-8 in it — is
+        altered, and by blob id from one `cat-file --batch` process, one blob in memory at a time.
+        """
         out = self._git_bytes("diff-tree", "-r", "-z", "--no-renames", "--raw", "-l0", base, head)
         fields = out.split(b"\0")
-        found: list[tuple[str, str, int]] = []
+        blobs: list[tuple[str, str]] = []
         for header, raw_path in zip(fields[0::2], fields[1::2], strict=False):
             parts = header.lstrip(b":").split()
-            if len(parts) < 5 or parts[4][:1] == b"D" or parts[1] in (b"160000", b"000000"):
-                continue
-            found.append((os.fsdecode(raw_path), parts[3].decode(), 0))
-        return found
-
-    def blob(self, sha: str, max_bytes: int) -> bytes | None:
-        """One blob's bytes, or None when it is larger than max_bytes (the size guard refuses those)."""
-        size = int(self._git_bytes("cat-file", "-s", sha).strip() or b"0")
-        if size > max_bytes:
-            return None
-        return self._git_bytes("cat-file", "blob", sha)
+            if len(parts) >= 5 and parts[4][:1] != b"D" and parts[1] not in (b"160000", b"000000"):
+                blobs.append((os.fsdecode(raw_path), parts[3].decode()))
+        if not blobs:
+            return
+        batch = subprocess.Popen(["git", *_SAFE, "cat-file", "--batch"], cwd=self.path, env=_git_env(),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+        assert batch.stdin is not None and batch.stdout is not None
+        try:
+            for path, sha in blobs:
+                # One request, one answer: nothing queues in either pipe.
+                batch.stdin.write(f"{sha}\n".encode())
+                batch.stdin.flush()
+                answer = batch.stdout.readline().split()  # "<sha> blob <size>", or "<sha> missing"
+                if len(answer) != 3:
+                    yield path, None
+                    continue
+                size = int(answer[2])
+                if size > max_bytes:
+                    _skip(batch.stdout, size + 1)
+                    yield path, None
+                    continue
+                data = batch.stdout.read(size)
+                batch.stdout.read(1)  # the newline after each object
+                yield path, data
+        finally:
+            batch.stdin.close()
+            batch.kill()
+            batch.wait()
+            batch.stdout.close()
 
     def _git_bytes(self, *args: str) -> bytes:
         try:
@@ -480,18 +504,34 @@ def fingerprint(tree: Path, paths: list[str]) -> str:
     return digest.hexdigest()
 
 
+def git_configs(common: Path) -> list[Path]:
+    """Every config git keeps under a common directory: the repository's, each worktree's, and
+    each submodule's (actions/checkout persists its token in all of them)."""
+    found = [common / "config", common / "config.worktree"]
+    worktrees = common / "worktrees"
+    if worktrees.is_dir():
+        found += [d / "config.worktree" for d in worktrees.iterdir() if d.is_dir()]
+    modules = common / "modules"
+    if modules.is_dir():
+        for directory, dirs, files in os.walk(modules):
+            dirs[:] = [d for d in dirs if d not in ("objects", "refs", "logs")]
+            found += [Path(directory) / name for name in files if name in ("config", "config.worktree")]
+    return [path for path in found if path.is_file()]
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    while count > 0:
+        chunk = stream.read(min(count, 1 << 20))
+        if not chunk:
+            return
+        count -= len(chunk)
+
+
 def _kind(path: str) -> str:
     try:
-        mode = os.lstat(path).st_mode
+        return kind_of(os.lstat(path).st_mode)
     except OSError:
         return "special file"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device file"
-    return "special file"
 
 
 def _local_path(url: str) -> Path | None:
