@@ -192,3 +192,14 @@ def test_one_search_call_reads_a_bounded_amount(tools, monkeypatch):
         (tools.root / f"gen{i}.txt").write_text("z\n" * 1000)
     outcome = bounded(lambda: tools.call("search", {"pattern": "never"}))
     assert "stopped after" in outcome.content
+
+
+def test_an_edit_on_a_large_file_answers_in_bounded_time():
+    from loopbot.tools.edit import apply_edit
+
+    text = "a\n" * 20_000
+    missing = bounded(lambda: apply_edit(text, "a\n" * 200 + "b\n", "x"))
+    assert missing.status == "missing" and "nearest match" in missing.message
+    indented = "    x = 1\n" * 20_000
+    drifted = bounded(lambda: apply_edit(indented, " x = 1 \n" * 50 + "y\n", "z"))
+    assert drifted.status == "missing"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import heapq
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,9 +30,14 @@ def _indent(line: str) -> str:
 
 
 def _windows(lines: list[str], pattern: list[str]) -> list[int]:
+    """Where the pattern's lines appear in a row, whitespace aside. Each line is stripped once and
+    only windows whose first line matches are compared, so a large file costs linear time."""
     key = [p.strip() for p in pattern]
+    if not key:  # a search of blank lines only matches nothing in particular
+        return []
+    stripped = [ln.strip() for ln in lines]
     width = len(key)
-    return [i for i in range(len(lines) - width + 1) if [ln.strip() for ln in lines[i : i + width]] == key]
+    return [i for i in range(len(stripped) - width + 1) if stripped[i] == key[0] and stripped[i:i + width] == key]
 
 
 def _indent_map(pattern: list[str], found: list[str]) -> dict[str, str]:
@@ -68,14 +74,29 @@ def _reindent(replacement: list[str], mapping: dict[str, str]) -> list[str]:
     return out
 
 
+# How many windows the similarity ratio is computed for, and on how many characters: the ratio
+# is quadratic, so it runs only on the windows sharing the most lines with the search.
+NEAREST_CANDIDATES = 20
+NEAREST_MAX_CHARS = 8_000
+
+
 def nearest(text: str, search: str) -> str:
     lines = text.splitlines()
     pattern = search.splitlines() or [search]
     width = max(1, len(pattern))
+    stripped = [ln.strip() for ln in lines]
+    wanted = {p.strip() for p in pattern if p.strip()}
+    # Lines of each window that also occur in the search: a sliding sum, linear in the file.
+    shared = [0]
+    for line in stripped:
+        shared.append(shared[-1] + (line in wanted))
+    starts = range(max(1, len(lines) - width + 1))
+    candidates = heapq.nlargest(NEAREST_CANDIDATES, starts,
+                                key=lambda i: (shared[min(len(lines), i + width)] - shared[i], -i))
+    joined = "\n".join(p.strip() for p in pattern)[:NEAREST_MAX_CHARS]
     best_ratio, best_at = 0.0, 0
-    joined = "\n".join(p.strip() for p in pattern)
-    for i in range(max(1, len(lines) - width + 1)):
-        window = "\n".join(ln.strip() for ln in lines[i : i + width])
+    for i in sorted(candidates):
+        window = "\n".join(stripped[i : i + width])[:NEAREST_MAX_CHARS]
         ratio = difflib.SequenceMatcher(None, joined, window, autojunk=False).ratio()
         if ratio > best_ratio:
             best_ratio, best_at = ratio, i
