@@ -203,3 +203,10 @@ def test_an_edit_on_a_large_file_answers_in_bounded_time():
     indented = "    x = 1\n" * 20_000
     drifted = bounded(lambda: apply_edit(indented, " x = 1 \n" * 50 + "y\n", "z"))
     assert drifted.status == "missing"
+
+
+def test_failure_classification_is_linear_in_the_output():
+    from loopbot.core.andon import classify
+
+    for text in ("assert " * 200_000, "Expected " * 150_000):
+        assert bounded(lambda t=text: classify(t, exit_code=1)) is not None

@@ -32,12 +32,14 @@ class Level(StrEnum):
 # Infrastructure failures: not the maker's fault, and retrying cannot fix them.
 INFRASTRUCTURE = {FailureClass.COMMAND_NOT_FOUND, FailureClass.PERMISSION_DENIED}
 
+# Command output is hostile text: every gap is bounded (.{0,300}, not .*), so no line makes a
+# rule backtrack quadratically.
 _RULES: list[tuple[FailureClass, re.Pattern[str], float]] = [
     (FailureClass.COMMAND_NOT_FOUND, re.compile(r"command not found|: not found$|executable file not found in \$PATH", re.M), 0.9),
     (FailureClass.MODULE_MISSING, re.compile(r"ModuleNotFoundError|No module named|Cannot find module|ImportError|cannot find package"), 0.85),
     (FailureClass.SYNTAX_ERROR, re.compile(r"SyntaxError|IndentationError|TabError|ParseError|syntax error|unexpected token", re.I), 0.85),
     (FailureClass.PERMISSION_DENIED, re.compile(r"Permission denied|EACCES|Read-only file system|Operation not permitted|EPERM"), 0.85),
-    (FailureClass.ASSERTION_FAILURE, re.compile(r"AssertionError|assert .* (==|!=)|FAILED|FAIL:|Expected .* (to|but)|\d+ failed"), 0.8),
+    (FailureClass.ASSERTION_FAILURE, re.compile(r"AssertionError|assert .{0,300} (==|!=)|FAILED|FAIL:|Expected .{0,300} (to|but)|\d+ failed"), 0.8),
     (FailureClass.PATH_MISSING, re.compile(r"No such file or directory|FileNotFoundError|ENOENT|does not exist"), 0.75),
 ]
 
