@@ -210,3 +210,11 @@ def test_failure_classification_is_linear_in_the_output():
 
     for text in ("assert " * 200_000, "Expected " * 150_000):
         assert bounded(lambda t=text: classify(t, exit_code=1)) is not None
+
+
+def test_reading_test_counts_is_linear_in_hostile_output():
+    from loopbot.core.scoring import test_counts
+
+    for text in ("1 passed, " * 50_000 + "x", "= " * 100_000, "5 passed, 3 subtests passed in 0.2s"):
+        bounded(lambda t=text: test_counts(t))
+    assert test_counts("1 passed, 2 skipped, 3 warnings in 1.0s (0:00:01)") == (1, 1)

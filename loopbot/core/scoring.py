@@ -12,10 +12,12 @@ REJECTED_FACTOR = 0.5
 
 _UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in", re.MULTILINE)
 _UNITTEST_FAILED = re.compile(r"^FAILED \(([^)]*)\)", re.MULTILINE)
-_PYTEST_SUMMARY = re.compile(r"=+ (.*?) in [\d.]+s", re.MULTILINE)
+# The output comes from the code under test (hostile text): no unbounded or nested quantifier
+# that could backtrack on a line built to defeat it.
+_PYTEST_SUMMARY = re.compile(r"=+ ([^\n]{0,200}?) in [\d.]+s", re.MULTILINE)
 # `4 passed in 75.23s (0:01:15)`; `5 passed, 3 subtests passed`.
-_PYTEST_SHORT = re.compile(r"^(\d+ (?:passed|failed|errors?)(?:, \d+ [\w ]+?)*)(?: in [\d.]+s(?: \([\d:]+\))?)?$",
-                           re.MULTILINE)
+_PYTEST_SHORT = re.compile(
+    r"^(\d+ (?:passed|failed|errors?)(?:, \d+ [a-z]+(?: [a-z]+)?)*)(?: in [\d.]+s(?: \([\d:]+\))?)?$", re.MULTILINE)
 _COUNT = re.compile(r"(\d+) (subtests? )?(passed|failed|errors?|error)")
 
 
