@@ -26,19 +26,33 @@ class Price(_Strict):
     cache_read: float | None = Field(None, ge=0, description="default: the input price")
 
 
-# Built-in prices for families whose prices are known; any other model needs models.prices.
-DEFAULT_PRICES = {
-    "claude-opus-4-5": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
-    "claude-opus-4-6": Price(input=5, output=25, cache_write=6.25, cache_read=0.5),
-    "claude-opus-4": Price(input=15, output=75, cache_write=18.75, cache_read=1.5),
-    "claude-sonnet-4": Price(input=3, output=15, cache_write=3.75, cache_read=0.3),
-    "claude-haiku-4": Price(input=1, output=5, cache_write=1.25, cache_read=0.1),
-    "claude-3-5-haiku": Price(input=0.8, output=4, cache_write=1.0, cache_read=0.08),
-    "gpt-4.1-mini": Price(input=0.4, output=1.6, cache_read=0.1),
-    "gpt-4.1": Price(input=2, output=8, cache_read=0.5),
-    "gpt-4o-mini": Price(input=0.15, output=0.6, cache_read=0.075),
-    "gpt-4o": Price(input=2.5, output=10, cache_read=1.25),
-}
+class ProfileOverride(_Strict):
+    """A model's profile declared or corrected in the repo config (loopbot.providers.profiles)."""
+
+    input: float | None = Field(None, ge=0, description="USD per million input tokens")
+    output: float | None = Field(None, ge=0, description="USD per million output tokens")
+    cache_write: float | None = Field(None, ge=0)
+    cache_read: float | None = Field(None, ge=0)
+    context_window: int | None = Field(None, ge=1_000)
+    max_output_tokens: int | None = Field(None, ge=256)
+    thinking: Literal["adaptive", "off"] | None = None
+    forced_tool_choice: bool | None = None
+    min_cache_tokens: int | None = Field(None, ge=0)
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    tool_protocol: Literal["native", "text"] | None = Field(
+        None, description="text: the server returns tool calls as JSON in the reply text (some local servers)")
+
+    def price(self, base: Price | None) -> Price | None:
+        """The declared price over `base`; None when neither says what input and output cost."""
+        fields = {k: v for k in ("input", "output", "cache_write", "cache_read") if (v := getattr(self, k)) is not None}
+        if base is None and not {"input", "output"} <= fields.keys():
+            return None
+        return Price.model_validate({**(base.model_dump() if base else {}), **fields})
+
+    def fields(self) -> dict[str, Any]:
+        """The profile fields this override sets (prices apart)."""
+        return {k: v for k, v in self.model_dump(exclude_none=True).items()
+                if k not in ("input", "output", "cache_write", "cache_read")}
 
 
 class ProviderConfig(_Strict):
@@ -55,7 +69,7 @@ class ModelsConfig(_Strict):
 
     tiers: dict[str, str] = Field(
         default_factory=lambda: {
-            "strong": "anthropic:claude-sonnet-4-6",
+            "strong": "anthropic:claude-sonnet-5",
             "cheap": "anthropic:claude-haiku-4-5",
         }
     )
@@ -66,15 +80,18 @@ class ModelsConfig(_Strict):
     documenter: str = "cheap"
     anthropic: ProviderConfig = Field(default_factory=ProviderConfig)
     openai: ProviderConfig = Field(default_factory=ProviderConfig)
-    prices: dict[str, Price] = Field(default_factory=dict, description="per model (or model-name prefix)")
+    profiles: dict[str, ProfileOverride] = Field(default_factory=dict, description=(
+        "per exact model id: a model loopbot does not know (with its price), or a correction to a built-in profile"))
+    prices: dict[str, Price] = Field(default_factory=dict, description="per exact model id (older form of profiles)")
 
-    def price_of(self, model: str) -> Price | None:
-        """The configured price, else the built-in table; the longest matching name prefix wins."""
-        for table in (self.prices, DEFAULT_PRICES):
-            matches = [name for name in table if model == name or model.startswith(name)]
-            if matches:
-                return table[max(matches, key=len)]
-        return None
+    def declared_profiles(self) -> dict[str, ProfileOverride]:
+        """profiles, with the older prices table folded in (profiles win)."""
+        merged = {name: ProfileOverride.model_validate(price.model_dump()) for name, price in self.prices.items()}
+        for name, override in self.profiles.items():
+            if name in merged:
+                override = merged[name].model_copy(update=override.model_dump(exclude_none=True))
+            merged[name] = override
+        return merged
 
     def resolve(self, role_or_tier: str) -> str:
         """A tier name becomes its spec; anything else is already a spec."""

@@ -32,7 +32,16 @@ class ToolResult(BaseModel):
     is_error: bool = False
 
 
-Block = Annotated[TextBlock | ToolCall | ToolResult, Field(discriminator="type")]
+class OpaqueBlock(BaseModel):
+    """A provider's block loopbot does not interpret (Anthropic's thinking and redacted_thinking),
+    carried verbatim: the API refuses a later turn whose assistant message lacks it unchanged."""
+
+    type: Literal["opaque"] = "opaque"
+    provider: str
+    data: dict[str, Any]
+
+
+Block = Annotated[TextBlock | ToolCall | ToolResult | OpaqueBlock, Field(discriminator="type")]
 
 
 class Message(BaseModel):
@@ -59,8 +68,12 @@ class ModelRequest(BaseModel):
     system: str
     messages: list[Message]
     tools: list[ToolSpec] = Field(default_factory=list)
-    # Force a call to this tool (typed replies from checker and goal-checker).
+    # Force a call to this tool (typed replies from checker and goal-checker). A provider whose
+    # model refuses forced tool use sends auto instead; the role's prompt asks for the call.
     tool_choice: str | None = None
+    # A single-turn call (the reviewers): no cache breakpoint on the conversation's tail, which no
+    # later call would read.
+    single_turn: bool = False
     max_tokens: int = 4096
     # Where in the loop this call is made; scripted models key on it, providers log it.
     iteration: int = 0

@@ -229,8 +229,8 @@ def _nothing_made(repo: Path) -> None:
 
 
 @pytest.mark.parametrize(("extra", "env", "expected"), [
-    (["--model", "anthropic:claude-sonnet-4-6"], {"ANTHROPIC_API_KEY": ""}, "ANTHROPIC_API_KEY is not set"),
-    (["--model", "anthropic:claude-unpriced-9"], {"ANTHROPIC_API_KEY": "x"}, "no price known"),
+    (["--model", "anthropic:claude-sonnet-5"], {"ANTHROPIC_API_KEY": ""}, "ANTHROPIC_API_KEY is not set"),
+    (["--model", "anthropic:claude-unpriced-9"], {"ANTHROPIC_API_KEY": "x"}, "unknown anthropic model"),
     (["--model", "scripted:/nonexistent/script.yaml"], {}, "no such file"),
     (["--model", "scripted:{script}", "--remote", "upstream"], {}, "remote 'upstream' does not exist"),
     (["--model", "scripted:{script}", "--config", "/nonexistent/loopbot.yml"], {}, "no such config file"),

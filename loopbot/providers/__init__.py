@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from loopbot.config import ModelsConfig, Price
 from loopbot.errors import InputError, Problem
 from loopbot.ports import Model
+
+if TYPE_CHECKING:
+    from loopbot.providers.profiles import ModelProfile
 
 KNOWN = ("scripted", "anthropic", "openai")
 
@@ -36,12 +39,13 @@ def _problem(message: str) -> InputError:
     return InputError([Problem("model", None, None, "", message)])
 
 
-def _price(models: ModelsConfig, model: str) -> Price:
-    price = models.price_of(model)
-    if price is None:
-        raise _problem(f"no price known for model {model!r}: add it under models.prices in .github/loopbot.yml "
-                       "(input/output USD per million tokens; 0 for a local model) so the cost budget holds")
-    return price
+def model_profile(provider: Literal["anthropic", "openai"], model: str, models: ModelsConfig) -> ModelProfile:
+    from loopbot.providers.profiles import UnknownModel, lookup
+
+    try:
+        return lookup(provider, model, models.declared_profiles())
+    except UnknownModel as exc:
+        raise _problem(str(exc)) from None
 
 
 def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderEnv | None = None,
@@ -56,23 +60,32 @@ def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderE
             raise _problem("scripted needs a script: scripted:PATH.yaml")
         return ScriptedModel.from_file(Path(target), clock=clock)
     if not target:
+        if provider not in KNOWN:
+            from loopbot.providers.profiles import BUILTIN
+
+            guess = BUILTIN[provider].provider if provider in BUILTIN else (
+                "anthropic" if provider.startswith("claude") else "openai")
+            raise _problem(f"{spec!r} is not a model spec: write PROVIDER:MODEL, here {guess}:{provider} "
+                           f"(providers: {', '.join(KNOWN)})")
         raise _problem(f"{spec!r} names no model; use {provider}:MODEL")
     if provider == "anthropic":
         from loopbot.providers.anthropic import AnthropicModel
 
+        profile = model_profile("anthropic", target, models)
         if not env.anthropic_api_key:
             raise _problem("ANTHROPIC_API_KEY is not set")
         return AnthropicModel(target, api_key=env.anthropic_api_key,
                               base_url=env.anthropic_base_url or models.anthropic.base_url,
-                              settings=models.anthropic, price=_price(models, target))
+                              settings=models.anthropic, profile=profile)
     if provider == "openai":
         from loopbot.providers.openai_compat import OpenAICompatModel
 
+        profile = model_profile("openai", target, models)
         base_url = env.openai_base_url or models.openai.base_url
         if not env.openai_api_key and base_url is None:
             raise _problem("OPENAI_API_KEY is not set (a local OpenAI-compatible server needs models.openai.base_url)")
         return OpenAICompatModel(target, api_key=env.openai_api_key or "unused", base_url=base_url,
-                                 settings=models.openai, price=_price(models, target))
+                                 settings=models.openai, profile=profile)
     raise _problem(f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(KNOWN)}")
 
 

@@ -1,7 +1,7 @@
 """Recording new exchanges: a loopback proxy to the real API that writes what it saw as a cassette.
 
     loopbot replay record --upstream https://api.anthropic.com --out my.yaml
-    ANTHROPIC_BASE_URL=http://127.0.0.1:PORT loopbot run goal.yaml --model anthropic:claude-sonnet-4-6
+    ANTHROPIC_BASE_URL=http://127.0.0.1:PORT loopbot run goal.yaml --model anthropic:claude-sonnet-5
 
 Request headers (API keys) are forwarded, never written; only replies and a matcher are kept.
 """

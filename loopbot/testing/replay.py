@@ -48,6 +48,8 @@ class Fault(_Strict):
     status: int | None = Field(None, description="an HTTP error status, e.g. 429, 529, 500")
     retry_after: float | None = None
     drop: bool = Field(False, description="close the connection without answering")
+    body: str | None = Field(None, description="answer with this text verbatim (an HTML error page, a bad JSON)")
+    content_type: str = "application/json"
 
 
 class Exchange(_Strict):
@@ -61,6 +63,9 @@ class Exchange(_Strict):
 
 class Cassette(_Strict):
     exchanges: list[Exchange] = Field(default_factory=list)
+    # A local OpenAI-compatible server answers for any model name; the vendors' APIs do not.
+    any_model: bool = False
+    context_window: int | None = Field(None, description="every model's context window, to test overflows")
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
@@ -74,7 +79,86 @@ class Cassette(_Strict):
 
 
 class ContractError(Exception):
-    pass
+    def __init__(self, message: str, status: int = 400, kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+# -- per-model rules, as the vendors document them --------------------------------------------
+
+@dataclass(frozen=True)
+class ModelRules:
+    thinking: bool
+    forced_tool_choice: bool
+    max_output_tokens: int
+    context_window: int
+    max_tokens_param: str
+
+
+def rules_for(api: str, model: str, cassette: Cassette) -> ModelRules | None:
+    """The documented rules for `model` (loopbot.providers.profiles holds the vendors' figures),
+    or None for a model the API does not serve (404), unless the cassette is a local server."""
+    from loopbot.providers.profiles import UnknownModel, lookup
+
+    try:
+        profile = lookup("anthropic" if api == "anthropic" else "openai", model)
+    except UnknownModel:
+        if not cassette.any_model:
+            return None
+        profile = None
+    window = cassette.context_window
+    if profile is None:
+        return ModelRules(thinking=False, forced_tool_choice=True, max_output_tokens=1_000_000,
+                          context_window=window or 1_000_000, max_tokens_param="max_tokens")
+    return ModelRules(thinking=profile.thinking == "adaptive", forced_tool_choice=profile.forced_tool_choice,
+                      max_output_tokens=profile.max_output_tokens, context_window=window or profile.context_window,
+                      max_tokens_param=profile.max_tokens_param)
+
+
+def check_anthropic_model(body: dict[str, Any], rules: ModelRules, issued: dict[str, list[dict[str, Any]]]) -> None:
+    if body["max_tokens"] > rules.max_output_tokens:
+        raise ContractError(f"max_tokens: {body['max_tokens']} > {rules.max_output_tokens}, which is the maximum "
+                            f"allowed number of output tokens for {body['model']}")
+    choice = body.get("tool_choice") or {}
+    if rules.thinking and choice.get("type") in ("any", "tool"):
+        raise ContractError("Thinking may not be enabled when tool_choice forces tool use.")
+    if rules.thinking:
+        for index, message in enumerate(body["messages"]):
+            if message["role"] != "assistant" or not isinstance(message["content"], list):
+                continue
+            blocks = message["content"]
+            for block in blocks:
+                thoughts = issued.get(block.get("id", "")) if block.get("type") == "tool_use" else None
+                if thoughts is None:
+                    continue
+                lead = [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks[:len(thoughts)]]
+                if not lead or lead[0].get("type") not in ("thinking", "redacted_thinking"):
+                    found = blocks[0].get("type") if blocks else "nothing"
+                    raise ContractError(
+                        f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                        f"`{found}`. When `thinking` is enabled, a final `assistant` message must start with a "
+                        "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We "
+                        "recommend you include thinking blocks from previous turns.")
+                if lead != thoughts:
+                    raise ContractError(f"messages.{index}.content.0: Invalid `signature` in `thinking` block")
+    tokens = approx_tokens(_json(body.get("tools", [])) + _json(body.get("system", "")) + _json(body["messages"]))
+    if tokens > rules.context_window:
+        raise ContractError(f"prompt is too long: {tokens} tokens > {rules.context_window} maximum")
+
+
+def check_openai_model(body: dict[str, Any], rules: ModelRules) -> None:
+    if rules.max_tokens_param == "max_completion_tokens" and "max_tokens" in body:
+        raise ContractError("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                            "Use 'max_completion_tokens' instead.")
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    if isinstance(limit, int) and limit > rules.max_output_tokens:
+        raise ContractError(f"max_tokens is too large: {limit}. This model supports at most "
+                            f"{rules.max_output_tokens} completion tokens, whereas you provided {limit}.")
+    tokens = approx_tokens(_json(body.get("tools", [])) + _json(body["messages"]))
+    if tokens > rules.context_window:
+        raise ContractError(f"This model's maximum context length is {rules.context_window} tokens. However, your "
+                            f"messages resulted in {tokens} tokens. Please reduce the length of the messages.")
 
 
 # -- prompt caching, as the APIs do it ---------------------------------------------------------
@@ -198,7 +282,10 @@ def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
         if pending:
             raise ContractError(f"messages.{index}: tool_calls must be answered before the next message")
         if role == "assistant":
-            pending = {c["id"] for c in message.get("tool_calls", [])}
+            calls = message.get("tool_calls") or []
+            if any(not isinstance(c.get("id"), str) or not c["id"] for c in calls):
+                raise ContractError(f"messages.{index}.tool_calls: every call needs a string id")
+            pending = {c["id"] for c in calls}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -236,6 +323,9 @@ class ReplayServer(LoopbackServer):
     """`with ReplayServer(cassette) as server:` then point a base URL at `server.url`."""
 
     def __init__(self, cassette: Cassette, *, port: int = 0):
+        self.cassette = cassette
+        # tool_use ids of replies sent with thinking blocks -> those blocks, which must come back.
+        self.issued_thinking: dict[str, list[dict[str, Any]]] = {}
         self.remaining = [e.model_copy() for e in cassette.exchanges]
         self.received: list[Received] = []
         self.misses: list[str] = []
@@ -251,6 +341,22 @@ class ReplayServer(LoopbackServer):
                         self.remaining.remove(exchange)
                     return exchange
         return None
+
+    def think(self, response: dict[str, Any]) -> dict[str, Any]:
+        """A thinking model's reply starts with a signed thinking block (the recording's, or one
+        made here); the blocks are remembered by the reply's tool_use ids, to be asked back."""
+        content = list(response.get("content", []))
+        if not content or content[0].get("type") not in ("thinking", "redacted_thinking"):
+            text = "Considering the request before answering."
+            signature = hashlib.sha256(_json(content).encode()).hexdigest()
+            content.insert(0, {"type": "thinking", "thinking": text, "signature": signature})
+        thoughts = [b for b in content if b.get("type") in ("thinking", "redacted_thinking")]
+        lead = content[:len(thoughts)] if content[:len(thoughts)] == thoughts else thoughts[:1]
+        with self._lock:
+            for block in content:
+                if block.get("type") == "tool_use":
+                    self.issued_thinking[block["id"]] = lead
+        return {**response, "content": content}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -282,9 +388,16 @@ class ReplayServer(LoopbackServer):
                     return
                 try:
                     (check_anthropic if api == "anthropic" else check_openai)(body, headers)
+                    rules = rules_for(api, str(body.get("model")), server.cassette)
+                    if rules is None:
+                        raise ContractError(f"model: {body.get('model')}", 404, "not_found_error")
+                    if api == "anthropic":
+                        check_anthropic_model(body, rules, server.issued_thinking)
+                    else:
+                        check_openai_model(body, rules)
                 except ContractError as exc:
-                    server.received.append(Received(api, body, 400))
-                    self._send(400, _error(api, "invalid_request_error", str(exc)))
+                    server.received.append(Received(api, body, exc.status))
+                    self._send(exc.status, _error(api, exc.kind, str(exc)))
                     return
                 system, text = _summary(api, body)
                 exchange = server._take(api, system, text)
@@ -296,17 +409,29 @@ class ReplayServer(LoopbackServer):
                     return
                 if exchange.fault is not None:
                     fault = exchange.fault
-                    server.received.append(Received(api, body, 0 if fault.drop else fault.status or 500))
+                    status = fault.status or (200 if fault.body is not None else 500)
+                    server.received.append(Received(api, body, 0 if fault.drop else status))
                     if fault.drop:
                         self.close_connection = True
                         self.connection.shutdown(2)
+                        return
+                    if fault.body is not None:
+                        data = fault.body.encode()
+                        self.send_response(fault.status or 200)
+                        self.send_header("content-type", fault.content_type)
+                        self.send_header("content-length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
                         return
                     extra = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                     kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(fault.status or 500, "api_error")
                     self._send(fault.status or 500, _error(api, kind, f"injected {fault.status}"), extra)
                     return
                 assert exchange.response is not None
-                payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, exchange.response)
+                response = exchange.response
+                if api == "anthropic" and rules.thinking:
+                    response = server.think(response)
+                payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, response)
                 server.received.append(Received(api, body, 200, payload["usage"]))
                 self._send(200, payload)
 
