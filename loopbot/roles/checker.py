@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from loopbot.core.state import CheckerVerdict, Verdict
 from loopbot.goal import Goal
 from loopbot.messages import Message, ModelRequest, TextBlock, ToolSpec
-from loopbot.ports import ModelError
 from loopbot.prompts import render
 from loopbot.roles import Gate
+from loopbot.roles.review import ask_for_verdict
 
 DIFF_LIMIT_CHARS = 60_000
 # The runner's change view is already trimmed per file (loopbot.core.diffview); this only bounds a
@@ -23,8 +22,10 @@ VERDICT_TOOL = ToolSpec(
     input_schema={
         "type": "object",
         "properties": {
-            "decision": {"type": "string", "enum": ["APPROVE", "REJECT"]},
-            "reasons": {"type": "array", "items": {"type": "string"}},
+            "decision": {"type": "string", "enum": ["APPROVE", "REJECT"],
+                         "description": "APPROVE only if the change achieves the goal without gaming the checks"},
+            "reasons": {"type": "array", "items": {"type": "string"},
+                        "description": "concrete reasons, with file and line where you can"},
         },
         "required": ["decision", "reasons"],
         "additionalProperties": False,
@@ -39,14 +40,6 @@ def trim_diff(diff: str, limit: int = DIFF_LIMIT_CHARS) -> str:
     return diff[:half] + f"\n[… {len(diff) - limit} characters of diff omitted …]\n" + diff[-half:]
 
 
-def _parse(args: dict[str, Any]) -> CheckerVerdict | None:
-    decision = args.get("decision")
-    reasons = args.get("reasons", [])
-    if decision not in ("APPROVE", "REJECT") or not isinstance(reasons, list):
-        return None
-    return CheckerVerdict(decision=decision, reasons=[str(r) for r in reasons])
-
-
 def run_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, iteration: int,
                 overrides: Mapping[str, str] | None = None) -> CheckerVerdict:
     request = ModelRequest(
@@ -58,14 +51,7 @@ def run_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict], *, i
         tool_choice="verdict",
         iteration=iteration,
     )
-    try:
-        reply = gate(request)
-    except ModelError as exc:
-        return CheckerVerdict(decision="REJECT", reasons=[f"checker unavailable: {exc}"])
-    for call in reply.message.tool_calls:
-        if call.name == "verdict":
-            parsed = _parse(call.input)
-            if parsed is not None:
-                return parsed
-    # Never approve on a reply we cannot read.
-    return CheckerVerdict(decision="REJECT", reasons=["the checker's reply was malformed; treated as a rejection"])
+    # Validated against the schema: only APPROVE or REJECT, reasons a list of strings. A reviewer
+    # that gives no such verdict raises ReviewerUnavailable; it never becomes a REJECT.
+    verdict = ask_for_verdict(gate, request, VERDICT_TOOL)
+    return CheckerVerdict(decision=verdict["decision"], reasons=[str(r) for r in verdict["reasons"]])

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from loopbot.core.state import CriterionResult, GoalCheck, Verdict
 from loopbot.goal import Goal
 from loopbot.messages import Message, ModelRequest, TextBlock, ToolSpec
-from loopbot.ports import ModelError
 from loopbot.prompts import render
 from loopbot.roles import Gate
 from loopbot.roles.checker import CHANGE_VIEW_CEILING, trim_diff
+from loopbot.roles.review import ask_for_verdict
 
 GOAL_VERDICT_TOOL = ToolSpec(
     name="goal_verdict",
@@ -22,9 +22,11 @@ GOAL_VERDICT_TOOL = ToolSpec(
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"met": {"type": "boolean"}, "evidence": {"type": "string"}},
+                    "properties": {"met": {"type": "boolean", "description": "true only if the criterion holds"},
+                                   "evidence": {"type": "string", "description": "what in the diff or checks shows it"}},
                     "required": ["met", "evidence"],
                 },
+                "description": "one entry per criterion, in the order given",
             }
         },
         "required": ["criteria"],
@@ -51,23 +53,14 @@ def run_goal_checker(gate: Gate, goal: Goal, diff: str, verdicts: list[Verdict],
         tool_choice="goal_verdict",
         iteration=iteration,
     )
-    unreadable = [CriterionResult(criterion=c.criterion, met=False, evidence="goal-checker reply unreadable")
-                  for c in goal.criteria]
-    try:
-        reply = gate(request)
-    except ModelError as exc:
-        return GoalCheck(met=False, objective_met=True, criteria=unreadable, summary=f"goal-checker unavailable: {exc}")
-    results = unreadable
-    for call in reply.message.tool_calls:
-        items = call.input.get("criteria") if call.name == "goal_verdict" else None
-        if isinstance(items, list) and len(items) == len(goal.criteria):
-            results = [
-                # Only a JSON true is met: "false", "no" or 1 from a sloppy reply must not pass the goal.
-                CriterionResult(criterion=c.criterion, met=isinstance(item, dict) and item.get("met") is True,
-                                evidence=str(item.get("evidence", "")) if isinstance(item, dict) else "")
-                for c, item in zip(goal.criteria, items, strict=True)
-            ]
-            break
+    # One entry per criterion, each `met` a JSON boolean: the schema says so and is enforced, so
+    # "false", "no" or 1 from a sloppy reply never pass the goal; a reviewer that gives no valid
+    # verdict raises ReviewerUnavailable.
+    spec = GOAL_VERDICT_TOOL.model_copy(deep=True)
+    spec.input_schema["properties"]["criteria"].update(minItems=len(goal.criteria), maxItems=len(goal.criteria))
+    items = ask_for_verdict(gate, request.model_copy(update={"tools": [spec]}), spec)["criteria"]
+    results = [CriterionResult(criterion=c.criterion, met=item["met"] is True, evidence=str(item["evidence"]))
+               for c, item in zip(goal.criteria, items, strict=True)]
     met = all(r.met for r in results)
     summary = "every criterion met" if met else f"{sum(not r.met for r in results)} criteria not met"
     return GoalCheck(met=met, objective_met=True, criteria=results, summary=summary)
