@@ -28,6 +28,7 @@ from loopbot.core.decide import (
     after_guard,
     apply_outcome,
     begin_iteration,
+    budget_stop,
     decide,
     stop_now,
 )
@@ -57,7 +58,8 @@ from loopbot.ports import Clock, Model, ModelError, Sandbox, Store
 from loopbot.prompts import render
 from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
-from loopbot.roles.maker import run_session
+from loopbot.roles.maker import OutOfCalls, run_session
+from loopbot.roles.review import NUDGES, ReviewerUnavailable
 from loopbot.tools.toolbox import ToolBox
 from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
 
@@ -65,6 +67,8 @@ from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
 # about 10 seconds in all, so its push gets less.
 PUSH_TIMEOUT_SECONDS = 120.0
 SUSPEND_PUSH_TIMEOUT_SECONDS = 7.0
+# Calls one iteration's reviewers may make: checker and goal-checker, each with one reminder.
+REVIEW_CALLS = 2 * (1 + NUDGES)
 
 
 class Observer(Protocol):
@@ -102,6 +106,8 @@ class Runner:
         self._tree_files: dict[str, set[str]] = {}
         self._project_modules: dict[str, set[str]] = {}
         self._change_lists: dict[tuple[str, str], list[FileChange]] = {}
+        self._review_cost = 0.0
+        self._review_tokens = 0
 
     @property
     def cancellation(self) -> Cancellation:
@@ -173,7 +179,14 @@ class Runner:
                     new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)
                     step = "suspend"
                 except BudgetStop as exc:
-                    new = self._stop(work, StopReason.BUDGET_EXHAUSTED, f"{exc.which.value} budget used up", exc.which)
+                    new = budget_stop(work, f"{exc.which.value} budget used up", exc.which)
+                    with contextlib.suppress(WorkspaceError):
+                        self.workspace.reset(new.best.sha)
+                except ReviewerUnavailable as exc:
+                    # Infrastructure, not the maker's fault: the run pauses at this step, its work
+                    # kept; `loopbot resume` asks the reviewer again. Never review feedback.
+                    new = self._suspend(state, work.spend, SuspendReason.ERROR, str(exc))
+                    step = "suspend"
                 except Exception as exc:
                     # Git missing for a moment, a full disk, a deleted worktree: the step can be run
                     # again from the checkpoint, so the run pauses instead of ending.
@@ -233,8 +246,15 @@ class Runner:
         return new
 
     # -- model calls, budget-checked -------------------------------------------------------
+    def _review_reserve(self, state: LoopState) -> Spend:
+        """What the reviewers of one iteration may need: their calls (with a reminder each), and
+        twice the dearest reviewer call so far in cost and tokens."""
+        calls = REVIEW_CALLS if state.goal.criteria else REVIEW_CALLS // 2
+        return Spend(model_calls=calls, cost_usd=2 * self._review_cost, input_tokens=2 * self._review_tokens)
+
     def _gate(self, state: LoopState, role: str) -> Callable[[ModelRequest], ModelReply]:
         model = self.models[role]
+        making = role in ("maker", "planner")
 
         def call(request: ModelRequest) -> ModelReply:
             self._tick(state)
@@ -244,6 +264,16 @@ class Runner:
             )
             if which is not None:
                 raise BudgetStop(which)
+            if making:
+                # The reviewers' share is kept: no maker session starts that they could not
+                # review, and a session stops where they could no longer be paid (its work is
+                # then evaluated and reviewed instead of being thrown away by a budget stop).
+                short = exhausted_before_call(state.spend.plus(self._review_reserve(state)), state.budgets,
+                                              seconds_since_progress=0.0)
+                if short is not None and request.turn == 0:
+                    raise BudgetStop(short)
+                if short is not None:
+                    raise OutOfCalls(f"the {short.value} budget left is kept for this iteration's reviewers")
             started = time.monotonic()
             try:
                 reply = self.cancellation.call(lambda: model.complete(request))
@@ -255,6 +285,10 @@ class Runner:
                 raise
             seconds = reply.seconds or (time.monotonic() - started)
             self._charge(state, role, model.name, request, reply.usage, reply.cost_usd, seconds, accepted=True)
+            if not making:
+                self._review_cost = max(self._review_cost, reply.cost_usd)
+                self._review_tokens = max(self._review_tokens, reply.usage.input_tokens + reply.usage.output_tokens
+                                          + reply.usage.cache_write_tokens + reply.usage.cache_read_tokens)
             self._emit("model_call", state, role=role, model=model.name, turn=request.turn,
                        input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
                        cache_write_tokens=reply.usage.cache_write_tokens, cache_read_tokens=reply.usage.cache_read_tokens,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from loopbot.core.budgets import Exhausted
-from loopbot.core.state import Decision, Status, StopReason, SuspendReason
+from loopbot.core.state import Decision, Phase, Status, StopReason, SuspendReason
 from loopbot.goal import RunCheck
 from loopbot.testing.scripted import Script
 from loopbot.workspace.git import git, resolve_rev
@@ -111,7 +111,7 @@ def _assert_best_work_pushed(loop, state):
     ("budgets", "latency", "label"),
     [
         ({"max_iterations": 2}, 0, "BUDGET_EXHAUSTED(iterations)"),
-        ({"max_model_calls": 3}, 0, "BUDGET_EXHAUSTED(model_calls)"),
+        ({"max_model_calls": 8}, 0, "BUDGET_EXHAUSTED(model_calls)"),
         ({"max_wall_minutes": 1}, 20, "BUDGET_EXHAUSTED(wall_time)"),
         ({"no_progress_minutes": 1, "stagnation_threshold": 10, "max_iterations": 10}, 20,
          "BUDGET_EXHAUSTED(no_progress)"),
@@ -138,12 +138,18 @@ def test_token_and_cost_budgets(make_loop, demo_script, field, which):
     _assert_best_work_pushed(loop, state)
 
 
-def test_model_call_budget_is_checked_before_every_call_not_between_iterations(make_loop, demo_script):
-    loop = _budget_loop(make_loop, demo_script, {"max_model_calls": 3})
+def test_model_call_budget_keeps_the_reviewers_share(make_loop, demo_script):
+    """Checked before every call, with the reviewers' calls kept (4: checker and goal-checker with
+    a reminder each). Iterations 1 and 2 take two maker calls each and fail their checks; the maker
+    of iteration 3 stops after one turn (a second would leave the reviewers short), its work is still evaluated (and
+    reviewed had it passed), and no fourth iteration starts that could not be."""
+    loop = _budget_loop(make_loop, demo_script, {"max_model_calls": 9})
     state = loop.run()
-    assert state.spend.model_calls == 3
-    stopped = state.iterations[-1]
-    assert stopped.number == 2 and stopped.decision == Decision.STOP and stopped.model_calls == 1
+    assert state.stop_label == "BUDGET_EXHAUSTED(model_calls)" and state.spend.model_calls == 5
+    last = state.iterations[-1]
+    assert last.number == 3 and last.model_calls == 1 and last.verdicts and last.head_sha
+    assert "kept for this iteration's reviewers" in last.summary
+    assert len(state.iterations) == 3
 
 
 def test_scope_violation_is_rolled_back_and_retried(make_loop, demo_script):
@@ -174,20 +180,35 @@ def test_spec_drift_and_denied_paths_stop_the_line_and_push_nothing_bad(make_loo
     assert git(loop.origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
 
 
-def test_truncated_reply_is_a_failed_iteration_not_a_crash(make_loop, demo_script):
-    cut = {"iteration": 1, "turns": [{"text": "APPROACH: everything at once", "stop_reason": "max_tokens"}]}
+def test_a_cut_off_reply_is_asked_again_in_smaller_steps(make_loop, demo_script):
+    edits = demo_edits(demo_script, 1) + demo_edits(demo_script, 3)
+    cut = {"iteration": 1, "turns": [{"text": "APPROACH: everything at once", "tools": edits[:1],
+                                      "stop_reason": "max_tokens"},
+                                     {"tools": edits}, {"tools": [{"done": {"summary": "done"}}]}]}
+    loop = make_loop(script(cut))
+    state = loop.run()
+    first = state.iterations[0]
+    assert first.maker_error is None and state.status == Status.SUCCESS and len(state.iterations) == 1
+    cut_off = [r for r in loop.model.requests if r.role == "maker"][1]
+    assert "cut off" in cut_off.messages[-1].text
+
+
+def test_cut_off_again_and_again_fails_the_iteration_not_the_loop(make_loop, demo_script):
+    cut = {"iteration": 1, "turns": [{"text": "APPROACH: everything at once", "stop_reason": "max_tokens"}] * 3}
     loop = make_loop(script(cut, session(2, "Full lazy expiry", demo_edits(demo_script, 1) + demo_edits(demo_script, 3))))
     state = loop.run()
     assert "max_tokens" in state.iterations[0].maker_error and state.iterations[0].decision == Decision.RETRY
     assert state.status == Status.SUCCESS
 
 
-def test_malformed_checker_reply_never_approves(make_loop, demo_script):
+def test_an_unavailable_checker_pauses_the_run_and_is_never_review_feedback(make_loop, demo_script):
     loop = make_loop({"maker": [session(1, "Full lazy expiry", demo_edits(demo_script, 1) + demo_edits(demo_script, 3))],
                       "goal_checker": MET}, budgets={"max_iterations": 1})
-    state = loop.run()  # no checker script: the checker call fails
-    assert state.iterations[0].checker.decision == "REJECT"
-    assert state.status == Status.STOPPED
+    state = loop.run()  # no checker script: every checker call fails
+    assert state.suspended is not None and state.suspended.reason == SuspendReason.ERROR
+    assert "checker is unavailable" in state.suspended.detail
+    assert state.phase == Phase.CHECK and state.iterations == [] and not state.feedback
+    assert state.status != Status.SUCCESS
 
 
 def test_a_cancel_suspends_the_run_with_best_work_pushed_and_resume_finishes_it(make_loop, demo_script):

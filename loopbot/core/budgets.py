@@ -11,12 +11,14 @@ class Budgets(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_iterations: int = Field(6, ge=1, le=100)
-    max_model_calls: int = Field(30, ge=1)
+    # Sized from a realistic iteration: ~20 maker turns and up to 4 reviewer calls.
+    max_model_calls: int = Field(150, ge=1)
     max_tokens: int = Field(2_000_000, ge=1)
     max_cost_usd: float = Field(5.0, gt=0)
     max_wall_minutes: float = Field(60.0, gt=0)
     stagnation_threshold: int = Field(3, ge=1)
-    no_progress_minutes: float = Field(10.0, gt=0)
+    # A healthy first iteration of 20 turns with a slow test suite takes over 10 minutes.
+    no_progress_minutes: float = Field(30.0, gt=0)
 
 
 class BudgetOverrides(BaseModel):
@@ -76,6 +78,22 @@ class Spend(BaseModel):
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens
 
+    @property
+    def budget_tokens(self) -> int:
+        """Tokens as the token budget counts them: cache reads at a tenth, as they are priced
+        (a 20-turn session rereads its prefix every turn; raw counts would end it for nothing)."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens + self.cache_read_tokens // 10
+
+    def plus(self, other: Spend) -> Spend:
+        """This spend with `other` added (a reservation), as a new value."""
+        return Spend(model_calls=self.model_calls + other.model_calls,
+                     input_tokens=self.input_tokens + other.input_tokens,
+                     output_tokens=self.output_tokens + other.output_tokens,
+                     cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+                     cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+                     cost_usd=self.cost_usd + other.cost_usd, model_seconds=self.model_seconds,
+                     elapsed_seconds=self.elapsed_seconds)
+
 
 class Charge(BaseModel):
     """One model call in the spend ledger, written before its reply is used (or rejected)."""
@@ -102,7 +120,7 @@ def exhausted_before_call(spend: Spend, budgets: Budgets, *, seconds_since_progr
     """Checked before every model call: may one more call be made?"""
     if spend.model_calls >= budgets.max_model_calls:
         return Exhausted.MODEL_CALLS
-    if spend.tokens >= budgets.max_tokens:
+    if spend.budget_tokens >= budgets.max_tokens:
         return Exhausted.TOKENS
     if spend.cost_usd >= budgets.max_cost_usd:
         return Exhausted.COST

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from loopbot.core import memory
 from loopbot.core.budgets import Exhausted, exhausted_before_call
 from loopbot.core.feedback import build_feedback
+from loopbot.core.scoring import iteration_score
 from loopbot.core.state import (
     Decision,
     IterationRecord,
@@ -172,6 +173,27 @@ def stop_now(state: LoopState, reason: StopReason, detail: str, exhausted: Exhau
     new.exhausted = exhausted
     new.stop_detail = detail
     new.phase = Phase.FINISH
+    return new
+
+
+def budget_stop(state: LoopState, detail: str, exhausted: Exhausted) -> LoopState:
+    """A budget ran out mid-iteration. A snapshot that had passed every objective check (the
+    budget ran out while it was being reviewed) is kept as the best work when it beats it: paid
+    for and proven by the checks, it is pushed, never SUCCESS, for a human to review."""
+    current = state.current
+    passed = (current is not None and current.head_sha is not None and bool(current.verdicts)
+              and all(v.passed for v in current.verdicts) and not current.violations)
+    if not passed or current is None or current.head_sha is None:
+        return stop_now(state, StopReason.BUDGET_EXHAUSTED, detail, exhausted)
+    score = iteration_score(current.verdicts, current.checker)
+    if score <= state.best.score:
+        return stop_now(state, StopReason.BUDGET_EXHAUSTED, detail, exhausted)
+    kept = state.model_copy(deep=True)
+    kept.best = Snapshot(sha=current.head_sha, score=score, iteration=current.number)
+    new = stop_now(kept, StopReason.BUDGET_EXHAUSTED,
+                   f"{detail}; iteration {current.number} passed every objective check and is kept, unreviewed",
+                   exhausted)
+    new.iterations[-1].kept = True
     return new
 
 
