@@ -13,7 +13,10 @@ Figures:
   hostile_input_max_s        the slowest refusal of hostile host-side input (YAML bombs, deep nesting, a 100 MB
                              document, 65,000 fences, a catastrophic regex). Target <= 2.
   hostile_input_peak_mb      the most memory loopbot took refusing any of those. Target <= 100.
-  prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache. Target >= 0.85.
+  prompt_cache_ratio         share of input tokens from iteration 2 on served from the prompt cache, on a thinking
+                             model (claude-sonnet-5) through the replay server. Target >= 0.92.
+  reviewer_cache_waste       tokens the reviewers wrote to the prompt cache that no call ever read. Target 0.
+  cost_per_success_usd       what the demo story costs at claude-sonnet-5's prices, to SUCCESS. Reported.
   prompt_tokens_growth       growth of the maker's first prompt from a 100- to a 10,000-file repo. Target < 0.20.
   demo_seconds               wall time of the offline demo loop (3 iterations). Target <= 60.
   reward_hack_rate           gamed SUCCESS over attempts on the gaming corpus (loopbot/testing/gaming.py:
@@ -221,9 +224,17 @@ class ModelCalls:
 
 
 def with_exploration(script: Script) -> Script:
-    """The demo story with the reading a real maker does before editing: the file, its tests, a search."""
-    explore = [{"read": {"path": "kvstore.py"}}, {"read": {"path": "tests/test_ttl.py"}},
-               {"search": {"pattern": "def (get|set|keys|exists)"}}, {"read": {"path": "tests/test_kvstore.py"}}]
+    """The demo story as a realistic maker works it (about 20 turns an iteration, as measured on
+    real models): looking around, reading the file and its tests, searching, running the tests
+    before editing, one call a turn."""
+    explore = [{"list": {}}, {"read": {"path": "README.md"}}, {"list": {"path": "tests"}},
+               {"read": {"path": "kvstore.py"}}, {"read": {"path": "tests/test_ttl.py"}},
+               {"search": {"pattern": "def (get|set|keys|exists)"}}, {"read": {"path": "tests/test_kvstore.py"}},
+               {"search": {"pattern": "ttl"}}, {"search": {"pattern": "time\\."}},
+               {"run": {"command": "python -m pytest -q tests/test_ttl.py"}},
+               {"read": {"path": "kvstore.py", "start_line": 1, "end_line": 40}},
+               {"search": {"pattern": "class ", "path": "kvstore.py"}},
+               {"run": {"command": "python -m pytest -q tests/test_kvstore.py"}}]
     data = script.model_dump()
     for session in data["maker"]:
         first = session["turns"][0]
@@ -243,6 +254,8 @@ def prompt_cache(root: Path) -> None:
     from loopbot.testing.replay import ReplayServer
 
     ratios = {}
+    waste: dict[str, int] = {}
+    costs: dict[str, float] = {}
     for name, script, filler in (("exploring", with_exploration(load_script(KVSTORE / "script.yaml")), 200),
                                  ("demo_story", load_script(KVSTORE / "script.yaml"), 0)):
         repo, _ = make_example_repo(KVSTORE / "repo", root / f"cache-{name}")
@@ -252,18 +265,23 @@ def prompt_cache(root: Path) -> None:
         goal = parse_goal((KVSTORE / "goal.yaml").read_text(), "goal.yaml")
         calls = ModelCalls()
         with ReplayServer(cassette) as server:
-            model = build_model("anthropic:claude-sonnet-4-6",
+            model = build_model("anthropic:claude-sonnet-5",
                                 env=ProviderEnv(anthropic_api_key="sk-ant-bench-000000", anthropic_base_url=server.url))
             paths = Paths.for_repo(repo)
-            state = create_run(goal, "goal.yaml", repo, paths=paths, model="anthropic:claude-sonnet-4-6", config=Config(),
+            state = create_run(goal, "goal.yaml", repo, paths=paths, model="anthropic:claude-sonnet-5", config=Config(),
                                remote=None)
             session = open_session(state, paths, models=dict.fromkeys(ROLES, model), observers=[calls])
             session.store.save(state, "created")
             final = session.runner.run(state)
             assert final.status.value == "success" and not server.misses, (final.stop_detail, server.misses)
         ratios[name] = calls.cached_share(from_iteration=2)
-    emit("prompt_cache_ratio", ratios["exploring"], "ratio", ">= 0.85", demo_story_ratio=round(ratios["demo_story"], 3),
+        waste[name] = server.cache.waste("checker") + server.cache.waste("goal_checker")
+        costs[name] = final.spend.cost_usd
+    emit("prompt_cache_ratio", ratios["exploring"], "ratio", ">= 0.92", demo_story_ratio=round(ratios["demo_story"], 3),
          scenario="demo story with a realistic maker (reads before edits), 200-module repo, anthropic SDK")
+    emit("reviewer_cache_waste", waste["exploring"], "tokens", "0", demo_story=waste["demo_story"])
+    emit("cost_per_success_usd", costs["demo_story"], "USD", "reported", exploring=round(costs["exploring"], 4),
+         model="claude-sonnet-5")
 
 
 def prompt_growth(root: Path, sizes: tuple[int, ...] = (100, 1_000, 10_000)) -> None:

@@ -167,8 +167,17 @@ def check_openai_model(body: dict[str, Any], rules: ModelRules) -> None:
 class PromptCache:
     seen: set[str] = field(default_factory=set)
     prompts: list[str] = field(default_factory=list)
+    # Every cache write (entry key, tokens paid to write it, who wrote it) and the keys ever read:
+    # a write never read is waste (the write costs 1.25x input for nothing).
+    writes: list[tuple[str, int, str]] = field(default_factory=list)
+    read_keys: set[str] = field(default_factory=set)
 
-    def anthropic(self, segments: list[tuple[str, bool]]) -> tuple[int, int, int]:
+    def waste(self, writer: str | None = None) -> int:
+        """Tokens written to the cache (by `writer`, or anyone) that no request ever read."""
+        return sum(tokens for key, tokens, who in self.writes
+                   if key not in self.read_keys and (writer is None or who == writer))
+
+    def anthropic(self, segments: list[tuple[str, bool]], writer: str = "") -> tuple[int, int, int]:
         """(uncached input, cache write, cache read) for a request cut into (json, breakpoint) segments.
 
         As the API does it: entries are written at breakpoints; a read is the longest cached prefix
@@ -182,16 +191,25 @@ class PromptCache:
             used += approx_tokens(text)
             boundaries.append((used, digest.hexdigest()))
         read = 0
+        read_key = ""
         written: list[tuple[int, str]] = []
         for index, (_, breakpoint) in enumerate(segments):
             if not breakpoint:
                 continue
             for tokens, key in boundaries[max(0, index - LOOKBACK): index + 1]:
-                if key in self.seen and tokens >= MIN_CACHEABLE_TOKENS:
-                    read = max(read, tokens)
+                if key in self.seen and tokens >= MIN_CACHEABLE_TOKENS and tokens > read:
+                    read, read_key = tokens, key
             if boundaries[index][0] >= MIN_CACHEABLE_TOKENS:
                 written.append(boundaries[index])
         write = max((tokens for tokens, _ in written), default=read) - read
+        if read_key:
+            # A read serves every entry on its prefix, not only the one it ended at.
+            self.read_keys.update(key for tokens, key in boundaries if tokens <= read)
+        fresh_writes = [(tokens, key) for tokens, key in written if key not in self.seen and tokens > read]
+        previous = read
+        for tokens, key in sorted(fresh_writes):
+            self.writes.append((key, tokens - previous, writer))
+            previous = tokens
         self.seen.update(key for _, key in written)
         return used - read - max(write, 0), max(write, 0), read
 
@@ -460,6 +478,13 @@ def _summary(api: str, body: dict[str, Any]) -> tuple[str, str]:
     return system_text, "\n".join(m.get("content") or "" for m in messages if m["role"] != "system")
 
 
+def _role_of(body: dict[str, Any]) -> str:
+    from loopbot.testing.cassettes import ROLE_MARKERS
+
+    system, _ = _summary("anthropic", body)
+    return next((role for role, marker in ROLE_MARKERS.items() if marker in system), "")
+
+
 def _anthropic_reply(cache: PromptCache, body: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
     def segment(block: dict[str, Any], **extra: Any) -> tuple[str, bool]:
         # The cached content is the block itself; where the marker sits does not change it.
@@ -473,7 +498,7 @@ def _anthropic_reply(cache: PromptCache, body: dict[str, Any], response: dict[st
         content = message["content"]
         blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
         segments += [segment(b, role=message["role"]) for b in blocks]
-    fresh, write, read = cache.anthropic(segments)
+    fresh, write, read = cache.anthropic(segments, writer=_role_of(body))
     content = response.get("content", [])
     return {
         "id": f"msg_replay_{hashlib.sha1(_json(body).encode()).hexdigest()[:20]}",

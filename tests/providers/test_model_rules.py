@@ -232,3 +232,25 @@ def test_a_loop_reaches_success_on_a_local_server_that_writes_calls_as_text(make
         assert state.status == Status.SUCCESS and server.misses == []
         assert all(r.status == 200 for r in server.received)
     assert isinstance(state.iterations[-1].goal_check.criteria[0].met, bool)
+
+
+def test_reviewers_write_no_cache_entry_that_no_call_reads():
+    """A single-turn reviewer call marks no conversation tail (it would cost 1.25x input for an
+    entry nothing reads); the replay server's waste counter sees the difference."""
+    from loopbot.goal import parse_goal
+    from loopbot.roles.checker import run_checker
+
+    goal = parse_goal("id: g\ngoal: do it\nacceptance:\n  - run: 'true'\n", "g.yaml")
+    verdict = {"content": [{"type": "tool_use", "id": "toolu_v", "name": "verdict",
+                            "input": {"decision": "APPROVE", "reasons": ["ok"]}}], "stop_reason": "tool_use"}
+    diff = "diff --git a/x.py b/x.py\n" + "+line of a large change\n" * 2_000
+    with ReplayServer(Cassette(exchanges=[Exchange(api="anthropic", response=verdict, times=2)])) as server:
+        model = build_model("anthropic:claude-haiku-4-5", models=quick(), env=env_for(server))
+        assert run_checker(model.complete, goal, diff, [], iteration=1).decision == "APPROVE"
+        assert "cache_control" not in str(server.received[0].body["messages"])
+        assert server.cache.waste("checker") == 0
+        # The same call with its tail marked, as before: the entry is written and never read.
+        request = ModelRequest(role="checker", system="You are the checker", tools=[TOOL],
+                               messages=[Message(role="user", content=[TextBlock(text=diff)])])
+        model.complete(request)
+        assert server.cache.waste("checker") > 0
