@@ -23,6 +23,9 @@ class ToolCall(BaseModel):
     id: str
     name: str
     input: dict[str, Any] = Field(default_factory=dict)
+    # Set when the provider's call could not be read (arguments not JSON, not an object): the
+    # call is answered with this error instead of being run, so the model sees it and goes on.
+    error: str | None = None
 
 
 class ToolResult(BaseModel):

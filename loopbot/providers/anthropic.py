@@ -114,11 +114,14 @@ def _content(response: Any, usage: Usage, cost: float) -> list[Block]:
             if item.text:
                 blocks.append(TextBlock(text=item.text))
         elif item.type == "tool_use":
-            if not isinstance(item.input, dict) or not isinstance(item.id, str) or not item.id:
+            if not isinstance(item.id, str) or not item.id:
                 # Billed all the same: the ledger charges the reply loopbot cannot use.
-                raise ModelError(f"malformed tool call {item.name!r}: input is not an object", usage=usage,
-                                 cost_usd=cost)
-            blocks.append(ToolCall(id=item.id, name=item.name, input=item.input))
+                raise ModelError(f"malformed tool call {item.name!r}: no id", usage=usage, cost_usd=cost)
+            if isinstance(item.input, dict):
+                blocks.append(ToolCall(id=item.id, name=item.name, input=item.input))
+            else:
+                blocks.append(ToolCall(id=item.id, name=item.name, input={},
+                                       error="the input was not a JSON object; send the call again"))
         else:
             # thinking, redacted_thinking and any block type loopbot does not read: kept verbatim.
             blocks.append(OpaqueBlock(provider="anthropic", data=item.model_dump(mode="json", exclude_none=True)))

@@ -143,15 +143,16 @@ class OpenAICompatModel:
             function = getattr(call, "function", None)
             if function is None or not function.name:
                 raise rejected("malformed tool call: not a function call")
+            error = None
             try:
                 arguments = json.loads(function.arguments or "{}")
             except json.JSONDecodeError as exc:
-                raise rejected(f"malformed tool call {function.name!r}: arguments are not JSON ({exc})") from None
+                arguments, error = {}, f"the arguments were not valid JSON ({exc}); send the call again"
             if not isinstance(arguments, dict):
-                raise rejected(f"malformed tool call {function.name!r}: arguments are not an object")
+                arguments, error = {}, "the arguments were not a JSON object; send the call again"
             # Some servers send `id: null`; the result must still answer this call and no other.
             blocks.append(ToolCall(id=call.id or f"call_{index}_{response.id or 'x'}"[:64], name=function.name,
-                                   input=arguments))
+                                   input=arguments, error=error))
         text = choice.message.content or ""
         if not blocks and text and request.tools:
             names = {t.name for t in request.tools}

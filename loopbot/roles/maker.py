@@ -162,6 +162,10 @@ def run_session(
             nudges += 1
             if nudges > FORMAT_NUDGES:
                 result.summary = reply.message.text.strip()[:2000] or "ended without calling done"
+                if not any(m.tool_calls for m in messages):
+                    # The probe: a model that never calls a tool cannot work here as configured.
+                    result.error = (f"the model answered {nudges} times and never called a tool: if it cannot "
+                                    "produce tool calls, declare tool_protocol: text in its models.profiles entry")
                 return result
             if reply.message.content:
                 messages.append(reply.message)
@@ -190,6 +194,10 @@ def _run_calls(toolbox: ToolBox, calls: list[ToolCall], result: MakerResult) -> 
     failed = False
     pending = MakerResult()
     for call in calls:
+        if call.error is not None:
+            outputs.append(ToolResult(tool_use_id=call.id, content=f"not run: {call.error}", is_error=True))
+            failed = True
+            continue
         outcome = toolbox.call(call.name, call.input)
         outputs.append(ToolResult(tool_use_id=call.id, content=cap_result(outcome.content), is_error=outcome.is_error))
         failed = failed or outcome.is_error

@@ -196,3 +196,20 @@ def test_prompt_too_long_elides_old_results_and_retries_once(tmp_path: Path):
     assert result.error is None and result.summary == "s" and "too long" in result.notes[0]
     retried = seen[-1].messages
     assert retried[2].content[0].content == ELIDED
+
+
+def test_a_model_that_never_calls_a_tool_is_named_as_such(tmp_path: Path):
+    box = ToolBox(root=tmp_path, sandbox=SubprocessSandbox())
+    gate, seen = replying("I will now add the feature.", "Adding it now.", "Done, I think.")
+    result = run_session(gate, box, role="maker", system="s", context="c", iteration=1, max_turns=6)
+    assert len(seen) == 3 and result.error and "tool_protocol: text" in result.error
+
+
+def test_an_unreadable_call_is_answered_with_its_error_not_run(tmp_path: Path):
+    box = ToolBox(root=tmp_path, sandbox=SubprocessSandbox())
+    broken = ModelReply(message=Message(role="assistant", content=[
+        ToolCall(id="b1", name="write", input={}, error="the arguments were not valid JSON")]), stop_reason="tool_use")
+    gate, seen = replying(broken, [("done", {"summary": "s"})])
+    result = run_session(gate, box, role="maker", system="s", context="c", iteration=1, max_turns=4)
+    answer = seen[1].messages[-1].content[0]
+    assert answer.is_error and "not valid JSON" in answer.content and result.summary == "s"
