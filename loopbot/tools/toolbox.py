@@ -18,7 +18,7 @@ from loopbot.ports import Sandbox
 from loopbot.sandbox.output import CappedOutput
 from loopbot.tools import safefile
 from loopbot.tools.confine import PathRefused, confine
-from loopbot.tools.edit import apply_edit
+from loopbot.tools.edit import apply_edit, numbered
 from loopbot.tools.syntax import syntax_error
 
 READ_LIMIT_LINES = 400
@@ -27,12 +27,14 @@ SEARCH_LIMIT = 100
 SEARCH_BYTES_LIMIT = 50_000_000
 LIST_LIMIT = 300
 MAX_FILE_BYTES = 2_000_000
+APPROACH_LIMIT = 300
 
 
 @dataclass
 class Done:
     summary: str
     chunks_completed: list[int]
+    approach: str = ""  # one line for failure memory; empty when the model gave none
 
 
 @dataclass
@@ -60,40 +62,85 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
+def _str(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _int(description: str) -> dict[str, Any]:
+    return {"type": "integer", "description": description}
+
+
+def _strings(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
+# How read shows a line, so the descriptions show the model exactly the prefix edit strips.
+_READ_PREFIX_SAMPLE = numbered(12, "text")
+_PATH = "file path relative to the repository root, e.g. src/app.py"
 
 SPECS = {
     "list": ToolSpec(name="list", description="List a directory of the repository (default: the root).",
-                     input_schema=_schema({"path": _STR}, [])),
+                     input_schema=_schema({"path": _str("directory relative to the repository root; default '.'")}, [])),
     "read": ToolSpec(name="read", description=f"Read a file with line numbers; at most {READ_LIMIT_LINES} lines per call. "
+                     f"Each line is shown as '{_READ_PREFIX_SAMPLE}': the number and ' | ' are not part of the file. "
                      "Negative line numbers count from the end (-1 is the last line).",
-                     input_schema=_schema({"path": _STR, "start_line": _INT, "end_line": _INT}, ["path"])),
+                     input_schema=_schema({
+                         "path": _str(_PATH),
+                         "start_line": _int("first line to show, 1-based; negative counts from the end (-3 = the "
+                                            "third-last line); default 1"),
+                         "end_line": _int("last line to show, inclusive; negative counts from the end (-1 = the last "
+                                          f"line); default start_line + {READ_LIMIT_LINES - 1}"),
+                     }, ["path"])),
     "search": ToolSpec(name="search", description="Search file contents with a regular expression (RE2 syntax); "
                        "path may be a directory or one file.",
-                       input_schema=_schema({"pattern": _STR, "path": _STR}, ["pattern"])),
-    "edit": ToolSpec(name="edit", description="Replace one exact block of a file (search must match one place; "
-                     "whitespace differences are tolerated). Include enough context to be unique.",
-                     input_schema=_schema({"path": _STR, "search": _STR, "replace": _STR}, ["path", "search", "replace"])),
+                       input_schema=_schema({
+                           "pattern": _str("regular expression (RE2 syntax) matched against each line"),
+                           "path": _str("directory or file to search, relative to the repository root; default '.'"),
+                       }, ["pattern"])),
+    "edit": ToolSpec(name="edit", description="Replace one exact block of a file (search must match one place, "
+                     "or set replace_all; whitespace differences are tolerated and the replacement takes the file's "
+                     "indentation). Include enough context to be unique. Give the file's own text: a search "
+                     f"pasted from read with the '{_READ_PREFIX_SAMPLE}' prefix on every line has the prefix stripped.",
+                     input_schema=_schema({
+                         "path": _str(_PATH),
+                         "search": _str("the exact text to replace, copied from the file, with enough surrounding "
+                                        "lines to match one place"),
+                         "replace": _str("the text that takes its place (empty deletes it)"),
+                         "replace_all": {"type": "boolean", "description": "replace every match instead of requiring "
+                                         "exactly one; default false"},
+                     }, ["path", "search", "replace"])),
     "write": ToolSpec(name="write", description="Create or overwrite a whole file.",
-                      input_schema=_schema({"path": _STR, "content": _STR}, ["path", "content"])),
+                      input_schema=_schema({"path": _str(_PATH),
+                                            "content": _str("the whole new content of the file")},
+                                           ["path", "content"])),
     "run": ToolSpec(name="run", description="Run a shell command in the repository (sandboxed, no network).",
-                    input_schema=_schema({"command": _STR, "timeout_seconds": _INT}, ["command"])),
-    "done": ToolSpec(name="done", description="Finish this iteration: a summary, and the 1-based chunk numbers now complete.",
-                     input_schema=_schema({"summary": _STR, "chunks_completed": {"type": "array", "items": _INT}}, ["summary"])),
+                    input_schema=_schema({
+                        "command": _str("shell command, run from the repository root"),
+                        "timeout_seconds": _int("stop the command after this many seconds; capped by the loop's "
+                                                "own limit"),
+                    }, ["command"])),
+    "done": ToolSpec(name="done", description="Finish this iteration: a summary, the 1-based chunk numbers now complete, "
+                     "and the approach you took.",
+                     input_schema=_schema({
+                         "summary": _str("what you changed and why, in a few sentences"),
+                         "chunks_completed": {"type": "array", "items": {"type": "integer"},
+                                              "description": "1-based numbers of the chunks now complete"},
+                         "approach": _str("one line: the approach you took this iteration, used for failure memory"),
+                     }, ["summary"])),
     "diagnose": ToolSpec(name="diagnose", description="Plan mode: record 2-3 hypotheses, five whys, and the next approach.",
-                         input_schema=_schema({"hypotheses": {"type": "array", "items": _STR},
-                                               "five_whys": {"type": "array", "items": _STR},
-                                               "next_approach": _STR},
-                                              ["hypotheses", "five_whys", "next_approach"])),
+                         input_schema=_schema({
+                             "hypotheses": _strings("2-3 hypotheses for why the last attempts failed"),
+                             "five_whys": _strings("the chain of whys down to the root cause, at least 3 steps"),
+                             "next_approach": _str("one line: the approach you will take next"),
+                         }, ["hypotheses", "five_whys", "next_approach"])),
     "spec_conflict": ToolSpec(
         name="spec_conflict",
         description=("Report that the goal cannot be met as specified, because a test (or other acceptance "
                      "check) contradicts the requirement. The loop stops, keeps its best work and shows your "
                      "evidence to a human. Use this instead of changing, skipping or working around a check."),
-        input_schema=_schema({"check": {**_STR, "description": "the test or check, e.g. tests/test_x.py::test_y"},
-                              "requirement": {**_STR, "description": "the part of the goal it contradicts"},
-                              "evidence": {**_STR, "description": "why both cannot hold: quote the lines"}},
+        input_schema=_schema({"check": _str("the test or check, e.g. tests/test_x.py::test_y"),
+                              "requirement": _str("the part of the goal it contradicts"),
+                              "evidence": _str("why both cannot hold: quote the lines")},
                              ["check", "requirement", "evidence"])),
 }
 
@@ -107,13 +154,29 @@ MODE_TOOLS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The plan model's fields as the auditor should fill them; the model itself says only types.
+_PLAN_FIELDS = {
+    "title": "short title of the plan, 5-120 characters",
+    "context": "why this work matters: what you found in the code, tests, wiki or lessons",
+    "chunks": "1-10 steps, each small enough for one iteration",
+    "scope": "globs of the files the plan may change, e.g. src/store/**",
+    "risks": "what the change could break, and how the plan guards against it",
+    "priority": "security, incident or routine (default routine)",
+    "goal": "the goal: id, goal, and acceptance with at least one objective check (run, file or metric)",
+}
+
+
 def _propose_plan_spec() -> ToolSpec:
     from loopbot.plans import Plan
 
+    schema = Plan.model_json_schema()
+    for name, prop in schema.get("properties", {}).items():
+        if name in _PLAN_FIELDS:
+            prop.setdefault("description", _PLAN_FIELDS[name])
     return ToolSpec(name="propose_plan", description=(
         "Propose one plan: title, context, 1-10 chunks, scope (globs), risks, priority, and a goal "
         "(id, goal, acceptance with at least one objective check: run, file or metric)."),
-        input_schema=Plan.model_json_schema())
+        input_schema=schema)
 
 
 def input_problem(spec: ToolSpec, args: Any) -> str | None:
@@ -205,7 +268,7 @@ class ToolBox:
             end_line = len(lines) + 1 + end_line
         start = max(1, start_line)
         end = min(len(lines), end_line if end_line else start + READ_LIMIT_LINES - 1, start + READ_LIMIT_LINES - 1)
-        body = "\n".join(f"{n:>5} | {lines[n - 1]}" for n in range(start, end + 1))
+        body = "\n".join(numbered(n, lines[n - 1]) for n in range(start, end + 1))
         note = f"\n[lines {start}-{end} of {len(lines)}]" if end < len(lines) or start > 1 else ""
         return ToolOutcome(body + note if lines else "(empty file)")
 
@@ -261,12 +324,12 @@ class ToolBox:
                 raise PathRefused(f"{path}: only {', '.join(self.write_allow)} may be written here")
         return target
 
-    def _edit(self, path: str, search: str, replace: str) -> ToolOutcome:
+    def _edit(self, path: str, search: str, replace: str, replace_all: bool = False) -> ToolOutcome:
         target = self._writable(path)
         if not os.path.lexists(target):
             return ToolOutcome(f"{path}: no such file (use write to create it)", True)
         old = safefile.read_text(target, MAX_FILE_BYTES)
-        result = apply_edit(old, search, replace)
+        result = apply_edit(old, search, replace, replace_all=replace_all, max_chars=MAX_FILE_BYTES)
         if not result.ok:
             return ToolOutcome(f"edit not applied: {result.message}", True)
         if result.status != "already_applied":
@@ -300,9 +363,11 @@ class ToolBox:
         return ToolOutcome(f"exit code {result.exit_code}\n{capped.text()}", result.exit_code != 0)
 
     # -- endings ---------------------------------------------------------------------------
-    def _done(self, summary: str, chunks_completed: list[int] | None = None) -> ToolOutcome:
+    def _done(self, summary: str, chunks_completed: list[int] | None = None, approach: str = "") -> ToolOutcome:
         chunks = [int(c) for c in (chunks_completed or []) if isinstance(c, int)]
-        return ToolOutcome("iteration finished", done=Done(summary=summary, chunks_completed=chunks))
+        # Failure memory compares approaches as one line; the cap matches the APPROACH: line's.
+        line = " ".join(approach.split())[:APPROACH_LIMIT]
+        return ToolOutcome("iteration finished", done=Done(summary=summary, chunks_completed=chunks, approach=line))
 
     def _spec_conflict(self, check: str, requirement: str, evidence: str) -> ToolOutcome:
         values = [str(v).strip() for v in (check, requirement, evidence)]
