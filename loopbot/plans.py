@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopbot.core import memory
+from loopbot.core.untrusted import as_rendered
 from loopbot.errors import InputError, Problem
 from loopbot.goal import Goal, Priority, parse_goal, slugify
 
@@ -137,8 +138,9 @@ def yaml_blocks(body: str) -> list[tuple[int, str]]:
 
 
 def goal_from_markdown(body: str, source: str) -> Goal:
-    """The goal of a plan: the first fenced YAML block. Located errors."""
-    blocks = yaml_blocks(body)
+    """The goal of a plan: the first fenced YAML block a reader of the page sees (a block hidden in
+    an HTML comment, or behind invisible characters, is not it). Located errors."""
+    blocks = yaml_blocks(as_rendered(body))
     if not blocks:
         raise InputError([Problem(source, None, None, "", "no fenced ```yaml block with a goal in it")])
     offset, text = blocks[0]

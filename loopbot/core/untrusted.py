@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
 # Zero-width, bidi overrides and other invisible format characters used to hide instructions.
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]")
 
 
+# Any spelling of the delimiter a model might read as one: case, spaces, a slash anywhere.
+_DELIMITER = re.compile(r"<(\s*/?\s*)(untrusted[\s_-]*data)", re.IGNORECASE)
+
+
 def clean(text: str) -> str:
-    return _INVISIBLE.sub("", _HTML_COMMENT.sub("", text))
+    """Text as GitHub renders it and a model reads it: NFKC (a fullwidth less-than becomes <), then HTML
+    comments, zero-width, bidi and Unicode tag characters removed."""
+    return _INVISIBLE.sub("", _HTML_COMMENT.sub("", unicodedata.normalize("NFKC", text)))
+
+
+def as_rendered(text: str) -> str:
+    """What a reader of GitHub's rendering sees, line for line: HTML comments blanked (their
+    newlines kept, so located errors still point at the right line), invisible characters gone."""
+    normal = unicodedata.normalize("NFKC", text)
+    visible = _HTML_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), normal)
+    return _INVISIBLE.sub("", visible)
 
 
 def as_data(text: str, source: str) -> str:
-    """Wrap text as data; a forged closing tag inside it cannot end the block early."""
-    body = clean(text).replace("</untrusted-data", "<\\/untrusted-data")
-    return f'<untrusted-data source="{source}">\n{body}\n</untrusted-data>'
+    """Wrap text as data; no spelling of the delimiter inside it can end or open a block."""
+    body = _DELIMITER.sub(lambda m: "&lt;" + m.group(1) + m.group(2), clean(str(text)))
+    label = re.sub(r"[^a-z0-9 _.-]", "", source.lower())
+    return f'<untrusted-data source="{label}">\n{body}\n</untrusted-data>'
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
