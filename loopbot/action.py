@@ -25,10 +25,11 @@ import httpx
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, parse_config
 from loopbot.core import commands
+from loopbot.core.github_goal import constrain
 from loopbot.core.redact import Redactor, secrets_from_env
 from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LoopbotError
-from loopbot.forge.github.forge import GitHubForge, connect
+from loopbot.forge.github.forge import GitHubForge, PermissionUnknown, connect
 from loopbot.forge.github.publisher import GitHubPublisher
 from loopbot.goal import slugify
 from loopbot.plans import goal_from_markdown
@@ -38,7 +39,8 @@ from loopbot.session import Paths, create_run, held_secrets, open_session
 from loopbot.store.git_state import GitStateStore
 from loopbot.workspace.git import git, resolve_rev
 
-_CLOSES = re.compile(r"\b(?:closes|fixes|resolves)\s+#(\d+)", re.IGNORECASE)
+_LOOP_BRANCH = re.compile(r"^loop/(\d+)-[a-z0-9._-]+$")
+_MARK = "<!-- loopbot:reply -->"
 
 
 @dataclass
@@ -99,9 +101,12 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
     elif mode == "docs" or (mode == "auto" and ctx.event == "push"):
         code = _docs(ctx)
     elif ctx.event == "issues" and action == "labeled":
-        if ctx.payload.get("label", {}).get("name") != ctx.config.labels.run:
+        if (ctx.payload.get("label") or {}).get("name") != ctx.config.labels.run:
             return 0
-        code = _execute(ctx, ctx.payload["issue"]["number"], actor=ctx.payload["sender"])
+        issue = ctx.payload.get("issue") or {}
+        # The body the labeller saw is the goal that runs.
+        code = _execute(ctx, int(issue["number"]), actor=ctx.payload.get("sender") or {},
+                        approved=issue.get("body") or "")
     elif ctx.event == "issue_comment" and action == "created":
         code = _comment(ctx)
     elif ctx.event == "pull_request_review" and action == "submitted":
@@ -118,75 +123,113 @@ def _is_bot(user: Mapping[str, Any]) -> bool:
 
 
 def _allowed(ctx: Context, user: Mapping[str, Any]) -> bool:
-    return ctx.forge.may_trigger(str(user.get("login", "")), is_bot=_is_bot(user), bots=ctx.config.bots)
+    """Writers, and bots the config names. A failed lookup raises PermissionUnknown (said so)."""
+    login = str(user.get("login") or "")
+    return bool(login) and ctx.forge.may_trigger(login, is_bot=_is_bot(user), bots=ctx.config.bots)
+
+
+def _own(comment: Mapping[str, Any]) -> bool:
+    """loopbot's own comments (its refusals and reports quote commands): never commands or context."""
+    return _is_bot(comment.get("user") or {}) and "<!-- loopbot:" in (comment.get("body") or "")
+
+
+def _plan_issue_of_branch(ref: str) -> int | None:
+    """The plan issue of a loop branch loopbot made (loop/<issue>-<slug>); None for any other."""
+    found = _LOOP_BRANCH.match(ref)
+    return int(found.group(1)) if found else None
 
 
 def _refuse(ctx: Context, number: int, user: Mapping[str, Any], what: str) -> int:
     login = user.get("login", "someone")
     who = "bots not named in `bots:` of .github/loopbot.yml" if _is_bot(user) else "users without write access"
-    ctx.forge.comment(number, f"@{login} {what} was not started: loopbot takes commands from collaborators with "
-                              f"write, maintain or admin permission; {who} cannot trigger loops.")
+    ctx.forge.comment(number, f"{_MARK}\n@{login} {what} was not started: loopbot takes commands from collaborators "
+                              f"with write, maintain or admin permission; {who} cannot trigger loops.")
     ctx.outputs["status"] = "refused"
     return 0
 
 
 def _comment(ctx: Context) -> int:
-    comment, issue = ctx.payload["comment"], ctx.payload["issue"]
-    user = comment["user"]
-    if user.get("login", "").endswith("[bot]") and "<!-- loopbot:" in (comment.get("body") or ""):
-        return 0  # our own comment
+    comment, issue = ctx.payload.get("comment") or {}, ctx.payload.get("issue") or {}
+    user = comment.get("user") or {}
+    if _own(comment) or not user.get("login"):
+        return 0
+    number = int(issue["number"])
     try:
         command = commands.parse(comment.get("body") or "")
     except commands.CommandError as exc:
-        ctx.forge.comment(issue["number"], f"@{user.get('login')} {exc}")
+        if _allowed(ctx, user):  # outsiders get no replies they could use to flood an issue
+            ctx.forge.comment(number, f"{_MARK}\n@{user.get('login')} {exc}")
         return 0
     if command is None:
         return 0
-    number = issue["number"]
+    if not _allowed(ctx, user):
+        return _refuse(ctx, number, user, f"`/loop {command.verb}`")
+    plan = number
+    if "pull_request" in issue:
+        found = _loop_pr_plan(ctx, number)
+        if found is None:
+            ctx.forge.comment(number, f"{_MARK}\n@{user.get('login')} loops run from plan issues: this pull request is "
+                                      "not one a loop opened, so `/loop` commands do nothing here.")
+            ctx.outputs["status"] = "not_a_loop_pr"
+            return 0
+        plan = found
     if command.verb == "status":
-        latest = GitStateStore(ctx.checkout, "origin", f"loop/state-{_issue_of(ctx, number)}").latest()
+        latest = GitStateStore(ctx.checkout, "origin", f"loop/state-{plan}").latest()
         text = render_report(latest) if latest else "No loop has run for this issue yet."
         ctx.forge.comment(number, text)
         return 0
-    if not _allowed(ctx, user):
-        return _refuse(ctx, number, user, f"`/loop {command.verb}`")
     if command.verb == "stop":
-        ctx.forge.add_labels(_issue_of(ctx, number), ctx.config.labels.stop)
+        ctx.forge.add_labels(plan, ctx.config.labels.stop)
         ctx.forge.comment(number, "Stopping after the current step; the best work so far stays on the branch.")
         return 0
     if command.verb == "context":
-        ctx.forge.comment(number, "Noted: the next iteration gets this as context.")
+        ctx.forge.comment(number, f"{_MARK}\nNoted: the next iteration gets this as context.")
         return 0
-    feedback = ctx.forge.review_feedback(number) if "pull_request" in issue else None
-    return _execute(ctx, _issue_of(ctx, number), actor=user, fresh=command.verb == "retry", feedback=feedback)
+    feedback = _feedback(ctx, number) if "pull_request" in issue else None
+    # A /loop run on the plan issue approves the body as the commenter saw it (the payload's).
+    approved = issue.get("body") or "" if plan == number else None
+    return _execute(ctx, plan, actor=user, fresh=command.verb == "retry", feedback=feedback, approved=approved)
+
+
+def _feedback(ctx: Context, pr: int) -> str:
+    return ctx.forge.review_feedback(pr, trusted=lambda user: _allowed(ctx, user))
+
+
+def _loop_pr_plan(ctx: Context, number: int) -> int | None:
+    """The plan issue of loop PR `number`: from the branch loopbot made, never from the PR's text."""
+    for pr in ctx.forge.loop_prs():
+        if int(pr.get("number", 0)) == number:
+            return _plan_issue_of_branch(str((pr.get("head") or {}).get("ref", "")))
+    return None
 
 
 def _review(ctx: Context) -> int:
-    review, pull = ctx.payload["review"], ctx.payload["pull_request"]
-    if not pull["head"]["ref"].startswith("loop/") or "loopbot:review" in (review.get("body") or ""):
+    review, pull = ctx.payload.get("review") or {}, ctx.payload.get("pull_request") or {}
+    plan = _plan_issue_of_branch(str((pull.get("head") or {}).get("ref", "")))
+    if plan is None or "loopbot:review" in (review.get("body") or ""):
         return 0
-    if review.get("state", "").lower() not in ("changes_requested", "commented"):
+    if str(review.get("state") or "").lower() not in ("changes_requested", "commented"):
         return 0
-    if not _allowed(ctx, review["user"]):
+    user = review.get("user") or {}
+    if not _allowed(ctx, user):
         return 0  # reviews from outsiders are ignored silently: they do not ask for a reply
-    issue = _issue_of(ctx, pull["number"], body=pull.get("body") or "")
-    return _execute(ctx, issue, actor=review["user"], feedback=ctx.forge.review_feedback(pull["number"]))
-
-
-def _issue_of(ctx: Context, number: int, body: str | None = None) -> int:
-    """The plan issue behind a loop PR ("Closes #N"), or the number itself for an issue."""
-    text = body if body is not None else ctx.forge.issue(number).body
-    found = _CLOSES.search(text)
-    return int(found.group(1)) if found else number
+    return _execute(ctx, plan, actor=user, feedback=_feedback(ctx, int(pull["number"])))
 
 
 def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool = False,
-             feedback: str | None = None) -> int:
+             feedback: str | None = None, approved: str | None = None) -> int:
     if not _allowed(ctx, actor):
         return _refuse(ctx, number, actor, "the loop")
     issue = ctx.forge.issue(number)
+    if approved is not None and approved.strip() != issue.body.strip():
+        # Edited between the approval and this run: what runs must be what a writer saw.
+        ctx.forge.comment(number, f"{_MARK}\n@{actor.get('login')} the issue was edited after the loop was "
+                                  "approved, so no loop ran. Read the current text and approve it again (remove "
+                                  "and add the label, or comment `/loop run`).")
+        ctx.outputs["status"] = "edited_after_approval"
+        return 0
     try:
-        goal = goal_from_markdown(issue.body, f"issue #{number}")
+        goal = constrain(goal_from_markdown(issue.body, f"issue #{number}"), ctx.config, f"issue #{number}")
     except InputError as exc:
         problems = "\n".join(f"- {p}" for p in exc.problems)
         ctx.forge.comment(number, f"This issue's goal is not valid, so no loop ran:\n\n{problems}\n\n"
@@ -194,8 +237,7 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         ctx.outputs["status"] = "invalid_goal"
         return 0
     ctx.forge.remove_label(number, ctx.config.labels.stop)
-    extra = [c["body"].split("/loop context", 1)[1].strip() for c in ctx.forge.comments(number)
-             if "/loop context" in (c.get("body") or "")]
+    extra = _context_from_writers(ctx, number)
     if extra:
         goal = goal.model_copy(update={"context": "\n\n".join(filter(None, [goal.context, *extra]))})
 
@@ -229,7 +271,8 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
             base = f"refs/remotes/{remote}/{branch}"  # iterate on the PR's work, with the review as feedback
         run_id = f"{goal.id}-{number}-{int(time.time())}"
         state = create_run(goal, f"issue #{number}", ctx.checkout, paths=paths, model=ctx.env.get("LOOPBOT_MODEL") or None,
-                           config=ctx.config, remote=remote, base=base, run_id=run_id, branch=branch)
+                           config=ctx.config, remote=remote, base=base, run_id=run_id, branch=branch,
+                           protect_adds=True)
         if base != "HEAD":
             state = state.model_copy(update={"base_sha": resolve_rev(ctx.checkout, f"refs/remotes/{remote}/"
                                                                     f"{ctx.default_branch}")})
@@ -252,6 +295,21 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
     return 0 if final.status == Status.SUCCESS else 1
+
+
+def _context_from_writers(ctx: Context, number: int) -> list[str]:
+    """`/loop context` texts of the issue's comments, from writers only, loopbot's own never."""
+    found = []
+    for item in ctx.forge.comments(number):
+        if _own(item):
+            continue
+        try:
+            command = commands.parse(item.get("body") or "")
+        except commands.CommandError:
+            continue
+        if command is not None and command.verb == "context" and _allowed(ctx, item.get("user") or {}):
+            found.append(command.text)
+    return found
 
 
 def _audit(ctx: Context) -> int:
@@ -303,6 +361,10 @@ def _write_outputs(ctx: Context) -> None:
 def main(env: Mapping[str, str]) -> int:
     try:
         return run_action(env)
+    except PermissionUnknown as exc:
+        # Never read as "no access": the run did not start, and the log says why.
+        print(f"::error::{exc}; nothing was started, re-run the job")
+        return 2
     except InputError as exc:
         for problem in exc.problems:
             print(f"::error::{problem}")

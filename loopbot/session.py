@@ -100,7 +100,10 @@ def create_run(
     base: str = "HEAD",
     run_id: str | None = None,
     branch: str | None = None,
+    protect_adds: bool = False,
 ) -> LoopState:
+    """`protect_adds`: the goal's scope.protect adds to the default protected test files instead of
+    replacing them (a goal from GitHub may not unprotect tests)."""
     repo = repo_root(repo)
     if config is None:
         # Read once from the user's checkout and frozen into the state: the maker's edits to the
@@ -111,7 +114,10 @@ def create_run(
     run_id = run_id or f"{goal.id}-{token}"
     branch = branch or f"loop/{token}-{slugify(goal.id)}"
     tracked = [p for p in git(repo, "ls-tree", "-r", "--name-only", "-z", base_sha).stdout.split("\0") if p]
-    protected = goal.scope.protect if goal.scope.protect is not None else find_test_files(tracked)
+    if protect_adds:
+        protected = sorted(set(find_test_files(tracked)) | set(goal.scope.protect or []))
+    else:
+        protected = goal.scope.protect if goal.scope.protect is not None else find_test_files(tracked)
     if remote is None:
         # The config's remote (default origin) is optional: without it the branch stays local.
         remote = config.push.remote

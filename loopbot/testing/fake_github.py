@@ -94,6 +94,8 @@ class FakeGitHub:
         self._numbers = itertools.count(1)
         self._ids = itertools.count(1000)
         self.refuse_request_changes = False
+        # Logins whose permission lookup fails with this status (a 502, a rate limit), as GitHub can.
+        self.failing_permission: dict[str, int] = {}
         self.auth_seen: list[str] = []
 
     # -- setup helpers ------------------------------------------------------------------------
@@ -142,6 +144,8 @@ class FakeGitHub:
                     pull["draft"] = False
             return ok({"data": {"markPullRequestReadyForReview": {"clientMutationId": None}}})
         if parts[:1] == ["collaborators"]:
+            if parts[1] in self.failing_permission:
+                return httpx.Response(self.failing_permission[parts[1]], json={"message": "Server Error"})
             permission = self.permissions.get(parts[1], "none")
             if permission == "none":
                 return httpx.Response(404, json={"message": "Not a collaborator"})
@@ -184,7 +188,9 @@ class FakeGitHub:
         if parts[1] == "comments":
             if method == "POST":
                 comment_id = next(self._ids)
-                self.comments[comment_id] = {"id": comment_id, "issue_number": number, "body": body["body"]}
+                # As GitHub answers: the author is the token's user (the Actions bot here).
+                self.comments[comment_id] = {"id": comment_id, "issue_number": number, "body": body["body"],
+                                             "user": {"login": "github-actions[bot]", "type": "Bot"}}
                 return ok(self.comments[comment_id], 201)
             return ok(self.comments_on(number))
         if parts[1] == "labels":

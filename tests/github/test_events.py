@@ -53,7 +53,7 @@ def test_loop_pr_limits_hold(actions):
                     lambda data, status=200: httpx.Response(status, json=data))
     payload = example("issues", "labeled")
     payload["label"]["name"] = "loopbot:run"
-    payload["issue"]["number"] = issue
+    payload["issue"].update({"number": issue, "body": ttl_plan_body()})
     payload["sender"].update({"login": "alice", "type": "User"})
     assert run(actions, "issues", payload) == 0
     assert actions.outputs()["status"] == "limited" and len(fake.pulls) == 2

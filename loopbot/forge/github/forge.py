@@ -23,7 +23,13 @@ WRITERS = frozenset({"admin", "maintain", "write"})
 
 
 class GitHubError(LoopbotError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class PermissionUnknown(GitHubError):
+    """The permission lookup failed (5xx, rate limit, network): never read as "no access"."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,14 @@ class GitHubForge:
 
     def __init__(self, github: GitHub[Any], owner: str, repo: str, policy: RequestPolicy):
         self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
+        self._permissions: dict[str, str] = {}
 
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self.owner, self.repo, *args, **kwargs).json()
         except RequestFailed as exc:
-            raise GitHubError(f"GitHub answered {exc.response.status_code}: {exc.response.text[:300]}") from None
+            raise GitHubError(f"GitHub answered {exc.response.status_code}: {exc.response.text[:300]}",
+                              exc.response.status_code) from None
         except RequestError as exc:
             if isinstance(exc.__cause__, ForbiddenOperation):
                 raise exc.__cause__ from None
@@ -89,11 +97,21 @@ class GitHubForge:
 
     # -- who may trigger ----------------------------------------------------------------------
     def permission(self, username: str) -> str:
+        """The user's permission; "none" only when GitHub says so (404: not a collaborator).
+        Any other failure, after the client's own retries, raises PermissionUnknown."""
+        if not username:
+            return "none"
+        cached = self._permissions.get(username)
+        if cached is not None:
+            return cached
         try:
             data = self._call(self.gh.rest.repos.get_collaborator_permission_level, username)
-        except GitHubError:
-            return "none"
-        return str(data.get("permission", "none"))
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise PermissionUnknown(f"could not look up @{username}'s permission ({exc})", exc.status) from None
+            data = {}
+        self._permissions[username] = str(data.get("permission", "none"))
+        return self._permissions[username]
 
     def may_trigger(self, username: str, *, is_bot: bool, bots: list[str]) -> bool:
         """Writers, maintainers and admins; bots only when the config names them."""
@@ -199,11 +217,14 @@ class GitHubForge:
                 text += "\n\n_(posted as a comment: GitHub refused a change request here)_"
         self._call(self.gh.rest.pulls.create_review, pr.number, body=text, event="COMMENT")
 
-    def review_feedback(self, pr_number: int) -> str:
+    def review_feedback(self, pr_number: int, *, trusted: Callable[[dict[str, Any]], bool]) -> str:
+        """Reviews and inline comments on a loop PR from the users `trusted` accepts only."""
         reviews = self._call(self.gh.rest.pulls.list_reviews, pr_number, per_page=100)
         inline = self._call(self.gh.rest.pulls.list_review_comments, pr_number, per_page=100)
-        parts = [r["body"] for r in reviews if r.get("body") and "loopbot:review" not in r["body"]]
-        parts += [f"{c.get('path')}:{c.get('line') or c.get('original_line')}: {c.get('body')}" for c in inline]
+        parts = [r["body"] for r in reviews
+                 if r.get("body") and "loopbot:review" not in r["body"] and trusted(r.get("user") or {})]
+        parts += [f"{c.get('path')}:{c.get('line') or c.get('original_line')}: {c.get('body')}" for c in inline
+                  if trusted(c.get("user") or {})]
         return "\n\n".join(parts)
 
     # -- the check run ------------------------------------------------------------------------
