@@ -28,7 +28,7 @@ from loopbot.core import commands
 from loopbot.core.github_goal import constrain
 from loopbot.core.redact import Redactor, secrets_from_env
 from loopbot.core.state import LoopState, Status
-from loopbot.errors import InputError, LoopbotError
+from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.forge.github.forge import GitHubForge, PermissionUnknown, connect
 from loopbot.forge.github.publisher import GitHubPublisher
 from loopbot.goal import slugify
@@ -61,12 +61,15 @@ class Context:
 
 def _read_config(checkout: Path, default_branch: str, path: str) -> Config:
     """The repo config from the default branch only: a pull request can never change the bot's config."""
-    for ref in (f"refs/remotes/origin/{default_branch}", f"refs/heads/{default_branch}", "HEAD"):
+    for ref in (f"refs/remotes/origin/{default_branch}", f"refs/heads/{default_branch}"):
         if git(checkout, "rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
             continue
         shown = git(checkout, "show", f"{ref}:{path}", check=False)
         return parse_config(shown.stdout, f"{default_branch}:{path}") if shown.returncode == 0 else Config()
-    return Config()
+    # Never HEAD: on a pull request's checkout that is the PR's own config. Fail closed.
+    raise InputError([Problem(f"{default_branch}:{path}", None, None, "", (
+        f"the default branch {default_branch!r} is not in the checkout, so the config cannot be read from it; "
+        "check out with `fetch-depth: 0` (or fetch the default branch) before loopbot runs"))])
 
 
 def _context(env: Mapping[str, str], transport: httpx.BaseTransport | None, sleep: Callable[[float], None],
@@ -205,7 +208,7 @@ def _loop_pr_plan(ctx: Context, number: int) -> int | None:
 
 def _review(ctx: Context) -> int:
     review, pull = ctx.payload.get("review") or {}, ctx.payload.get("pull_request") or {}
-    plan = _plan_issue_of_branch(str((pull.get("head") or {}).get("ref", "")))
+    plan = _plan_issue_of_branch(str((pull.get("head") or {}).get("ref", ""))) if ctx.forge.is_loop_pr(pull) else None
     if plan is None or "loopbot:review" in (review.get("body") or ""):
         return 0
     if str(review.get("state") or "").lower() not in ("changes_requested", "commented"):
@@ -230,6 +233,16 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         return 0
     try:
         goal = constrain(goal_from_markdown(issue.body, f"issue #{number}"), ctx.config, f"issue #{number}")
+        if approved is None:
+            # A review or a command on the loop PR continues the approved loop: the issue's goal must
+            # still be the one that loop ran, or a writer approves the edited one first.
+            last = GitStateStore(ctx.checkout, "origin", f"loop/state-{number}").latest()
+            if last is not None and _goal_key(last.goal) != _goal_key(goal):
+                ctx.forge.comment(number, f"{_MARK}\n@{actor.get('login')} the issue's goal changed since the loop "
+                                          "last ran, so no loop ran. Approve the current text on the issue (remove "
+                                          "and add the label, or comment `/loop run` there).")
+                ctx.outputs["status"] = "edited_after_approval"
+                return 0
     except InputError as exc:
         problems = "\n".join(f"- {p}" for p in exc.problems)
         ctx.forge.comment(number, f"This issue's goal is not valid, so no loop ran:\n\n{problems}\n\n"
@@ -295,6 +308,11 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
     return 0 if final.status == Status.SUCCESS else 1
+
+
+def _goal_key(goal: Any) -> str:
+    """A goal as approved: everything but the context (which later `/loop context` comments add to)."""
+    return json.dumps(goal.model_dump(mode="json", exclude={"context"}), sort_keys=True)
 
 
 def _context_from_writers(ctx: Context, number: int) -> list[str]:

@@ -19,7 +19,10 @@ from loopbot.goal import Goal, Priority, parse_goal, slugify
 
 MAX_CHUNKS = 10
 MARKER = re.compile(r"<!--\s*loopbot:plan\s+fingerprint=([0-9a-f]{12})\s+status=(\w+)\s*-->")
-_YAML_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*ya?ml\s*$")
+_YAML_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*ya?ml\b[^`\n]*$", re.IGNORECASE)
+# Any line that could open a YAML block somewhere a renderer might show it: quoted, indented,
+# nested in another fence, inside HTML. More than one, and the page a writer read is ambiguous.
+_ANY_YAML_OPENER = re.compile(r"^[ \t>]*(?:`{3,}|~{3,})[ \t]*ya?ml\b", re.IGNORECASE | re.MULTILINE)
 DUPLICATE_SIMILARITY = 0.6
 
 
@@ -129,7 +132,9 @@ def yaml_blocks(body: str) -> list[tuple[int, str]]:
         start = index
         while index < len(lines):
             stripped = lines[index].strip()
-            if stripped and stripped == fence[0] * len(stripped) and len(stripped) >= len(fence):
+            indent = len(lines[index]) - len(lines[index].lstrip(" "))
+            # A closing fence is indented at most three spaces (CommonMark); a deeper one is content.
+            if stripped and indent <= 3 and stripped == fence[0] * len(stripped) and len(stripped) >= len(fence):
                 break
             index += 1
         blocks.append((start, "\n".join(lines[start:index])))
@@ -140,6 +145,13 @@ def yaml_blocks(body: str) -> list[tuple[int, str]]:
 def goal_from_markdown(body: str, source: str) -> Goal:
     """The goal of a plan: the first fenced YAML block a reader of the page sees (a block hidden in
     an HTML comment, or behind invisible characters, is not it). Located errors."""
+    openers = len(_ANY_YAML_OPENER.findall(body))
+    if openers > 1:
+        # Hidden in a comment, a <details>, a nested fence: loopbot will not guess which one the
+        # approver saw.
+        raise InputError([Problem(source, None, None, "", (
+            f"{openers} ```yaml blocks: a plan holds exactly one goal block, so which one runs is never a guess; "
+            "remove the others (hidden ones included)"))])
     blocks = yaml_blocks(as_rendered(body))
     if not blocks:
         raise InputError([Problem(source, None, None, "", "no fenced ```yaml block with a goal in it")])

@@ -13,7 +13,8 @@ HELP = (
     "step, best work kept · `/loop resume` continue a stopped or interrupted loop · `/loop retry` start over "
     "from main · `/loop status` show progress · `/loop context <text>` add context for the next iteration"
 )
-_LINE = re.compile(r"^\s*/loop\b(.*)$", re.MULTILINE | re.IGNORECASE)
+# [ \t]*, not \s*: \s crosses newlines, which made a body of blank lines quadratic to scan.
+_LINE = re.compile(r"^[ \t]*/loop\b(.*)$", re.MULTILINE | re.IGNORECASE)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.DOTALL)
+# `<!-->` and `<!--->` are empty comments to GitHub's renderer; anything else runs to `-->`.
+_HTML_COMMENT = re.compile(r"<!--->?|<!--(?!>).*?(-->|$)", re.DOTALL)
 # Zero-width, bidi overrides and other invisible format characters used to hide instructions.
 _INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]")
 
 
 # Any spelling of the delimiter a model might read as one: case, spaces, a slash anywhere.
-_DELIMITER = re.compile(r"<(\s*/?\s*)(untrusted[\s_-]*data)", re.IGNORECASE)
+_DELIMITER = re.compile(r"<(?=[\W_]*untrusted)", re.IGNORECASE)
 
 
 def clean(text: str) -> str:
@@ -30,7 +31,7 @@ def as_rendered(text: str) -> str:
 
 def as_data(text: str, source: str) -> str:
     """Wrap text as data; no spelling of the delimiter inside it can end or open a block."""
-    body = _DELIMITER.sub(lambda m: "&lt;" + m.group(1) + m.group(2), clean(str(text)))
+    body = _DELIMITER.sub("&lt;", clean(str(text)))
     label = re.sub(r"[^a-z0-9 _.-]", "", source.lower())
     return f'<untrusted-data source="{label}">\n{body}\n</untrusted-data>'
 

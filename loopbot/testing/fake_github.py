@@ -212,7 +212,8 @@ class FakeGitHub:
         if not parts:
             if method == "POST":
                 number = next(self._numbers)
-                self.pulls[number] = {"number": number, "node_id": f"PR_node{number}", "head": {"ref": body["head"]},
+                branch = {"ref": body["head"], "repo": {"full_name": f"{self.owner}/{self.repo}"}}
+                self.pulls[number] = {"number": number, "node_id": f"PR_node{number}", "head": branch,
                                       "base": {"ref": body["base"]}, "draft": body.get("draft", False),
                                       "state": "open", "title": body["title"], "body": body.get("body", ""),
                                       "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

@@ -162,8 +162,7 @@ def test_a_review_on_the_loop_pr_iterates_with_the_review_as_feedback(actions):
     payload = _example("pull_request_review", "submitted")
     payload["review"].update({"state": "changes_requested", "body": "Please also make delete() honour expiry."})
     payload["review"]["user"].update({"login": "bob", "type": "User"})
-    payload["pull_request"].update({"number": pr["number"], "body": pr["body"]})
-    payload["pull_request"]["head"]["ref"] = pr["head"]["ref"]
+    payload["pull_request"].update({"number": pr["number"], "body": pr["body"], "head": pr["head"]})
 
     assert run(actions, "pull_request_review", payload) == 0
 

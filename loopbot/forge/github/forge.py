@@ -123,8 +123,9 @@ class GitHubForge:
     def issue(self, number: int) -> Issue:
         data = self._call(self.gh.rest.issues.get, number)
         return Issue(number=number, title=data.get("title", ""), body=data.get("body") or "",
-                     labels=tuple(label["name"] for label in data.get("labels", [])),
-                     author=data.get("user", {}).get("login", ""), is_pull_request="pull_request" in data)
+                     labels=tuple(label["name"] if isinstance(label, dict) else str(label)
+                                  for label in data.get("labels") or []),
+                     author=(data.get("user") or {}).get("login", ""), is_pull_request="pull_request" in data)
 
     def comments(self, number: int) -> list[dict[str, Any]]:
         return list(self._call(self.gh.rest.issues.list_comments, number, per_page=100))
@@ -199,8 +200,14 @@ class GitHubForge:
                             "{ clientMutationId } }", variables={"id": pr.node_id})
 
     def loop_prs(self) -> list[dict[str, Any]]:
+        """Open PRs from loop/* branches of this repository: a fork's branch of that name is not one."""
         return [p for p in self._call(self.gh.rest.pulls.list, state="open", per_page=100)
-                if p["head"]["ref"].startswith("loop/")]
+                if self.is_loop_pr(p)]
+
+    def is_loop_pr(self, pull: dict[str, Any]) -> bool:
+        head = pull.get("head") or {}
+        repo = (head.get("repo") or {}).get("full_name")
+        return str(head.get("ref", "")).startswith("loop/") and repo == f"{self.owner}/{self.repo}"
 
     def review(self, pr: PullRequest, body: str, *, marker: str, request_changes: bool) -> None:
         """The checker's verdict as a review; COMMENT on approval (approvals are for humans), and
