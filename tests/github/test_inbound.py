@@ -215,3 +215,13 @@ def test_the_config_is_read_from_the_default_branch_or_not_at_all(tmp_path):
     git(repo, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "pr config")
     with pytest.raises(InputError, match="default branch 'main' is not in the checkout"):
         action._read_config(repo, "main", ".github/loopbot.yml")
+
+
+def test_the_progress_comment_shows_what_runs(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 0
+    progress = next(c["body"] for c in fake.comments_on(issue) if "loopbot:progress" in c["body"])
+    assert "What this loop runs" in progress and "acceptance:" in progress
+    for shown in ("scope.allow:", "protected: ", "budgets: ", "model calls", "models: checker "):
+        assert shown in progress, shown

@@ -10,6 +10,7 @@ from typing import Any
 from loopbot.config import Labels
 from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Status, StopReason
+from loopbot.evaluators import describe
 from loopbot.forge.github.forge import GitHubForge, PullRequest
 from loopbot.report import render_report
 from loopbot.workspace.git import GitWorkspace
@@ -23,6 +24,29 @@ def review_marker(run_id: str, iteration: int) -> str:
     return f"<!-- loopbot:review run={run_id} iteration={iteration} -->"
 
 
+def _fenced(text: str) -> list[str]:
+    """Text as a literal block no line of it can close."""
+    fence = "~" * max(4, 1 + max((len(m) for m in re.findall(r"~+", text)), default=0))
+    return [fence, text, fence]
+
+
+def effective_goal(state: LoopState) -> list[str]:
+    """What runs, as the approver should see it: acceptance, scope, protection, budgets, models."""
+    goal, b = state.goal, state.budgets
+    text = "\n".join([
+        "acceptance:", *[f"  - {line}" for line in describe(goal)],
+        f"scope.allow: {', '.join(goal.scope.allow)}",
+        f"protected: {', '.join(state.protected) or 'none'}",
+        f"deny_paths: {', '.join(goal.boundaries.deny_paths) or 'none'}",
+        f"deny_commands: {', '.join(goal.boundaries.deny_commands) or 'none'}",
+        f"budgets: {b.max_iterations} iterations, {b.max_model_calls} model calls, {b.max_tokens:,} tokens, "
+        f"${b.max_cost_usd:g}, {b.max_wall_minutes:g} minutes",
+        "models: " + ", ".join(f"{role} {spec}" for role, spec in sorted(state.models.items())),
+    ])
+    return ["<details><summary>What this loop runs (the effective goal)</summary>", "", *_fenced(text), "",
+            "</details>", ""]
+
+
 def progress_body(state: LoopState, *, now: float) -> str:
     b, s = state.budgets, state.spend
     status = {Status.RUNNING: f"running: iteration {state.iteration}, step {state.phase.value}",
@@ -34,13 +58,13 @@ def progress_body(state: LoopState, *, now: float) -> str:
     conflict = next((r.spec_conflict for r in reversed(state.iterations) if r.spec_conflict), None)
     if conflict is not None and state.stop_reason == StopReason.SPEC_CONFLICT:
         # The maker's words, shown as data (a fence no line of it can close) for a human to decide.
-        fence = "~" * max(4, 1 + max((len(m) for m in re.findall(r"~+", conflict.render())), default=0))
         lines += ["**The maker reports that the goal cannot be met as specified** — a human decides: change the "
                   "goal or the check, then `/loop run` again. The best work so far is on the branch.", "",
-                  fence, conflict.render(), fence, ""]
+                  *_fenced(conflict.render()), ""]
     if state.goal.chunks:
         lines += [f"- [{'x' if i in state.chunks_done else ' '}] {c}" for i, c in enumerate(state.goal.chunks, 1)]
         lines.append("")
+    lines += effective_goal(state)
     lines += [
         "| iterations | model calls | tokens | cost |", "|---|---|---|---|",
         f"| {len(state.iterations)}/{b.max_iterations} | {s.model_calls}/{b.max_model_calls} | {s.tokens:,} | "
