@@ -2,7 +2,8 @@
 
 The workflow's and config's budgets are ceilings: an issue may lower a budget, never raise it.
 Models come from trusted files only: an issue may name a tier the config defines, never a model
-spec or a `scripted:` file. `scope.protect` adds to the protected test files, never replaces them.
+spec or a `scripted:` file. `scope.protect` adds to the protected test files, never replaces them. A check's timeout is
+held to the config's command timeout.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from loopbot.config import Config
 from loopbot.core.budgets import BudgetOverrides
 from loopbot.errors import InputError, Problem
-from loopbot.goal import Goal
+from loopbot.goal import Goal, MetricCheck, RunCheck
 
 
 def constrain(goal: Goal, config: Config, source: str) -> Goal:
@@ -28,4 +29,8 @@ def constrain(goal: Goal, config: Config, source: str) -> Goal:
     ceiling = config.budgets
     lowered = {name: min(value, getattr(ceiling, name))
                for name, value in goal.budgets.model_dump(exclude_none=True).items()}
-    return goal.model_copy(update={"budgets": BudgetOverrides.model_validate(lowered)})
+    # A check's timeout is held to the config's command timeout: a runner is not the issue's to hold.
+    limit = config.commands.timeout_seconds
+    checks = [c.model_copy(update={"timeout_seconds": min(c.timeout_seconds, limit)})
+              if isinstance(c, (RunCheck, MetricCheck)) else c for c in goal.acceptance]
+    return goal.model_copy(update={"budgets": BudgetOverrides.model_validate(lowered), "acceptance": checks})
