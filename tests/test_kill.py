@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_of_the_pid_or_the_group(tmp_path, reference):
     but at most the one in flight at each kill."""
     expected, _, _ = reference
     rng = random.Random(SEED)
-    plans = [[(rng.uniform(0.3, 3.5), rng.random() < 0.5) for _ in range(rng.choice((1, 2, 3)))] for _ in range(9)]
+    plans = [[(rng.uniform(0.3, 3.5), rng.random() < 0.5) for _ in range(rng.choice((1, 2, 3)))] for _ in range(6)]
 
     def one(index: int) -> tuple[int, tuple[dict[str, object], int, int, list[str]]]:
         return index, chain(Case(tmp_path / f"r{index}"), plans[index])

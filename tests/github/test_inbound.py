@@ -119,14 +119,18 @@ def test_a_review_run_refuses_a_goal_edited_since_the_loop_ran(actions, example)
 
 
 def test_a_forks_loop_named_branch_is_not_a_loop_pr(actions):
+    """An outsider's fork PRs named like loop branches count toward no limit and route nothing."""
     fake = actions.fake
     issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
-    for n in range(3):  # an outsider's fork PRs named like loop branches: no limit is reached by them
+    for n in range(3):
         fake.pulls[90 + n] = {"number": 90 + n, "node_id": f"PR_f{n}", "state": "open", "draft": False, "title": "t",
                               "head": {"ref": f"loop/{issue}-x{n}", "repo": {"full_name": "mallory/kvstore"}},
                               "base": {"ref": "main"}, "body": "", "created_at": "2099-01-01T00:00:00Z"}
-    assert run(actions, "issues", labeled(issue)) == 0
-    assert actions.outputs()["status"] == "success"
+    env = actions.runner("issues", labeled(issue))
+    ctx = action._context({**os.environ, **env}, fake.transport(), actions.slept.append, None)
+    assert ctx.forge.loop_prs() == [] and action._loop_pr_plan(ctx, 90) is None
+    own = {"head": {"ref": f"loop/{issue}-x", "repo": {"full_name": "acme/kvstore"}}}
+    assert ctx.forge.is_loop_pr(own) and action._plan_issue_of_branch(own["head"]["ref"]) == issue
 
 
 def test_loop_commands_on_a_pr_no_loop_opened_get_a_reply(actions):
