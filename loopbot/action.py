@@ -31,7 +31,7 @@ from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.forge.github.forge import GitHubForge, PermissionUnknown, connect
 from loopbot.forge.github.publisher import GitHubPublisher
-from loopbot.goal import slugify
+from loopbot.goal import Goal, slugify
 from loopbot.plans import goal_from_markdown
 from loopbot.providers import ProviderEnv
 from loopbot.report import render_report
@@ -231,23 +231,27 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
                                   "and add the label, or comment `/loop run`).")
         ctx.outputs["status"] = "edited_after_approval"
         return 0
+    remote = "origin"
+    git(ctx.checkout, "fetch", "--quiet", remote, check=False)
+    redact = Redactor(held_secrets(ctx.checkout, secrets_from_env(dict(ctx.env))))
+    store = GitStateStore(ctx.checkout, remote, f"loop/state-{number}", redact=redact,
+                          cancel_check=lambda: ctx.config.labels.stop in ctx.forge.issue(number).labels)
+    latest = store.latest()
     try:
         goal = constrain(goal_from_markdown(issue.body, f"issue #{number}"), ctx.config, f"issue #{number}")
-        if approved is None:
-            # A review or a command on the loop PR continues the approved loop: the issue's goal must
-            # still be the one that loop ran, or a writer approves the edited one first.
-            last = GitStateStore(ctx.checkout, "origin", f"loop/state-{number}").latest()
-            if last is not None and _goal_key(last.goal) != _goal_key(goal):
-                ctx.forge.comment(number, f"{_MARK}\n@{actor.get('login')} the issue's goal changed since the loop "
-                                          "last ran, so no loop ran. Approve the current text on the issue (remove "
-                                          "and add the label, or comment `/loop run` there).")
-                ctx.outputs["status"] = "edited_after_approval"
-                return 0
     except InputError as exc:
         problems = "\n".join(f"- {p}" for p in exc.problems)
         ctx.forge.comment(number, f"This issue's goal is not valid, so no loop ran:\n\n{problems}\n\n"
                                   "Fix the fenced ```yaml block and add the label again.")
         ctx.outputs["status"] = "invalid_goal"
+        return 0
+    if approved is None and latest is not None and _goal_key(latest.goal) != _goal_key(goal):
+        # A review or a command on the loop PR continues the approved loop: the issue's goal must
+        # still be the one that loop ran, or a writer approves the edited one first.
+        ctx.forge.comment(number, f"{_MARK}\n@{actor.get('login')} the issue's goal changed since the loop "
+                                  "last ran, so no loop ran. Approve the current text on the issue (remove "
+                                  "and add the label, or comment `/loop run` there).")
+        ctx.outputs["status"] = "edited_after_approval"
         return 0
     ctx.forge.remove_label(number, ctx.config.labels.stop)
     extra = _context_from_writers(ctx, number)
@@ -255,12 +259,6 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
         goal = goal.model_copy(update={"context": "\n\n".join(filter(None, [goal.context, *extra]))})
 
     branch = f"loop/{number}-{slugify(goal.id, 30)}"
-    remote = "origin"
-    git(ctx.checkout, "fetch", "--quiet", remote, check=False)
-    redact = Redactor(held_secrets(ctx.checkout, secrets_from_env(dict(ctx.env))))
-    store = GitStateStore(ctx.checkout, remote, f"loop/state-{number}", redact=redact,
-                          cancel_check=lambda: ctx.config.labels.stop in ctx.forge.issue(number).labels)
-    latest = store.latest()
     paths = Paths(ctx.state_dir)
     if latest is not None and not latest.finished and not fresh and feedback is None:
         # A previous runner died: resume where it left off, on this runner's checkout.
@@ -310,7 +308,7 @@ def _execute(ctx: Context, number: int, *, actor: Mapping[str, Any], fresh: bool
     return 0 if final.status == Status.SUCCESS else 1
 
 
-def _goal_key(goal: Any) -> str:
+def _goal_key(goal: Goal) -> str:
     """A goal as approved: everything but the context (which later `/loop context` comments add to)."""
     return json.dumps(goal.model_dump(mode="json", exclude={"context"}), sort_keys=True)
 

@@ -216,13 +216,6 @@ class Runner:
         state.suspended = Suspension(reason=reason, detail=detail, push=pushed)
         return state
 
-    def _stop(self, state: LoopState, reason: StopReason, detail: str, which: Exhausted | None = None) -> LoopState:
-        state = stop_now(state, reason, detail, which)
-        # Finish resets again before pushing; a failure there suspends the run.
-        with contextlib.suppress(WorkspaceError):
-            self.workspace.reset(state.best.sha)
-        return state
-
     def _step(self, state: LoopState) -> LoopState:
         handler = {
             Phase.BASELINE: self._baseline,

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
+from loopbot.providers.profiles import UnknownModel, lookup
 from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
 MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
@@ -99,8 +100,6 @@ class ModelRules:
 def rules_for(api: str, model: str, cassette: Cassette) -> ModelRules | None:
     """The documented rules for `model` (loopbot.providers.profiles holds the vendors' figures),
     or None for a model the API does not serve (404), unless the cassette is a local server."""
-    from loopbot.providers.profiles import UnknownModel, lookup
-
     try:
         profile = lookup("anthropic" if api == "anthropic" else "openai", model)
     except UnknownModel:
