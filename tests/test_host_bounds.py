@@ -218,3 +218,18 @@ def test_reading_test_counts_is_linear_in_hostile_output():
     for text in ("1 passed, " * 50_000 + "x", "= " * 100_000, "5 passed, 3 subtests passed in 0.2s"):
         bounded(lambda t=text: test_counts(t))
     assert test_counts("1 passed, 2 skipped, 3 warnings in 1.0s (0:00:01)") == (1, 1)
+
+
+def test_tool_calls_written_as_text_are_read_in_linear_time():
+    """A model reply full of unclosed <tool_call> tags or fences (5,000 tags took 12.6 s with a
+    lazy-gap regex, 150,000 for ever) is read at once; real calls in it are still found."""
+    from loopbot.core.textcalls import parse_text_calls
+
+    assert bounded(lambda: parse_text_calls("<tool_call>x" * 150_000, {"done"})) == []
+    assert bounded(lambda: parse_text_calls("```\n" * 150_001, {"done"})) == []
+    mixed = "```\n" * 1000 + '```json\n{"tool": "done", "input": {"summary": "s"}}\n```'
+    assert [c.name for c in bounded(lambda: parse_text_calls(mixed, {"done"}))] == ["done"]
+    call = '<tool_call>{"name": "done", "arguments": {"summary": "s"}}</tool_call>'
+    noisy = "<tool_call>x" * 100_000 + call
+    assert [c.input for c in bounded(lambda: parse_text_calls(noisy, {"done"}))] == [{"summary": "s"}]
+    assert [c.input for c in parse_text_calls("text " + call, {"done"})] == [{"summary": "s"}]
