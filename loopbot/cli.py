@@ -15,8 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from loopbot import __version__
 from loopbot.cancel import Cancellation, Interrupted
@@ -36,8 +35,10 @@ from loopbot.workspace.git import git, repo_root
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="AI coding-agent loops that do the work on a loop/* branch, get it checked, and never merge.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Markup and emoji codes off: a plain string printed here is printed as written (model text, check
+# names, paths, run ids, validation errors). Style comes only from Text objects built by `_styled`.
+out = Console(soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 # 0 goal met; 1 stopped for good without success; 2 bad input (goal, config, store, a live owner);
 # 3 suspended: cancelled, a transient error or a push that failed — `loopbot resume` continues.
@@ -46,12 +47,14 @@ EXIT_OK, EXIT_STOPPED, EXIT_BAD_INPUT, EXIT_SUSPENDED = 0, 1, 2, 3
 KILL_AFTER_ENV = "LOOPBOT_FAULT_KILL_AFTER_STEP"
 
 
+def _styled(*parts: str | tuple[str, str]) -> Text:
+    """One line: each str part literal, each (text, style) part styled. Never parsed as markup."""
+    return Text.assemble(*parts)
+
+
 def _fail(problems: list[Problem] | str) -> NoReturn:
-    if isinstance(problems, str):
-        err.print(f"[red]error:[/] {problems}", highlight=False)
-    else:
-        for problem in problems:
-            err.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    for problem in [problems] if isinstance(problems, str) else problems:
+        err.print(_styled(("error:", "red"), f" {problem}"))
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
@@ -141,27 +144,25 @@ def _drive(session: Session, *, quiet: bool) -> LoopState:
 def _summary(state: LoopState, session: Session) -> int:
     if state.suspended is not None:
         pause = state.suspended
-        out.print(f"[yellow]SUSPENDED[/] {pause.reason.value}: {escape(session.redact(pause.detail))}",
-                  highlight=False)
+        out.print(_styled(("SUSPENDED", "yellow"), f" {pause.reason.value}: {session.redact(pause.detail)}"))
         if pause.push is not None:
-            out.print(f"best work: {escape(pause.push.message)} ({pause.push.sha[:10]})", highlight=False)
+            out.print(f"best work: {session.redact(pause.push.message)} ({pause.push.sha[:10]})")
     elif state.status == Status.SUCCESS:
-        out.print(f"[green]SUCCESS[/] goal {state.goal.id} met in {len(state.iterations)} iterations")
+        out.print(_styled(("SUCCESS", "green"), f" goal {state.goal.id} met in {len(state.iterations)} iterations"))
     else:
-        out.print(f"[red]STOPPED[/] {state.stop_label}: {escape(session.redact(state.stop_detail))}",
-                  highlight=False)
+        out.print(_styled(("STOPPED", "red"), f" {state.stop_label}: {session.redact(state.stop_detail)}"))
         if session.files.incident_path.exists():
-            out.print(f"incident: {session.files.incident_path}", highlight=False)
+            out.print(f"incident: {session.files.incident_path}")
     pushed = state.push.message if state.push else "not pushed"
-    out.print(f"branch:   {state.branch} ({escape(pushed)})", highlight=False)
-    out.print(f"worktree: {state.worktree}", highlight=False)
-    out.print(f"report:   {session.files.report_path}", highlight=False)
-    out.print(f"events:   {session.files.events_path}", highlight=False)
+    out.print(f"branch:   {state.branch} ({session.redact(pushed)})")
+    out.print(f"worktree: {state.worktree}")
+    out.print(f"report:   {session.files.report_path}")
+    out.print(f"events:   {session.files.events_path}")
     if state.suspended is not None:
         out.print(f"run id:   {state.run_id}  (resumable: loopbot resume {state.run_id}; "
-                  f"or loopbot abandon {state.run_id})", highlight=False)
+                  f"or loopbot abandon {state.run_id})")
         return EXIT_SUSPENDED
-    out.print(f"run id:   {state.run_id}  (loopbot status)", highlight=False)
+    out.print(f"run id:   {state.run_id}  (loopbot status)")
     return EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED
 
 
@@ -218,16 +219,16 @@ def run(
                 session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
                                        provider_env=_provider_env(), cancel=cancel)
             except Interrupted:
-                err.print("interrupted before the run started; nothing was created", highlight=False)
+                err.print("interrupted before the run started; nothing was created")
                 raise typer.Exit(EXIT_SUSPENDED) from None
             dirty = git(Path(state.repo), "status", "--porcelain", "--untracked-files=no").stdout.strip()
         if dirty:
-            err.print("[yellow]note:[/] your working tree has uncommitted changes; the loop starts from "
-                      f"{state.base_sha[:10]} (HEAD) and does not see them", highlight=False)
+            err.print(_styled(("note:", "yellow"), " your working tree has uncommitted changes; the loop starts "
+                              f"from {state.base_sha[:10]} (HEAD) and does not see them"))
         if state.remote is None:
-            err.print("[yellow]note:[/] no remote to push to: the loop branch stays in this repository "
-                      "(--remote NAME, or push.remote in the config)", highlight=False)
-        out.print(f"run {state.run_id} on branch {state.branch}", highlight=False)
+            err.print(_styled(("note:", "yellow"), " no remote to push to: the loop branch stays in this "
+                              "repository (--remote NAME, or push.remote in the config)"))
+        out.print(f"run {state.run_id} on branch {state.branch}")
         final = _drive(session, quiet=quiet)
     raise typer.Exit(_summary(final, session))
 
@@ -255,7 +256,7 @@ def resume(
                 _fail(str(exc))
             session.store.clear_cancel(run_id)
         where = f"suspended ({state.suspended.reason.value})" if state.suspended else f"step {state.phase.value}"
-        out.print(f"resuming {run_id} at iteration {state.iteration}, {where}", highlight=False)
+        out.print(f"resuming {run_id} at iteration {state.iteration}, {where}")
         final = _drive(session, quiet=quiet)
     raise typer.Exit(_summary(final, session))
 
@@ -275,8 +276,7 @@ def abandon(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = Non
             store.save(final, "abandon")
         finally:
             store.close()
-    out.print(f"abandoned {run_id}; its branch {final.branch} keeps the work (loopbot gc removes the worktree)",
-              highlight=False)
+    out.print(f"abandoned {run_id}; its branch {final.branch} keeps the work (loopbot gc removes the worktree)")
 
 
 @app.command()
@@ -290,24 +290,38 @@ def status(
         paths = _paths(repo, state_dir)
         runs, recorded = _read_store(paths)
         strays = [entry for entry in recorded if entry.run_id not in {s.run_id for s in runs}]
-    if as_json:
+    if as_json:  # JSON Lines: one compact object per run, full ids
         for s in runs:
-            out.print_json(json.dumps({"run_id": s.run_id, "goal": s.goal.id, "status": s.status.value,
-                                       "phase": s.phase.value, "iteration": s.iteration,
-                                       "cost_usd": s.spend.cost_usd, "stop_reason": s.stop_label or None,
-                                       "suspended": s.suspended.reason.value if s.suspended else None,
-                                       "branch": s.branch}))
+            _json_line({"run_id": s.run_id, "goal": s.goal.id, "status": s.status.value, "state": s.state_label,
+                        "phase": s.phase.value, "iteration": s.iteration,
+                        "max_iterations": s.budgets.max_iterations, "model_calls": s.spend.model_calls,
+                        "cost_usd": s.spend.cost_usd, "stop_reason": s.stop_label or None,
+                        "suspended": s.suspended.reason.value if s.suspended else None, "branch": s.branch})
+        for entry in strays:
+            _json_line({"run_id": entry.run_id, "goal": None, "status": "unrecorded", "state": "unrecorded",
+                        "branch": entry.branch})
         return
     if not runs and not strays:
-        out.print(f"no runs in {paths.root}", highlight=False)
+        out.print(f"no runs in {paths.root}")
         return
-    table = Table("run", "goal", "state", "iteration", "calls", "cost", "stop reason", "branch")
-    for s in runs:
-        table.add_row(s.run_id, s.goal.id, s.state_label, f"{s.iteration}/{s.budgets.max_iterations}",
-                      str(s.spend.model_calls), f"${s.spend.cost_usd:.4f}", s.stop_label or "-", s.branch)
-    for entry in strays:
-        table.add_row(entry.run_id, "-", "unrecorded", "-", "-", "-", "-", entry.branch)
-    out.print(table)
+    rows = [["run", "goal", "state", "iteration", "calls", "cost", "stop reason", "branch"]]
+    rows += [[s.run_id, s.goal.id, s.state_label, f"{s.iteration}/{s.budgets.max_iterations}",
+              str(s.spend.model_calls), f"${s.spend.cost_usd:.4f}", s.stop_label or "-", s.branch] for s in runs]
+    rows += [[entry.run_id, "-", "unrecorded", "-", "-", "-", "-", entry.branch] for entry in strays]
+    for line in _columns(rows):
+        out.print(line, crop=False, overflow="ignore")
+
+
+def _json_line(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    """Aligned columns that are never truncated nor wrapped, whatever the terminal's width: a run
+    id is copied from here into `resume` and `abandon`."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _read_store(paths: Paths) -> tuple[list[LoopState], list[Debris]]:
@@ -340,11 +354,11 @@ def gc(
         finally:
             store.close()
     if not found:
-        out.print("nothing to clean", highlight=False)
+        out.print("nothing to clean")
         return
     verb = "would remove" if dry_run else "removed"
     for item in found:
-        out.print(f"{verb} {item}", highlight=False)
+        out.print(f"{verb} {item}")
 
 
 @app.command()
@@ -357,7 +371,7 @@ def stop(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) 
             store.request_cancel(run_id)
         finally:
             store.close()
-    out.print(f"stop requested for {run_id}", highlight=False)
+    out.print(f"stop requested for {run_id}")
 
 
 class Kind(StrEnum):
@@ -378,11 +392,11 @@ def validate(
             if not file.exists():
                 raise InputError([Problem(str(file), None, None, "", "no such file")])
             load_config(file)
-            out.print(f"ok: {file} is a valid loopbot config", highlight=False)
+            out.print(f"ok: {file} is a valid loopbot config")
         else:
             goal = load_goal(file)
             out.print(f"ok: {file} is a valid goal '{goal.id}' ({len(goal.objective_checks)} objective checks, "
-                      f"{len(goal.criteria)} judged criteria, {len(goal.chunks)} chunks)", highlight=False)
+                      f"{len(goal.criteria)} judged criteria, {len(goal.chunks)} chunks)")
 
 
 class SchemaName(StrEnum):
@@ -416,12 +430,11 @@ def demo(
     code = _summary(result.loop, result.session)
     if result.docs is not None:
         out.print(f"wiki:     {result.docs.branch} ({'pushed' if result.docs.pushed else 'not pushed'}); "
-                  f"proposal {result.docs.proposal}", highlight=False)
+                  f"proposal {result.docs.proposal}")
         if not result.docs.changed:
             code = EXIT_STOPPED
-    out.print(f"inspect:  git -C {result.origin} log --oneline --all", highlight=False)
-    out.print(f"          git -C {result.repo} diff main {result.docs.branch if result.docs else result.loop.branch}",
-              highlight=False)
+    out.print(f"inspect:  git -C {result.origin} log --oneline --all")
+    out.print(f"          git -C {result.repo} diff main {result.docs.branch if result.docs else result.loop.branch}")
     raise typer.Exit(code)
 
 
@@ -445,7 +458,7 @@ def audit(
         store.close()
     result = run_audit(root, model=auditor, config=config, forge=LocalForge(root, paths.root / "proposals"),
                        sandbox=SubprocessSandbox(), clock=SystemClock(), lessons=lessons)
-    out.print(escape(result.markdown()), highlight=False)
+    out.print(result.markdown())
 
 
 @app.command()
@@ -469,11 +482,11 @@ def docs(
                           forge=LocalForge(root, paths.root / "proposals"), sandbox=SubprocessSandbox(),
                           clock=SystemClock(), state_root=paths.root, remote=remote or config.push.remote)
     if result.error:
-        err.print(f"[yellow]note:[/] {escape(result.error)}", highlight=False)
-    out.print(escape(result.body()), highlight=False)
+        err.print(_styled(("note:", "yellow"), f" {result.error}"))
+    out.print(result.body())
     if result.changed:
-        out.print(f"branch:   {result.branch} ({'pushed' if result.pushed else 'local only'})", highlight=False)
-        out.print(f"proposal: {result.proposal}", highlight=False)
+        out.print(f"branch:   {result.branch} ({'pushed' if result.pushed else 'local only'})")
+        out.print(f"proposal: {result.proposal}")
 
 
 wiki_app = typer.Typer(no_args_is_help=True, help="The committed wiki folder.")
@@ -496,7 +509,7 @@ def wiki_lint(
     wiki_path = config.wiki.path.strip("/")
     wiki = root / wiki_path
     if not wiki.is_dir():
-        out.print(f"no wiki at {wiki_path}/ (loopbot docs creates one)", highlight=False)
+        out.print(f"no wiki at {wiki_path}/ (loopbot docs creates one)")
         return
     tracked = [p for p in git(root, "ls-files", "-z").stdout.split("\0") if p]
     files = set(tracked) | {f"{wiki_path}/{p}" for p in lint.pages(wiki)}
@@ -508,8 +521,8 @@ def wiki_lint(
         else:
             findings = lint.fix(wiki, findings)
     for finding in findings:
-        out.print(escape(str(finding)), highlight=False)
-    out.print(f"{len(findings)} finding(s)" if findings else "wiki lint: clean", highlight=False)
+        out.print(str(finding))
+    out.print(f"{len(findings)} finding(s)" if findings else "wiki lint: clean")
     raise typer.Exit(1 if findings else 0)
 
 
@@ -542,14 +555,14 @@ def replay_serve(
             raise InputError([Problem(str(cassette), None, None, "", f"not a cassette: {exc}")]) from None
     server = ReplayServer(loaded, port=port)
     with server:
-        out.print(f"replaying {len(loaded.exchanges)} exchanges at {server.url}", highlight=False)
-        out.print(f"  ANTHROPIC_BASE_URL={server.url}  OPENAI_BASE_URL={server.url}/v1", highlight=False)
+        out.print(f"replaying {len(loaded.exchanges)} exchanges at {server.url}")
+        out.print(f"  ANTHROPIC_BASE_URL={server.url}  OPENAI_BASE_URL={server.url}/v1")
         try:
             while server.remaining:
                 time.sleep(0.2)
         except KeyboardInterrupt:
             pass
-    out.print(f"done: {len(server.received)} requests, {len(server.misses)} unmatched", highlight=False)
+    out.print(f"done: {len(server.received)} requests, {len(server.misses)} unmatched")
 
 
 @replay_app.command("record")
@@ -564,13 +577,13 @@ def replay_record(
     from loopbot.testing.recorder import RecordingProxy
 
     with RecordingProxy(upstream, out_file, port=port) as proxy:
-        out.print(f"recording {upstream} at {proxy.url} into {out_file}; Ctrl-C to stop", highlight=False)
+        out.print(f"recording {upstream} at {proxy.url} into {out_file}; Ctrl-C to stop")
         try:
             while True:
                 time.sleep(0.5)
         except KeyboardInterrupt:
             pass
-    out.print(f"recorded {len(proxy.cassette.exchanges)} exchanges", highlight=False)
+    out.print(f"recorded {len(proxy.cassette.exchanges)} exchanges")
 
 
 def version_callback(value: bool) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from loopbot.audit import audit
 from loopbot.clock import SystemClock
@@ -44,35 +45,35 @@ def run_demo(base: Path, console: Console, drive: Callable[[Session], LoopState]
     config = Config()
     forge = LocalForge(repo, paths.root / "proposals")
     model_spec = f"scripted:{SCRIPT}"
-    console.print(f"demo repo: {repo}  (origin: {origin})", highlight=False)
+    console.print(Text(f"demo repo: {repo}  (origin: {origin})"))
 
-    console.rule("1. audit loop: review the repository, file plans")
+    console.rule(Text("1. audit loop: review the repository, file plans"))
     audited = audit(repo, model=ScriptedModel.from_file(SCRIPT), config=config, forge=forge,
                     sandbox=SubprocessSandbox(), clock=SystemClock(), lessons=[])
     for plan in audited.filed:
-        console.print(f"  filed plan: {plan.title} → {plan.ref}", highlight=False)
+        console.print(Text(f"  filed plan: {plan.title} → {plan.ref}"))
     ttl_plan = next(p for p in audited.filed if "TTL" in p.title)
 
-    console.rule("2. execution loop: run the TTL plan on a loop/* branch")
+    console.rule(Text("2. execution loop: run the TTL plan on a loop/* branch"))
     plan_path = repo / ttl_plan.ref
     goal = goal_from_markdown(plan_path.read_text(encoding="utf-8"), str(plan_path))
     state = create_run(goal, str(plan_path), repo, paths=paths, model=model_spec, config=config)
     # The demo's commands are our own bundled tests: without bubblewrap it still runs, saying so.
     session = open_session(state, paths, allow_unsandboxed=True, secrets=secrets)
-    console.print(f"sandbox: {session.files.sandbox_note}", highlight=False)
+    console.print(Text(f"sandbox: {session.files.sandbox_note}"))
     final = drive(session)
     if final.status != Status.SUCCESS:
         return DemoResult(repo, origin, final, session, None)
 
-    console.rule("3. a reviewer merges the pull request (the demo plays the human; loopbot never merges)")
+    console.rule(Text("3. a reviewer merges the pull request (the demo plays the human; loopbot never merges)"))
     before = resolve_rev(repo, "main")
     git(repo, "merge", "--no-ff", "--quiet", "-m", f"Merge {final.branch}: {goal.goal}", final.branch)
     git(repo, "push", "--quiet", "origin", "main")
-    console.print(f"  main: {before[:10]} → {resolve_rev(repo, 'main')[:10]}", highlight=False)
+    console.print(Text(f"  main: {before[:10]} → {resolve_rev(repo, 'main')[:10]}"))
 
-    console.rule("4. documentation loop: bring the wiki up to date on a loop/wiki-* branch")
+    console.rule(Text("4. documentation loop: bring the wiki up to date on a loop/wiki-* branch"))
     documented = docs(repo, since=before, model=ScriptedModel.from_file(SCRIPT), config=config, forge=forge,
                       sandbox=SubprocessSandbox(), clock=SystemClock(), state_root=paths.root, remote="origin")
     for page in documented.changed:
-        console.print(f"  wiki: {page}", highlight=False)
+        console.print(Text(f"  wiki: {page}"))
     return DemoResult(repo, origin, final, session, documented)

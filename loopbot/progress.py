@@ -1,4 +1,8 @@
-"""Live progress on the terminal: iteration, phase and budget use, one line per decided iteration."""
+"""Live progress on the terminal: iteration, phase and budget use, one line per decided iteration.
+
+Every line is a Rich Text built from parts, never markup: approaches, check names, checker reasons,
+guard paths and push messages are other people's text and are printed as written.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from loopbot.core.state import LoopState
 
@@ -14,13 +19,25 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def line(*parts: str | tuple[str, str]) -> Text:
+    """One console line: each str part literal, each (text, style) part styled."""
+    return Text.assemble(*parts)
+
+
+def simulated(state: LoopState) -> bool:
+    """Every role is a scripted model: its token counts and cost are made up, not billed."""
+    return bool(state.models) and all(spec.startswith("scripted:") for spec in state.models.values())
+
+
 class ProgressDisplay:
-    def __init__(self, console: Console, total_iterations: int):
+    """The live bar (only on a terminal, and not with `bar=False`) and the iteration log (always)."""
+
+    def __init__(self, console: Console, total_iterations: int, *, bar: bool = True):
         self.console = console
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=20),
-            TextColumn("{task.fields[budget]}"), TimeElapsedColumn(),
-            console=console, transient=False, disable=not console.is_terminal,
+            SpinnerColumn(), TextColumn("{task.description}", style="bold", markup=False), BarColumn(bar_width=20),
+            TextColumn("{task.fields[budget]}", markup=False), TimeElapsedColumn(),
+            console=console, transient=False, disable=not bar or not console.is_terminal,
         )
         self.task: TaskID = self.progress.add_task("starting", total=total_iterations, budget="")
 
@@ -31,10 +48,13 @@ class ProgressDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def _print(self, *parts: str | tuple[str, str]) -> None:
+        self.console.print(line(*parts), soft_wrap=True)
+
     def _budget(self, state: LoopState) -> str:
         b, s = state.budgets, state.spend
-        return (f"calls {s.model_calls}/{b.max_model_calls}  tokens {s.tokens:,}  "
-                f"${s.cost_usd:.3f}/${b.max_cost_usd:g}")
+        cost = f"${s.cost_usd:.3f}/${b.max_cost_usd:g}" + (" simulated" if simulated(state) else "")
+        return f"calls {s.model_calls}/{b.max_model_calls}  tokens {s.tokens:,}  {cost}"
 
     def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
         label = f"iteration {state.iteration}/{state.budgets.max_iterations} · {state.phase.value}"
@@ -43,28 +63,32 @@ class ProgressDisplay:
         self.progress.update(self.task, description=label, budget=self._budget(state),
                              completed=len(state.iterations))
         if kind == "baseline":
-            self.console.print(f"baseline score {data['score']:.2f}")
+            self._print(f"baseline score {data['score']:.2f}")
         elif kind == "refused":
-            self.console.print(f"  [yellow]refused[/] blocked approach: {data['approach']}")
+            self._print("  ", ("refused", "yellow"), f" blocked approach: {data['approach']}")
         elif kind == "decided":
-            record = state.iterations[-1]
-            color = {"SUCCESS": "green", "RETRY": "yellow", "STOP": "red"}[data["decision"]]
-            kept = "kept" if data["kept"] else "rolled back"
-            self.console.print(f"[{color}]iteration {data['iteration']}: {data['decision']}[/] "
-                               f"score {data['score']:.2f} ({kept}) · {record.approach}", highlight=False)
-            failed = [v.name for v in record.verdicts if not v.passed]
-            if failed:
-                self.console.print(f"  failed checks: {', '.join(failed)}", highlight=False)
-            if record.checker is not None and record.checker.decision == "REJECT":
-                for reason in record.checker.reasons:
-                    self.console.print(f"  [red]checker REJECT[/]: {_clip(reason)}", highlight=False)
-            if record.violations:
-                for v in record.violations:
-                    self.console.print(f"  [red]guard {v.guard}[/]: {v.path}", highlight=False)
+            self._decided(state, data)
         elif kind == "pushed":
-            self.console.print(f"push: {data['message']}", highlight=False)
+            self._print(f"push: {data['message']}")
         elif kind == "finished":
             done = len(state.iterations)
             self.progress.update(self.task, description=f"finished: {state.status.value} {state.stop_label}".rstrip(),
                                  total=max(done, 1), completed=max(done, 1))
             self.progress.stop_task(self.task)
+
+    def _decided(self, state: LoopState, data: dict[str, Any]) -> None:
+        record = state.iterations[-1]
+        color = {"SUCCESS": "green", "RETRY": "yellow", "STOP": "red"}[data["decision"]]
+        kept = "kept" if data["kept"] else "rolled back"
+        self._print((f"iteration {data['iteration']}: {data['decision']}", color),
+                    f" score {data['score']:.2f} ({kept}) · {record.approach or '-'}")
+        if record.maker_error:  # the iteration failed before anything was evaluated: say why
+            self._print("  ", ("failed", "red"), f": {_clip(record.maker_error)}")
+        failed = [v.name for v in record.verdicts if not v.passed]
+        if failed:
+            self._print(f"  failed checks: {', '.join(failed)}")
+        if record.checker is not None and record.checker.decision == "REJECT":
+            for reason in record.checker.reasons:
+                self._print("  ", ("checker REJECT", "red"), f": {_clip(reason)}")
+        for v in record.violations:
+            self._print("  ", (f"guard {v.guard}", "red"), f": {v.path}")
