@@ -240,6 +240,9 @@ class LoopState(BaseModel):
     # Set while the run is paused; cleared when it is resumed. A suspended run is not finished.
     suspended: Suspension | None = None
     suspensions: int = 0
+    # The event that started the run on GitHub (see core.route.trigger_of): a replay of it resumes
+    # or reports, never reruns.
+    trigger: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -1,0 +1,82 @@
+"""`loopbot action`: the GitHub Action's entrypoint, a composition root. It reads the Actions
+environment once (`inputs`), connects to GitHub, lets the pure router (`core.route`) decide what
+the event asks for with facts fetched from GitHub and git (`facts`), and carries that out
+(`execute`).
+
+| event                                  | what happens                                   |
+|----------------------------------------|------------------------------------------------|
+| schedule, workflow_dispatch            | audit loop → plan issues                       |
+| issues.labeled (labels.run)            | execute that plan issue                        |
+| issue_comment `/loop …`                | run, stop, resume, retry, status, context      |
+| pull_request_review on a loop/* PR     | iterate again with the review as feedback      |
+| push to the default branch             | documentation loop → wiki PR                   |
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import httpx
+
+from loopbot.action.execute import Job, execute
+from loopbot.action.facts import GitHubFacts
+from loopbot.action.inputs import ActionInputs, read_config
+from loopbot.core.route import Repo, route
+from loopbot.core.state import LoopState
+from loopbot.errors import InputError, LoopbotError
+from loopbot.forge.github.forge import PermissionUnknown, connect
+
+__all__ = ["PermissionUnknown", "main", "read_config", "run_action"]
+
+OUTPUTS = ("loop_id", "status", "pr_number", "cost")
+
+
+def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None = None,
+               sleep: Callable[[float], None] = time.sleep,
+               on_checkpoint: Callable[[LoopState], None] | None = None) -> int:
+    inputs = ActionInputs.from_env(env)
+    outputs: dict[str, str] = {}
+    try:
+        config = inputs.config()
+        forge = connect(owner=inputs.owner, repo=inputs.repo, api_url=inputs.api_url, token=inputs.token,
+                        app_id=inputs.app_id, private_key=inputs.private_key, transport=transport, sleep=sleep)
+        repo = Repo(inputs.full_name, inputs.default_branch, inputs.self_logins)
+        facts = GitHubFacts(forge, inputs.checkout)
+        intent = route(inputs.event, inputs.payload, config, facts, repo, mode=inputs.mode, now=_now())
+        print(f"loopbot: {inputs.event}.{inputs.payload.get('action')} → {intent.kind}"
+              + (f" ({intent.why})" if intent.why and intent.why != intent.kind else ""))
+        job = Job(inputs, config, forge, facts, repo, on_checkpoint, outputs)
+        return execute(intent, job)
+    except InputError:
+        outputs.setdefault("status", "invalid_input")
+        raise
+    finally:
+        _write_outputs(inputs.output_path, outputs)  # on every path, early returns and errors included
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _write_outputs(path: str | None, outputs: Mapping[str, str]) -> None:
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            for key in OUTPUTS:
+                handle.write(f"{key}={outputs.get(key, '')}\n")
+
+
+def main(env: Mapping[str, str]) -> int:
+    try:
+        return run_action(env)
+    except PermissionUnknown as exc:
+        print(f"::error::{exc}; nothing was started, re-run the job")
+        return 2
+    except InputError as exc:
+        for problem in exc.problems:
+            print(f"::error::{problem}")
+        return 2
+    except LoopbotError as exc:
+        print(f"::error::{exc}")
+        return 2

@@ -1,0 +1,157 @@
+"""Carrying out what the router decided: replies, status, stop, the loops. Wiring only: every
+decision about who may do what, and which goal runs, was made in `core.route`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopbot.action.facts import GitHubFacts, state_store
+from loopbot.action.inputs import ActionInputs
+from loopbot.clock import SystemClock
+from loopbot.config import Config
+from loopbot.core.redact import Redactor, secrets_from_env
+from loopbot.core.route import MARK, Intent, Repo, actor_kind, may_steer
+from loopbot.core.state import LoopState, Status
+from loopbot.forge.github.forge import GitHubForge
+from loopbot.forge.github.publisher import GitHubPublisher
+from loopbot.goal import slugify
+from loopbot.providers import ProviderEnv
+from loopbot.report import render_report
+from loopbot.session import Paths, create_run, held_secrets, open_session
+from loopbot.workspace.git import git, resolve_rev
+
+
+@dataclass
+class Job:
+    inputs: ActionInputs
+    config: Config
+    forge: GitHubForge
+    facts: GitHubFacts
+    repo: Repo
+    on_checkpoint: Callable[[LoopState], None] | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def execute(intent: Intent, job: Job) -> int:
+    if intent.kind == "ignore":
+        print(f"loopbot: {intent.why}; nothing to do")
+        return 0
+    if intent.kind in ("run", "resume", "retry"):
+        return _loop(intent, job)
+    if intent.kind == "audit":
+        return _audit(job)
+    if intent.kind == "docs":
+        return _docs(intent, job)
+    job.outputs["status"] = intent.why
+    if intent.why == "permission_unknown":
+        # Never read as "no access": nothing started, and the log says why.
+        for problem in job.facts.problems or [f"could not look up @{intent.actor}'s permission"]:
+            print(f"::error::{problem}; nothing was started, re-run the job")
+    assert intent.where is not None or intent.reply is None
+    if intent.kind == "status":
+        assert intent.plan is not None and intent.where is not None
+        latest = job.facts.state(intent.plan)
+        text = render_report(latest) if latest else "No loop has run for this issue yet."
+        job.forge.comment(intent.where, f"{MARK}\n{text}")
+    elif intent.kind == "stop":
+        assert intent.plan is not None and intent.where is not None
+        job.forge.add_labels(intent.plan, job.config.labels.stop)
+        job.forge.comment(intent.where, f"{MARK}\nStopping after the current step; the best work so far stays on "
+                                        "the branch. `/loop resume` continues it.")
+    elif intent.reply is not None and intent.where is not None:
+        job.forge.comment(intent.where, intent.reply)
+    return intent.exit_code
+
+
+def _loop(intent: Intent, job: Job) -> int:
+    assert intent.plan is not None and intent.goal is not None
+    number, goal, inputs = intent.plan, intent.goal, job.inputs
+    remote, checkout = "origin", inputs.checkout
+    git(checkout, "fetch", "--quiet", remote, check=False)
+    secrets = secrets_from_env(dict(inputs.env))
+    store = state_store(checkout, number, redact=Redactor(held_secrets(checkout, secrets)),
+                        cancel_check=lambda: job.config.labels.stop in job.forge.issue(number).labels)
+    latest = job.facts.state(number)
+    job.forge.remove_label(number, job.config.labels.stop)
+    branch = f"loop/{number}-{slugify(goal.id, 30)}"
+    paths = Paths(inputs.state_dir)
+    if intent.kind == "resume" and latest is not None:
+        # A previous runner died or the loop was stopped: resume where it left off, on this checkout.
+        state = latest.model_copy(update={"repo": str(checkout), "worktree": str(paths.worktree(latest.run_id))})
+    else:
+        base = "HEAD"
+        if intent.feedback_pr is not None and git(checkout, "rev-parse", "--verify", "--quiet",
+                                                  f"refs/remotes/{remote}/{branch}", check=False).returncode == 0:
+            base = f"refs/remotes/{remote}/{branch}"  # iterate on the PR's work, with the review as feedback
+        state = create_run(goal, f"issue #{number}", checkout, paths=paths, model=inputs.model, config=job.config,
+                           remote=remote, base=base, run_id=f"{goal.id}-{number}-{int(time.time())}", branch=branch,
+                           protect_adds=True)
+        update: dict[str, Any] = {"trigger": intent.trigger}
+        if base != "HEAD":
+            update["base_sha"] = resolve_rev(checkout, f"refs/remotes/{remote}/{inputs.default_branch}")
+        feedback = _feedback(intent.feedback_pr, job) if intent.feedback_pr is not None else ""
+        if feedback:
+            update["feedback"] = "## Review feedback from a human\n\n" + feedback
+        state = state.model_copy(update=update)
+    # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting.
+    session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
+                           provider_env=ProviderEnv.from_mapping(inputs.env),
+                           resume=state.steps_completed > 0 or state.suspended is not None)
+    publisher = GitHubPublisher(job.forge, session.runner.workspace, issue=number,
+                                base_branch=inputs.default_branch, labels=job.config.labels, remote=remote,
+                                redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock())
+    session.runner.observers.append(publisher)
+    final = session.runner.run(state)
+    job.outputs.update({"loop_id": final.run_id, "cost": f"{final.spend.cost_usd:.4f}",
+                        "status": "suspended" if final.suspended is not None else final.status.value,
+                        "pr_number": str(publisher.pr.number) if publisher.pr else ""})
+    if inputs.summary_path:
+        with open(inputs.summary_path, "a", encoding="utf-8") as handle:
+            handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
+    return 0 if final.status == Status.SUCCESS else 1
+
+
+def _feedback(pr: int, job: Job) -> str:
+    """The loop PR's reviews and inline comments, from those who may steer the loop only."""
+    def trusted(user: Mapping[str, Any]) -> bool:
+        return may_steer(actor_kind(user, job.facts, job.config, job.repo))
+
+    return job.forge.review_feedback(pr, trusted=trusted)
+
+
+def _audit(job: Job) -> int:
+    from loopbot.audit import audit
+    from loopbot.providers import build_model
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+
+    config, inputs = job.config, job.inputs
+    spec = inputs.model or config.models.resolve(config.models.auditor)
+    model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
+    result = audit(inputs.checkout, model=model, config=config, forge=job.forge, sandbox=SubprocessSandbox(),
+                   clock=SystemClock(), lessons=[])
+    job.outputs["status"] = f"filed {len(result.filed)}"
+    print(result.markdown())
+    return 0
+
+
+def _docs(intent: Intent, job: Job) -> int:
+    from loopbot.forge.local import LocalForge
+    from loopbot.providers import build_model
+    from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+    from loopbot.wiki.update import docs
+
+    config, inputs = job.config, job.inputs
+    spec = inputs.model or config.models.resolve(config.models.documenter)
+    model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
+    result = docs(inputs.checkout, since=intent.since or "HEAD~1", model=model, config=config,
+                  forge=LocalForge(inputs.checkout, inputs.state_dir / "proposals"), sandbox=SubprocessSandbox(),
+                  clock=SystemClock(), state_root=inputs.state_dir, remote="origin")
+    if result.pushed:
+        pr = job.forge.open_pr(result.branch, inputs.default_branch, f"docs: wiki for {result.branch[10:]}",
+                               result.body())
+        job.outputs["pr_number"] = str(pr.number)
+    job.outputs["status"] = "documented" if result.changed else "current"
+    return 0
