@@ -29,6 +29,7 @@ from loopbot.goal import Goal, load_goal
 from loopbot.plans import goal_from_markdown
 from loopbot.progress import ProgressDisplay
 from loopbot.providers import ProviderEnv
+from loopbot.sandbox import OFF_NOTE
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import git, repo_root
@@ -124,9 +125,22 @@ def _signals() -> Iterator[Cancellation]:
             signal.signal(sig, handler)
 
 
+SANDBOX_OFF_WARNING = (
+    " the sandbox is OFF: the agent's and the checks' commands run as you, with your files and the network "
+    "within reach. Install bubblewrap to isolate them: sudo apt-get install bubblewrap "
+    "(then drop `sandbox: off` from the config)."
+)
+
+
+def _warn_if_unsandboxed(session: Session) -> None:
+    if session.files.sandbox_note.startswith(OFF_NOTE):
+        err.print(_styled(("WARNING:", "bold red"), SANDBOX_OFF_WARNING))
+
+
 def _drive(session: Session, *, quiet: bool) -> LoopState:
     """Run with live progress until the run ends or is suspended."""
     runner = session.runner
+    _warn_if_unsandboxed(session)
     try:
         if quiet:
             return runner.run(session.state)

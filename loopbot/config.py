@@ -145,6 +145,11 @@ class SandboxConfig(_Strict):
     expose: list[str] = Field(default_factory=list,
                               description="extra host paths shown read-only (e.g. ~/.rustup); homes are hidden")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_boolean(cls, value: Any) -> Any:
+        return _sandbox_mode(value)
+
     @field_validator("expose")
     @classmethod
     def _no_credential_dirs(cls, paths: list[str]) -> list[str]:
@@ -195,7 +200,17 @@ class Config(_Strict):
     @field_validator("sandbox", mode="before")
     @classmethod
     def _sandbox_shorthand(cls, value: Any) -> Any:
-        return {"mode": value} if isinstance(value, str) else value
+        return {"mode": _sandbox_mode(value)} if isinstance(value, str | bool) else value
+
+
+def _sandbox_mode(value: Any) -> Any:
+    """YAML 1.1 reads a bare `off` (and `no`, `false`) as False, and `on` as True: the documented
+    `sandbox: off` means off however it is quoted."""
+    if value is False:
+        return "off"
+    if value is True:
+        return "bubblewrap"
+    return value
 
 
 def parse_config(text: str, source: str) -> Config:

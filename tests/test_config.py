@@ -22,3 +22,17 @@ def test_config_errors_are_located():
     assert "c.yml:2:3: budgets.max_cost_usd: Input should be greater than 0" in found
     assert "c.yml:4:3: limits.max_plans_per_run: Input should be less than or equal to 5" in found
     assert "c.yml:5:1: surprise: unknown key" in found
+
+
+@pytest.mark.parametrize("text", ["sandbox: off\n", "sandbox: 'off'\n", "sandbox: {mode: off}\n", "sandbox: false\n"])
+def test_sandbox_off_means_off_however_yaml_reads_it(text):
+    # YAML 1.1 reads a bare `off` as the boolean false: the documented `sandbox: off` must still mean off.
+    assert parse_config(text, "c.yml").sandbox.mode == "off"
+
+
+def test_sandbox_on_and_unknown_modes():
+    assert parse_config("sandbox: on\n", "c.yml").sandbox.mode == "bubblewrap"
+    assert parse_config("sandbox: {mode: true, memory_mb: 100}\n", "c.yml").sandbox.memory_mb == 100
+    with pytest.raises(InputError) as info:
+        parse_config("sandbox: docker\n", "c.yml")
+    assert "sandbox.mode" in str(info.value)
