@@ -3,6 +3,13 @@
 Every request is held to GitHub's official OpenAPI description (a trimmed copy of
 @octokit/openapi in tests/contracts/) and to loopbot's allow-list; anything either rejects is
 recorded in `violations`, which the tests assert is empty.
+
+It answers as GitHub does where loopbot has been caught out: lists come in pages (`per_page`
+30 by default, at most 100) with a `Link` header whose URLs name the repository by id
+(`/repositories/{id}/...`, as GitHub's do); bodies over 65,536 characters are refused; rate limits
+(primary, secondary with `retry-after`, secondary with no headers at all, 429) can be queued; the
+repository settings that refuse pull requests from Actions and drafts can be switched on; a
+pull request's author cannot request changes on or approve it; GraphQL errors come in a 200.
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import jsonschema
@@ -78,6 +86,30 @@ def _ok(data: Any, status: int = 200) -> httpx.Response:
     return httpx.Response(status, json=data)
 
 
+# GitHub's limits and refusals, word for word.
+BODY_LIMIT = 65_536
+SUMMARY_LIMIT = 65_535
+DOCS = "https://docs.github.com/rest"
+ACTIONS_MAY_NOT_CREATE_PRS = "GitHub Actions is not permitted to create or approve pull requests."
+DRAFTS_UNSUPPORTED = "Draft pull requests are not supported in this repository."
+SECONDARY_LIMIT = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
+                   "If you reach out to GitHub Support for help, please include the request ID 0000:1111:2222.")
+OWN_PR = {"REQUEST_CHANGES": "Can not request changes on your own pull request",
+          "APPROVE": "Can not approve your own pull request"}
+
+
+def _invalid(resource: str, field: str, message: str, code: str = "custom") -> httpx.Response:
+    return httpx.Response(422, json={"message": "Validation Failed", "documentation_url": DOCS, "status": "422",
+                                     "errors": [{"resource": resource, "code": code, "field": field,
+                                                 "message": message}]})
+
+
+def _too_long(resource: str, body: Any, limit: int = BODY_LIMIT) -> httpx.Response | None:
+    if isinstance(body, str) and len(body) > limit:
+        return _invalid(resource, "body", f"body is too long (maximum is {limit} characters)")
+    return None
+
+
 class FakeGitHub:
     def __init__(self, contract: Path, *, owner: str = "acme", repo: str = "kvstore",
                  permissions: dict[str, str] | None = None):
@@ -88,15 +120,37 @@ class FakeGitHub:
         self.comments: dict[int, dict[str, Any]] = {}
         self.pulls: dict[int, dict[str, Any]] = {}
         self.reviews: dict[int, list[dict[str, Any]]] = {}
+        self.review_comments: dict[int, list[dict[str, Any]]] = {}
         self.check_runs: dict[int, dict[str, Any]] = {}
         self.log: list[tuple[str, str]] = []
         self.violations: list[str] = []
         self._numbers = itertools.count(1)
         self._ids = itertools.count(1000)
+        # Refuses REQUEST_CHANGES from anyone (GitHub refuses it from the PR's author in any case).
         self.refuse_request_changes = False
         # Logins whose permission lookup fails with this status (a 502, a rate limit), as GitHub can.
         self.failing_permission: dict[str, int] = {}
         self.auth_seen: list[str] = []
+        self.repo_id = 1300192
+        # GitHub serves at most 100 items a page; a test may lower it to see more pages.
+        self.max_per_page = 100
+        # The repository settings: Settings → Actions → General → Workflow permissions → "Allow GitHub
+        # Actions to create and approve pull requests" (off by default), and drafts (not on private
+        # repositories of the Free plan). The refusal's status: 403 today, 422 in older answers.
+        self.actions_may_create_prs = True
+        self.actions_refusal_status = 403
+        self.drafts_supported = True
+        # Who each token is: the checkout's GITHUB_TOKEN is the Actions bot, a minted installation
+        # token the App's bot; a test may name others (a human's token).
+        self.token_logins: dict[str, str] = {}
+        self.installation_token = "ghs_" + "I" * 36
+        # Rate limits queued for the next requests: (kind, method or None, retry_after or reset seconds).
+        self.throttles: list[tuple[str, str | None, int | None]] = []
+        self.wall: Callable[[], float] = time.time
+        # GraphQL errors queued for the next GraphQL requests, as GitHub answers them: in a 200.
+        self.graphql_errors: list[list[dict[str, Any]]] = []
+        self.graphql_seen: list[dict[str, Any]] = []
+        self._login = "github-actions[bot]"
 
     # -- setup helpers ------------------------------------------------------------------------
     def add_issue(self, title: str, body: str, *, labels: list[str] | None = None, author: str = "alice") -> int:
@@ -114,12 +168,89 @@ class FakeGitHub:
     def comments_on(self, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.values() if c["issue_number"] == number]
 
+    def add_comment(self, number: int, body: str, *, login: str = "alice", user_type: str = "User") -> int:
+        comment_id = next(self._ids)
+        self.comments[comment_id] = {"id": comment_id, "issue_number": number, "body": body,
+                                     "user": {"login": login, "type": user_type}}
+        return comment_id
+
+    def add_pull(self, head: str, *, base: str = "main", title: str = "t", body: str = "", draft: bool = True,
+                 author: str = "github-actions[bot]", repo: str | None = None) -> int:
+        """A pull request as if someone had opened it (`repo`: the head's repository, a fork's name)."""
+        number = next(self._numbers)
+        branch = {"ref": head, "repo": {"full_name": repo or f"{self.owner}/{self.repo}"}}
+        user = {"login": author, "type": "Bot" if author.endswith("[bot]") else "User"}
+        self.pulls[number] = {"number": number, "node_id": f"PR_node{number}", "head": branch,
+                              "base": {"ref": base}, "draft": draft, "state": "open", "title": title,
+                              "body": body, "user": user,
+                              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.issues[number] = {"number": number, "title": title, "body": body, "user": user, "labels": [],
+                               "state": "open", "pull_request": {}}
+        return number
+
+    def throttle(self, kind: str, *, times: int = 1, method: str | None = None, seconds: int | None = None) -> None:
+        """The next `times` requests (of `method`, if given) are rate limited, as GitHub limits them:
+        "primary" (403, x-ratelimit-remaining 0, reset `seconds` ahead), "secondary" (403 with
+        retry-after), "secondary-bare" (403 saying so, no headers at all), "429" (with retry-after)."""
+        assert kind in ("primary", "secondary", "secondary-bare", "429"), kind
+        self.throttles += [(kind, method, seconds)] * times
+
+    def _throttled(self, method: str) -> httpx.Response | None:
+        found = next((i for i, (_, wanted, _) in enumerate(self.throttles) if wanted in (None, method)), None)
+        if found is None:
+            return None
+        kind, _, seconds = self.throttles.pop(found)
+        if kind == "primary":
+            reset = int(self.wall()) + (60 if seconds is None else seconds)
+            return httpx.Response(403, headers={"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+                                                "x-ratelimit-used": "5000", "x-ratelimit-reset": str(reset),
+                                                "x-ratelimit-resource": "core"},
+                                  json={"message": "API rate limit exceeded for installation ID 42.",
+                                        "documentation_url": f"{DOCS}/overview/rate-limits-for-the-rest-api"})
+        if kind == "secondary-bare":
+            return httpx.Response(403, json={"message": SECONDARY_LIMIT, "documentation_url":
+                                             f"{DOCS}/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"})
+        headers = {"retry-after": str(30 if seconds is None else seconds)}
+        if kind == "429":
+            return httpx.Response(429, headers=headers, json={"message": SECONDARY_LIMIT})
+        return httpx.Response(403, headers=headers, json={"message": SECONDARY_LIMIT})
+
+    def _page(self, path: str, query: dict[str, list[str]], items: list[Any], key: str | None = None
+              ) -> httpx.Response:
+        """One page of a list, with GitHub's `Link` header (URLs by repository id, as GitHub's are)."""
+        per_page = max(1, min(int((query.get("per_page") or ["30"])[0]), self.max_per_page))
+        page = max(1, int((query.get("page") or ["1"])[0]))
+        last = max(1, math.ceil(len(items) / per_page))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        base = f"/repos/{self.owner}/{self.repo}"
+        by_id = f"https://api.github.com/repositories/{self.repo_id}{path[len(base):]}"
+        others = {k: v[0] for k, v in query.items() if k not in ("page", "per_page")}
+
+        def url(n: int) -> str:
+            return f"{by_id}?{urlencode({**others, 'per_page': per_page, 'page': n})}"
+
+        links = []
+        if page < last:
+            links += [f'<{url(page + 1)}>; rel="next"', f'<{url(last)}>; rel="last"']
+        if page > 1:
+            links += [f'<{url(1)}>; rel="first"', f'<{url(min(page - 1, last))}>; rel="prev"']
+        headers = {"link": ", ".join(links)} if links else {}
+        data: Any = chunk if key is None else {"total_count": len(items), key: chunk}
+        return httpx.Response(200, json=data, headers=headers)
+
+    def _pull_view(self, number: int) -> dict[str, Any]:
+        """A pull request as GitHub shows it: its labels are its issue's."""
+        return {**self.pulls[number], "labels": copy.deepcopy((self.issues.get(number) or {}).get("labels", []))}
+
     # -- the API ------------------------------------------------------------------------------
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         query = parse_qs(request.url.query.decode())
         body = json.loads(request.content) if request.content else None
         self.log.append((request.method, path))
+        token = request.headers.get("authorization", "").split(" ")[-1]
+        self._login = self.token_logins.get(token) or (
+            "loopbot[bot]" if token == self.installation_token else "github-actions[bot]")
         if operation_for(request.method, path) is None:
             self.violations.append(f"outside the allow-list: {request.method} {path}")
             return httpx.Response(403, json={"message": "not allowed"})
@@ -130,6 +261,9 @@ class FakeGitHub:
         if problem is not None:
             self.violations.append(problem)
             return httpx.Response(422, json={"message": problem})
+        throttled = self._throttled(request.method)
+        if throttled is not None:
+            return throttled
         return self._route(request.method, path, query, body or {})
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> httpx.Response:
@@ -138,10 +272,16 @@ class FakeGitHub:
         parts = rest.strip("/").split("/")
         ok = _ok
         if path == "/graphql":
+            self.graphql_seen.append(body)
+            if self.graphql_errors:
+                return ok({"data": None, "errors": self.graphql_errors.pop(0)})
             node = (body.get("variables") or {}).get("id")
-            for pull in self.pulls.values():
-                if pull["node_id"] == node:
-                    pull["draft"] = False
+            found = [pull for pull in self.pulls.values() if pull["node_id"] == node]
+            if not found:
+                return ok({"data": {"markPullRequestReadyForReview": None}, "errors": [
+                    {"type": "NOT_FOUND", "path": ["markPullRequestReadyForReview"],
+                     "message": f"Could not resolve to a node with the global id of '{node}'"}]})
+            found[0]["draft"] = False
             return ok({"data": {"markPullRequestReadyForReview": {"clientMutationId": None}}})
         if parts[:1] == ["collaborators"]:
             if parts[1] in self.failing_permission:
@@ -155,7 +295,7 @@ class FakeGitHub:
             return ok({"id": 42})
         if path == "/app/installations/42/access_tokens":
             self.auth_seen.append("installation-token")
-            return ok({"token": "ghs_" + "I" * 36, "expires_at": "2099-01-01T00:00:00Z"}, 201)
+            return ok({"token": self.installation_token, "expires_at": "2099-01-01T00:00:00Z"}, 201)
         if parts[:1] == ["issues"]:
             return self._issues(method, parts[1:], query, body, ok)
         if parts[:1] == ["pulls"]:
@@ -167,15 +307,25 @@ class FakeGitHub:
     def _issues(self, method: str, parts: list[str], query: dict[str, list[str]], body: dict[str, Any],
                ok: Callable[..., httpx.Response]
                 ) -> httpx.Response:
+        path = f"/repos/{self.owner}/{self.repo}/issues/{'/'.join(parts)}".rstrip("/")
         if not parts:
             if method == "POST":
-                number = self.add_issue(body["title"], body.get("body", ""), labels=body.get("labels"), author="loopbot")
+                refused = _too_long("Issue", body.get("body"))
+                if refused is not None:
+                    return refused
+                number = self.add_issue(body["title"], body.get("body", ""), labels=body.get("labels"),
+                                        author=self._login)
                 return ok(self.issues[number], 201)
             wanted = set((query.get("labels") or [""])[0].split(",")) - {""}
+            state = (query.get("state") or ["open"])[0]
             found = [i for i in self.issues.values() if wanted <= {lab["name"] for lab in i["labels"]}
-                     and i["state"] == (query.get("state") or ["open"])[0]]
-            return ok(found)
+                     and state in ("all", i["state"])]
+            # Newest first, as GitHub sorts them (created, desc); pull requests are issues too.
+            return self._page(path, query, sorted(found, key=lambda i: -i["number"]))
         if parts[0] == "comments":
+            refused = _too_long("IssueComment", body.get("body"))
+            if refused is not None:
+                return refused
             comment = self.comments[int(parts[1])]
             comment["body"] = body["body"]
             return ok(comment)
@@ -187,12 +337,15 @@ class FakeGitHub:
             return ok(issue)
         if parts[1] == "comments":
             if method == "POST":
-                comment_id = next(self._ids)
-                # As GitHub answers: the author is the token's user (the Actions bot here).
-                self.comments[comment_id] = {"id": comment_id, "issue_number": number, "body": body["body"],
-                                             "user": {"login": "github-actions[bot]", "type": "Bot"}}
+                refused = _too_long("IssueComment", body.get("body"))
+                if refused is not None:
+                    return refused
+                # As GitHub answers: the author is the token's user (the Actions bot, the App's bot).
+                comment_id = self.add_comment(number, body["body"], login=self._login,
+                                              user_type="Bot" if self._login.endswith("[bot]") else "User")
                 return ok(self.comments[comment_id], 201)
-            return ok(self.comments_on(number))
+            # Oldest first, as GitHub lists them.
+            return self._page(path, query, self.comments_on(number))
         if parts[1] == "labels":
             if method == "POST":
                 for name in body["labels"]:
@@ -209,39 +362,53 @@ class FakeGitHub:
     def _pulls(self, method: str, parts: list[str], query: dict[str, list[str]], body: dict[str, Any],
                ok: Callable[..., httpx.Response]
                ) -> httpx.Response:
+        path = f"/repos/{self.owner}/{self.repo}/pulls/{'/'.join(parts)}".rstrip("/")
         if not parts:
             if method == "POST":
-                number = next(self._numbers)
-                branch = {"ref": body["head"], "repo": {"full_name": f"{self.owner}/{self.repo}"}}
-                self.pulls[number] = {"number": number, "node_id": f"PR_node{number}", "head": branch,
-                                      "base": {"ref": body["base"]}, "draft": body.get("draft", False),
-                                      "state": "open", "title": body["title"], "body": body.get("body", ""),
-                                      "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                self.issues[number] = {"number": number, "title": body["title"], "body": body.get("body", ""),
-                                       "user": {"login": "loopbot"}, "labels": [], "state": "open",
-                                       "pull_request": {}}
-                return ok(self.pulls[number], 201)
+                if self._login == "github-actions[bot]" and not self.actions_may_create_prs:
+                    if self.actions_refusal_status == 422:
+                        return _invalid("PullRequest", "base", ACTIONS_MAY_NOT_CREATE_PRS)
+                    return httpx.Response(403, json={"message": ACTIONS_MAY_NOT_CREATE_PRS, "status": "403",
+                                                     "documentation_url": f"{DOCS}/pulls/pulls#create-a-pull-request"})
+                if body.get("draft") and not self.drafts_supported:
+                    return _invalid("PullRequest", "draft", DRAFTS_UNSUPPORTED)
+                refused = _too_long("PullRequest", body.get("body"))
+                if refused is not None:
+                    return refused
+                number = self.add_pull(body["head"], base=body["base"], title=body["title"],
+                                       body=body.get("body", ""), draft=body.get("draft", False), author=self._login)
+                return ok(self._pull_view(number), 201)
             head = (query.get("head") or [""])[0].split(":")[-1]
             state = (query.get("state") or ["open"])[0]
-            found = [p for p in self.pulls.values() if (not head or p["head"]["ref"] == head)
+            found = [self._pull_view(n) for n, p in self.pulls.items() if (not head or p["head"]["ref"] == head)
                      and (state == "all" or p["state"] == state)]
-            return ok(found)
+            return self._page(path, query, sorted(found, key=lambda p: -p["number"]))
         number = int(parts[0])
         pull = self.pulls[number]
         if len(parts) == 1:
             if method == "PATCH":
+                refused = _too_long("PullRequest", body.get("body"))
+                if refused is not None:
+                    return refused
                 pull.update({k: v for k, v in body.items() if k in ("body", "title")})
-            return ok(pull)
+            return ok(self._pull_view(number))
         if parts[1] == "reviews":
             if method == "POST":
-                if body["event"] == "REQUEST_CHANGES" and self.refuse_request_changes:
-                    return httpx.Response(422, json={"message": "Can not request changes on your own pull request"})
-                review = {"id": next(self._ids), "body": body.get("body", ""), "state": body["event"]}
+                event = body.get("event", "COMMENT")
+                own = self._login == (pull.get("user") or {}).get("login")
+                if event in OWN_PR and (own or (event == "REQUEST_CHANGES" and self.refuse_request_changes)):
+                    return httpx.Response(422, json={"message": "Unprocessable Entity", "errors": [OWN_PR[event]],
+                                                     "documentation_url": f"{DOCS}/pulls/reviews", "status": "422"})
+                refused = _too_long("PullRequestReview", body.get("body"))
+                if refused is not None:
+                    return refused
+                review = {"id": next(self._ids), "body": body.get("body", ""), "state": event,
+                          "user": {"login": self._login, "type": "Bot" if self._login.endswith("[bot]") else "User"}}
                 self.reviews.setdefault(number, []).append(review)
                 return ok(review)
-            return ok(self.reviews.get(number, []))
+            return self._page(path, query, self.reviews.get(number, []))
         if parts[1] == "comments":
-            return ok([])
+            return self._page(path, query, self.review_comments.get(number, []))
         return httpx.Response(404, json={"message": "Not Found"})
 
     def _checks(self, method: str, parts: list[str], query: dict[str, list[str]], body: dict[str, Any],
@@ -250,10 +417,15 @@ class FakeGitHub:
         if parts[0] == "commits":
             name = query["check_name"][0] if query.get("check_name") else None
             runs = [r for r in self.check_runs.values() if r["head_sha"] == parts[1] and (name is None or r["name"] == name)]
-            return ok({"total_count": len(runs), "check_runs": runs})
+            return self._page(f"/repos/{self.owner}/{self.repo}/{'/'.join(parts)}", query, runs, key="check_runs")
+        summary = (body.get("output") or {}).get("summary")
+        if isinstance(summary, str) and len(summary) > SUMMARY_LIMIT:
+            return _invalid("CheckRun", "output.summary", f"summary is too long (maximum is {SUMMARY_LIMIT} characters)")
+        if body.get("status") == "completed" and not body.get("conclusion"):
+            return _invalid("CheckRun", "conclusion", "conclusion is required when status is completed", "missing_field")
         if len(parts) == 1:
             run_id = next(self._ids)
-            self.check_runs[run_id] = {"id": run_id, **copy.deepcopy(body)}
+            self.check_runs[run_id] = {"id": run_id, "status": "queued", "conclusion": None, **copy.deepcopy(body)}
             return ok(self.check_runs[run_id], 201)
         run = self.check_runs[int(parts[1])]
         run.update(copy.deepcopy(body))
