@@ -27,6 +27,11 @@ class AuditResult:
     spend: Spend = field(default_factory=Spend)
     error: str | None = None
 
+    @property
+    def model_failed(self) -> bool:
+        """Every model call failed (none was answered): the audit reviewed nothing."""
+        return self.error is not None and self.spend.model_calls == 0
+
     def markdown(self) -> str:
         lines = ["# Audit", "", f"Filed {len(self.filed)} plan(s); model calls {self.spend.model_calls}, "
                  f"cost ${self.spend.cost_usd:.4f}.", ""]

@@ -27,19 +27,21 @@ from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LeaseHeld, LeaseLost, LoopbotError, Problem, StoreError
 from loopbot.goal import Goal, load_goal
 from loopbot.plans import goal_from_markdown
-from loopbot.progress import ProgressDisplay
+from loopbot.progress import ProgressDisplay, simulated
 from loopbot.providers import ProviderEnv
 from loopbot.sandbox import OFF_NOTE
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
 from loopbot.store.sqlite import SqliteStore
 from loopbot.workspace.git import git, repo_root
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+# -h is --help on every command: sub-commands inherit the root's context settings.
+HELP = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP,
                   help="AI coding-agent loops that do the work on a loop/* branch, get it checked, and never merge.")
 # Markup and emoji codes off: a plain string printed here is printed as written (model text, check
 # names, paths, run ids, validation errors). Style comes only from Text objects built by `_styled`.
-out = Console(soft_wrap=True, markup=False, emoji=False)
-err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)
+out = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 # 0 goal met; 1 stopped for good without success; 2 bad input (goal, config, store, a live owner);
 # 3 suspended: cancelled, a transient error or a push that failed — `loopbot resume` continues.
@@ -69,9 +71,37 @@ def _bad_input() -> Iterator[None]:
         _fail(str(exc))
 
 
-def _paths(repo: Path, state_dir: Path | None) -> Paths:
+def _paths(repo: Path, state_dir: Path | None, *, write: bool = True) -> Paths:
+    """Where runs are kept; a command that writes there finds out first that it can."""
     env_dir = os.environ.get("LOOPBOT_STATE_DIR")
-    return Paths.for_repo(repo_root(repo), state_dir or (Path(env_dir) if env_dir else None))
+    override = state_dir or (Path(env_dir) if env_dir else None)
+    paths = Paths.for_repo(repo_root(repo), override)
+    if write:
+        _check_writable(paths.root, "--state-dir" if state_dir else "LOOPBOT_STATE_DIR" if override else "")
+    return paths
+
+
+def _check_writable(root: Path, named_by: str) -> None:
+    """The state directory can be made and written to, or a clear error names it (never a traceback)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".loopbot-probe-"):
+            pass
+    except OSError as exc:
+        where = f"{named_by} {root}" if named_by else f"the state directory {root}"
+        fix = "choose a writable directory" if named_by else "pass --state-dir DIR (a writable directory)"
+        raise InputError([Problem(where, None, None, "",
+                                  f"cannot hold loopbot's runs (making a file there failed: {exc.strerror or exc}); "
+                                  f"{fix}")]) from None
+
+
+def _config(root: Path, path: Path | None) -> Config:
+    """The repo config: --config when given (it must exist), else .github/loopbot.yml or defaults."""
+    if path is None:
+        return load_config(root / CONFIG_PATH)
+    if not path.is_file():
+        raise InputError([Problem(str(path), None, None, "", "no such config file (--config)")])
+    return load_config(path)
 
 
 def _secrets() -> list[str]:
@@ -155,29 +185,50 @@ def _drive(session: Session, *, quiet: bool) -> LoopState:
         session.store.close()
 
 
-def _summary(state: LoopState, session: Session) -> int:
+def _summary(state: LoopState, session: Session, *, to: Console | None = None) -> int:
+    say = to or out
     if state.suspended is not None:
         pause = state.suspended
-        out.print(_styled(("SUSPENDED", "yellow"), f" {pause.reason.value}: {session.redact(pause.detail)}"))
+        say.print(_styled(("SUSPENDED", "yellow"), f" {pause.reason.value}: {session.redact(pause.detail)}"))
         if pause.push is not None:
-            out.print(f"best work: {session.redact(pause.push.message)} ({pause.push.sha[:10]})")
+            say.print(f"best work: {session.redact(pause.push.message)} ({pause.push.sha[:10]})")
     elif state.status == Status.SUCCESS:
-        out.print(_styled(("SUCCESS", "green"), f" goal {state.goal.id} met in {len(state.iterations)} iterations"))
+        say.print(_styled(("SUCCESS", "green"), f" goal {state.goal.id} met in {len(state.iterations)} iterations"))
     else:
-        out.print(_styled(("STOPPED", "red"), f" {state.stop_label}: {session.redact(state.stop_detail)}"))
+        say.print(_styled(("STOPPED", "red"), f" {state.stop_label}: {session.redact(state.stop_detail)}"))
         if session.files.incident_path.exists():
-            out.print(f"incident: {session.files.incident_path}")
+            say.print(f"incident: {session.files.incident_path}")
     pushed = state.push.message if state.push else "not pushed"
-    out.print(f"branch:   {state.branch} ({session.redact(pushed)})")
-    out.print(f"worktree: {state.worktree}")
-    out.print(f"report:   {session.files.report_path}")
-    out.print(f"events:   {session.files.events_path}")
+    say.print(f"branch:   {state.branch} ({session.redact(pushed)})")
+    say.print(f"worktree: {state.worktree}")
+    say.print(f"report:   {session.files.report_path}")
+    say.print(f"events:   {session.files.events_path}")
     if state.suspended is not None:
-        out.print(f"run id:   {state.run_id}  (resumable: loopbot resume {state.run_id}; "
+        say.print(f"run id:   {state.run_id}  (resumable: loopbot resume {state.run_id}; "
                   f"or loopbot abandon {state.run_id})")
         return EXIT_SUSPENDED
-    out.print(f"run id:   {state.run_id}  (loopbot status)")
+    say.print(f"run id:   {state.run_id}  (loopbot status)")
     return EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED
+
+
+def _final_record(state: LoopState, session: Session, code: int) -> dict[str, Any]:
+    """`run --json`: what a script needs to act on the run."""
+    status = "suspended" if state.suspended is not None else state.status.value
+    outcome = state.suspended.reason.value if state.suspended is not None else (
+        "SUCCESS" if state.status == Status.SUCCESS else state.stop_label)
+    return {"run_id": state.run_id, "goal": state.goal.id, "status": status, "outcome": outcome,
+            "detail": session.redact(state.suspended.detail if state.suspended else state.stop_detail) or None,
+            "exit_code": code, "iterations": len(state.iterations), "model_calls": state.spend.model_calls,
+            "cost_usd": state.spend.cost_usd, "cost_simulated": simulated(state), "branch": state.branch,
+            "pushed": bool(state.push and state.push.pushed), "worktree": state.worktree,
+            "report": str(session.files.report_path), "events": str(session.files.events_path)}
+
+
+def _finish(final: LoopState, session: Session, *, as_json: bool) -> NoReturn:
+    code = _summary(final, session, to=err if as_json else out)
+    if as_json:
+        _json_line(_final_record(final, session, code))
+    raise typer.Exit(code)
 
 
 def _load_goal_or_plan(path: Path) -> Goal:
@@ -200,14 +251,17 @@ def _role_model(role: str, config: Config, override: str | None) -> Any:
     return build_model(spec, models=config.models, env=_provider_env())
 
 
-def _repo_setup(repo: Path, state_dir: Path | None) -> tuple[Path, Config, Paths]:
+def _repo_setup(repo: Path, state_dir: Path | None, config: Path | None) -> tuple[Path, Config, Paths]:
     root = repo_root(repo)
-    return root, load_config(root / CONFIG_PATH), _paths(root, state_dir)
+    loaded = _config(root, config)
+    return root, loaded, _paths(root, state_dir)
 
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="the git checkout to work on")]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="where runs are kept (default .git/loopbot)")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live progress display")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no live progress bar (the iteration log stays)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="repo config (default .github/loopbot.yml)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object at the end (the summary goes to stderr)")]
 
 
 @app.command()
@@ -215,19 +269,18 @@ def run(
     goal_file: Annotated[Path, typer.Argument(help="the goal YAML file")],
     repo: RepoOpt = Path("."),
     model: Annotated[str | None, typer.Option(help="model for every role, e.g. scripted:script.yaml")] = None,
-    config: Annotated[Path | None, typer.Option(help="repo config (default .github/loopbot.yml)")] = None,
+    config: ConfigOpt = None,
     remote: Annotated[str | None, typer.Option(help="remote to push the loop branch to")] = None,
     state_dir: StateDirOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a goal's execution loop on a loop/* branch of REPO."""
     with _signals() as cancel:
         with _bad_input():
             goal = _load_goal_or_plan(goal_file)
+            cfg = _config(repo_root(repo), config) if config else None
             paths = _paths(repo, state_dir)
-            if config is not None and not config.is_file():
-                raise InputError([Problem(str(config), None, None, "", "no such config file (--config)")])
-            cfg = load_config(config) if config else None
             state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
             try:
                 session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
@@ -242,9 +295,9 @@ def run(
         if state.remote is None:
             err.print(_styled(("note:", "yellow"), " no remote to push to: the loop branch stays in this "
                               "repository (--remote NAME, or push.remote in the config)"))
-        out.print(f"run {state.run_id} on branch {state.branch}")
+        (err if as_json else out).print(f"run {state.run_id} on branch {state.branch}")
         final = _drive(session, quiet=quiet)
-    raise typer.Exit(_summary(final, session))
+    _finish(final, session, as_json=as_json)
 
 
 @app.command()
@@ -253,6 +306,7 @@ def resume(
     repo: RepoOpt = Path("."),
     state_dir: StateDirOpt = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Continue a run from its last completed step, every counter intact (a suspended run too:
     cancelled, a transient error, a push that failed)."""
@@ -270,9 +324,9 @@ def resume(
                 _fail(str(exc))
             session.store.clear_cancel(run_id)
         where = f"suspended ({state.suspended.reason.value})" if state.suspended else f"step {state.phase.value}"
-        out.print(f"resuming {run_id} at iteration {state.iteration}, {where}")
+        (err if as_json else out).print(f"resuming {run_id} at iteration {state.iteration}, {where}")
         final = _drive(session, quiet=quiet)
-    raise typer.Exit(_summary(final, session))
+    _finish(final, session, as_json=as_json)
 
 
 @app.command()
@@ -301,7 +355,7 @@ def status(
 ) -> None:
     """List runs (id, goal, state, iteration, cost, stop reason, branch) and every loop branch loopbot made."""
     with _bad_input():
-        paths = _paths(repo, state_dir)
+        paths = _paths(repo, state_dir, write=False)
         runs, recorded = _read_store(paths)
         strays = [entry for entry in recorded if entry.run_id not in {s.run_id for s in runs}]
     if as_json:  # JSON Lines: one compact object per run, full ids
@@ -456,6 +510,7 @@ def demo(
 def audit(
     repo: RepoOpt = Path("."),
     model: Annotated[str | None, typer.Option(help="model for the auditor (default: models.auditor)")] = None,
+    config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Review the repository and file plans (at most limits.max_plans_per_run) under plans/."""
@@ -465,14 +520,17 @@ def audit(
     from loopbot.sandbox.subprocess_runner import SubprocessSandbox
 
     with _bad_input():
-        root, config, paths = _repo_setup(repo, state_dir)
-        auditor = _role_model("auditor", config, model)
+        root, cfg, paths = _repo_setup(repo, state_dir, config)
+        auditor = _role_model("auditor", cfg, model)
         store = SqliteStore(paths.db)
         lessons = store.lessons(str(root))
         store.close()
-    result = run_audit(root, model=auditor, config=config, forge=LocalForge(root, paths.root / "proposals"),
+    result = run_audit(root, model=auditor, config=cfg, forge=LocalForge(root, paths.root / "proposals"),
                        sandbox=SubprocessSandbox(), clock=SystemClock(), lessons=lessons)
     out.print(result.markdown())
+    if result.model_failed:
+        err.print(_styled(("error:", "red"), f" every model call failed, so nothing was reviewed: {result.error}"))
+        raise typer.Exit(EXIT_STOPPED)
 
 
 @app.command()
@@ -481,6 +539,7 @@ def docs(
     since: Annotated[str, typer.Option(help="document what was merged after this revision")] = "HEAD~1",
     model: Annotated[str | None, typer.Option(help="model for the documenter (default: models.documenter)")] = None,
     remote: Annotated[str | None, typer.Option(help="remote for the loop/wiki-* branch")] = None,
+    config: ConfigOpt = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Bring the wiki up to date with what was merged, on a loop/wiki-<sha> branch (never main)."""
@@ -490,11 +549,15 @@ def docs(
     from loopbot.wiki.update import docs as run_docs
 
     with _bad_input():
-        root, config, paths = _repo_setup(repo, state_dir)
-        documenter = _role_model("documenter", config, model)
-        result = run_docs(root, since=since, model=documenter, config=config,
+        root, cfg, paths = _repo_setup(repo, state_dir, config)
+        documenter = _role_model("documenter", cfg, model)
+        result = run_docs(root, since=since, model=documenter, config=cfg,
                           forge=LocalForge(root, paths.root / "proposals"), sandbox=SubprocessSandbox(),
-                          clock=SystemClock(), state_root=paths.root, remote=remote or config.push.remote)
+                          clock=SystemClock(), state_root=paths.root, remote=remote or cfg.push.remote)
+    if result.model_failed:
+        err.print(_styled(("error:", "red"), f" every model call failed, so the wiki was left alone and nothing "
+                                             f"was pushed: {result.error}"))
+        raise typer.Exit(EXIT_STOPPED)
     if result.error:
         err.print(_styled(("note:", "yellow"), f" {result.error}"))
     out.print(result.body())
@@ -511,6 +574,7 @@ app.add_typer(wiki_app, name="wiki")
 def wiki_lint(
     repo: RepoOpt = Path("."),
     fix: Annotated[bool, typer.Option(help="fix the index when there are at most 10 findings")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Orphans, broken links, names of files and symbols that no longer exist, index out of step.
     Exits 1 on findings, so CI can use it."""
@@ -519,8 +583,7 @@ def wiki_lint(
 
     with _bad_input():
         root = repo_root(repo)
-        config = load_config(root / CONFIG_PATH)
-    wiki_path = config.wiki.path.strip("/")
+        wiki_path = _config(root, config).wiki.path.strip("/")
     wiki = root / wiki_path
     if not wiki.is_dir():
         out.print(f"no wiki at {wiki_path}/ (loopbot docs creates one)")

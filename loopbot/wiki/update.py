@@ -39,6 +39,7 @@ class DocsResult:
     pushed: bool = False
     proposal: str | None = None
     error: str | None = None
+    model_failed: bool = False  # every model call failed: nothing was written or pushed
 
     def body(self) -> str:
         lines = ["Documentation loop: the wiki brought up to date with main.", "", self.summary or "", ""]
@@ -88,6 +89,14 @@ def _linked_component(root: Path, relative: str) -> str | None:
     return None
 
 
+def _discard(repo: Path, worktree: Path, branch: str) -> None:
+    """Remove the docs branch and its worktree, if they exist."""
+    if worktree.exists():
+        git(repo, "worktree", "remove", "--force", str(worktree), check=False)
+        shutil.rmtree(worktree, ignore_errors=True)
+    git(repo, "branch", "-D", branch, check=False)
+
+
 def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
          state_root: Path, remote: str | None) -> DocsResult:
     head = resolve_rev(repo, "HEAD")
@@ -99,10 +108,7 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
     branch = f"loop/wiki-{head[:10]}"
     result = DocsResult(branch=branch)
     worktree = state_root / "worktrees" / f"wiki-{head[:10]}"
-    if worktree.exists():
-        git(repo, "worktree", "remove", "--force", str(worktree), check=False)
-        shutil.rmtree(worktree, ignore_errors=True)
-    git(repo, "branch", "-D", branch, check=False)  # a re-run starts from main again
+    _discard(repo, worktree, branch)  # a re-run starts from main again
     workspace = GitWorkspace.open(repo, worktree, branch, head)
     wiki_path = config.wiki.path.strip("/")
     wiki = workspace.path / wiki_path
@@ -126,14 +132,25 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
                      wiki_pages=sorted(lint.pages(wiki)))
     toolbox = ToolBox(root=workspace.path, sandbox=sandbox, mode="docs", write_allow=[f"{wiki_path}/**"])
 
+    answered = 0
+
     def gate(request: ModelRequest) -> ModelReply:
-        return model.complete(request)
+        nonlocal answered
+        reply = model.complete(request)
+        answered += 1
+        return reply
 
     session = run_session(gate, toolbox, role="documenter",
                           system=render("documenter_system.md.j2", wiki_path=wiki_path),
                           context=[TextBlock(text=context, cache=True)], iteration=1,
                           max_turns=config.execution.max_turns_per_iteration)
     result.summary, result.error = session.summary, session.error
+    if session.error is not None and answered == 0:
+        # No model answered (unreachable, unauthorised, a script without replies): a log entry and
+        # lint fixes alone are not the documentation loop's work, so nothing is committed or pushed.
+        _discard(repo, worktree, branch)
+        result.model_failed = True
+        return result
 
     day = time.strftime("%Y-%m-%d", time.gmtime(clock.wall()))
     log = wiki / "log.md"
