@@ -12,14 +12,18 @@ from typing import Any
 import httpx
 from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import RequestError, RequestFailed
+from githubkit.response import Response
 
 from loopbot.core import memory
 from loopbot.errors import InputError, LoopbotError, Problem
+from loopbot.forge.github import limits
 from loopbot.forge.github.policy import ForbiddenOperation, RequestPolicy
 from loopbot.plans import FiledPlan, Plan, goal_from_markdown, read_marker
 
 CHECK_NAME = "loopbot / goal"
 WRITERS = frozenset({"admin", "maintain", "write"})
+# Lists longer than this many pages are refused rather than read without end.
+MAX_PAGES = 100
 
 
 class GitHubError(LoopbotError):
@@ -84,9 +88,9 @@ class GitHubForge:
         self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
         self._permissions: dict[str, str] = {}
 
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _response(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Response[Any]:
         try:
-            return method(self.owner, self.repo, *args, **kwargs).json()
+            return method(self.owner, self.repo, *args, **kwargs)
         except RequestFailed as exc:
             raise GitHubError(f"GitHub answered {exc.response.status_code}: {exc.response.text[:300]}",
                               exc.response.status_code) from None
@@ -94,6 +98,27 @@ class GitHubForge:
             if isinstance(exc.__cause__, ForbiddenOperation):
                 raise exc.__cause__ from None
             raise GitHubError(f"GitHub unreachable: {exc}") from None
+
+    def _call(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Any:
+        return self._response(method, *args, **kwargs).json()
+
+    def _list(self, method: Callable[..., Response[Any]], *args: Any, key: str | None = None,
+              **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item of a list, page after page as GitHub's `Link` header says (at most MAX_PAGES)."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        for _ in range(MAX_PAGES):
+            response = self._response(method, *args, **kwargs, per_page=100, page=page)
+            data = response.json()
+            items += data[key] if key is not None else data
+            try:
+                following = limits.next_page(response.headers.get("link"))
+            except ValueError as exc:
+                raise GitHubError(str(exc)) from None
+            if following is None or following <= page:
+                return items
+            page = following
+        raise GitHubError(f"GitHub's list has more than {MAX_PAGES} pages; loopbot reads no further")
 
     # -- who may trigger ----------------------------------------------------------------------
     def permission(self, username: str) -> str:
@@ -128,7 +153,8 @@ class GitHubForge:
                      author=(data.get("user") or {}).get("login", ""), is_pull_request="pull_request" in data)
 
     def comments(self, number: int) -> list[dict[str, Any]]:
-        return list(self._call(self.gh.rest.issues.list_comments, number, per_page=100))
+        """All of the issue's comments, oldest first."""
+        return self._list(self.gh.rest.issues.list_comments, number)
 
     def comment(self, number: int, body: str, *, marker: str | None = None) -> int:
         """Post a comment, or update the one carrying `marker` (never two of them)."""
@@ -151,7 +177,9 @@ class GitHubForge:
     # -- plans --------------------------------------------------------------------------------
     def plans(self, label: str = "loopbot:plan") -> list[FiledPlan]:
         found = []
-        for item in self._call(self.gh.rest.issues.list_for_repo, labels=label, state="open", per_page=100):
+        for item in self._list(self.gh.rest.issues.list_for_repo, labels=label, state="open"):
+            if "pull_request" in item:
+                continue  # the issues list holds pull requests too
             body = item.get("body") or ""
             marker = read_marker(body)
             if marker is None:
@@ -201,8 +229,7 @@ class GitHubForge:
 
     def loop_prs(self) -> list[dict[str, Any]]:
         """Open PRs from loop/* branches of this repository: a fork's branch of that name is not one."""
-        return [p for p in self._call(self.gh.rest.pulls.list, state="open", per_page=100)
-                if self.is_loop_pr(p)]
+        return [p for p in self._list(self.gh.rest.pulls.list, state="open") if self.is_loop_pr(p)]
 
     def is_loop_pr(self, pull: dict[str, Any]) -> bool:
         head = pull.get("head") or {}
@@ -212,7 +239,7 @@ class GitHubForge:
     def review(self, pr: PullRequest, body: str, *, marker: str, request_changes: bool) -> None:
         """The checker's verdict as a review; COMMENT on approval (approvals are for humans), and
         COMMENT as the fallback where the API refuses REQUEST_CHANGES (e.g. on the token's own PR)."""
-        for existing in self._call(self.gh.rest.pulls.list_reviews, pr.number, per_page=100):
+        for existing in self._list(self.gh.rest.pulls.list_reviews, pr.number):
             if marker in (existing.get("body") or ""):
                 return
         text = f"{marker}\n{body}"
@@ -226,8 +253,8 @@ class GitHubForge:
 
     def review_feedback(self, pr_number: int, *, trusted: Callable[[dict[str, Any]], bool]) -> str:
         """Reviews and inline comments on a loop PR from the users `trusted` accepts only."""
-        reviews = self._call(self.gh.rest.pulls.list_reviews, pr_number, per_page=100)
-        inline = self._call(self.gh.rest.pulls.list_review_comments, pr_number, per_page=100)
+        reviews = self._list(self.gh.rest.pulls.list_reviews, pr_number)
+        inline = self._list(self.gh.rest.pulls.list_review_comments, pr_number)
         parts = [r["body"] for r in reviews
                  if r.get("body") and "loopbot:review" not in r["body"] and trusted(r.get("user") or {})]
         parts += [f"{c.get('path')}:{c.get('line') or c.get('original_line')}: {c.get('body')}" for c in inline
@@ -236,12 +263,12 @@ class GitHubForge:
 
     # -- the check run ------------------------------------------------------------------------
     def check_run(self, head_sha: str, *, status: str, title: str, summary: str, conclusion: str | None = None) -> None:
-        runs = self._call(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME)
+        runs = self._list(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME, key="check_runs")
         output = {"title": title, "summary": summary[:60_000]}
         fields: dict[str, Any] = {"status": status, "output": output}
         if conclusion is not None:
             fields["conclusion"] = conclusion
-        if runs.get("check_runs"):
-            self._call(self.gh.rest.checks.update, runs["check_runs"][0]["id"], **fields)
+        if runs:
+            self._call(self.gh.rest.checks.update, runs[0]["id"], **fields)
         else:
             self._call(self.gh.rest.checks.create, name=CHECK_NAME, head_sha=head_sha, **fields)
