@@ -157,9 +157,12 @@ class GitHubForge:
         return self._list(self.gh.rest.issues.list_comments, number)
 
     def comment(self, number: int, body: str, *, marker: str | None = None) -> int:
-        """Post a comment, or update the one carrying `marker` (never two of them)."""
+        """Post a comment, or update the one carrying `marker` (never two of them); a body over
+        GitHub's limit is cut with a note."""
         if marker is not None:
             body = f"{marker}\n{body}"
+        body = limits.fit(body)
+        if marker is not None:
             for existing in self.comments(number):
                 if marker in (existing.get("body") or ""):
                     if existing.get("body") != body:
@@ -196,7 +199,7 @@ class GitHubForge:
         return found
 
     def file_plan(self, plan: Plan, body: str, *, date: str, label: str = "loopbot:plan") -> FiledPlan:
-        data = self._call(self.gh.rest.issues.create, title=plan.title, body=body, labels=[label])
+        data = self._call(self.gh.rest.issues.create, title=plan.title, body=limits.fit(body), labels=[label])
         return FiledPlan(ref=f"#{data['number']}", title=plan.title, fingerprint=plan.fingerprint, open=True,
                          tokens=plan.tokens, scope=plan.scope)
 
@@ -214,10 +217,12 @@ class GitHubForge:
         existing = self.find_pr(branch)
         if existing is not None:
             return existing
+        body = limits.fit(body)
         return self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
                                      draft=True))
 
     def update_pr(self, pr: PullRequest, body: str) -> None:
+        body = limits.fit(body)
         if pr.body != body:
             self._call(self.gh.rest.pulls.update, pr.number, body=body)
 
@@ -245,11 +250,12 @@ class GitHubForge:
         text = f"{marker}\n{body}"
         if request_changes:
             try:
-                self._call(self.gh.rest.pulls.create_review, pr.number, body=text, event="REQUEST_CHANGES")
+                self._call(self.gh.rest.pulls.create_review, pr.number, body=limits.fit(text), event="REQUEST_CHANGES")
                 return
             except GitHubError:
-                text += "\n\n_(posted as a comment: GitHub refused a change request here)_"
-        self._call(self.gh.rest.pulls.create_review, pr.number, body=text, event="COMMENT")
+                note = "\n\n_(posted as a comment: GitHub refused a change request here)_"
+                text = limits.fit(text, limits.BODY_LIMIT - len(note)) + note
+        self._call(self.gh.rest.pulls.create_review, pr.number, body=limits.fit(text), event="COMMENT")
 
     def review_feedback(self, pr_number: int, *, trusted: Callable[[dict[str, Any]], bool]) -> str:
         """Reviews and inline comments on a loop PR from the users `trusted` accepts only."""
@@ -264,7 +270,7 @@ class GitHubForge:
     # -- the check run ------------------------------------------------------------------------
     def check_run(self, head_sha: str, *, status: str, title: str, summary: str, conclusion: str | None = None) -> None:
         runs = self._list(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME, key="check_runs")
-        output = {"title": title, "summary": summary[:60_000]}
+        output = {"title": title, "summary": limits.fit(summary, limits.SUMMARY_LIMIT)}
         fields: dict[str, Any] = {"status": status, "output": output}
         if conclusion is not None:
             fields["conclusion"] = conclusion
