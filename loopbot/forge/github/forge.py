@@ -7,11 +7,11 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import RequestError, RequestFailed
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 from githubkit.response import Response
 
 from loopbot.core import memory
@@ -25,6 +25,8 @@ WRITERS = frozenset({"admin", "maintain", "write"})
 # Lists longer than this many pages are refused rather than read without end.
 MAX_PAGES = 100
 
+T = TypeVar("T")
+
 
 class GitHubError(LoopbotError):
     def __init__(self, message: str, status: int | None = None):
@@ -34,6 +36,15 @@ class GitHubError(LoopbotError):
 
 class PermissionUnknown(GitHubError):
     """The permission lookup failed (5xx, rate limit, network): never read as "no access"."""
+
+
+class RateLimited(GitHubError):
+    """GitHub kept answering with a rate limit after every retry (or asked for a longer wait than
+    a run waits): the request was not made."""
+
+    def __init__(self, message: str, status: int | None, *, kind: str, waited: float):
+        super().__init__(message, status)
+        self.kind, self.waited = kind, waited
 
 
 @dataclass(frozen=True)
@@ -58,11 +69,15 @@ class PullRequest:
 
 def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, app_id: str | None = None,
             private_key: str | None = None, transport: httpx.BaseTransport | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> GitHubForge:
-    """A forge for one repository, with a token, or App credentials (an installation token is minted)."""
-    policy = RequestPolicy(base_url=api_url, sleep=sleep)
+            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+            wall: Callable[[], float] = time.time) -> GitHubForge:
+    """A forge for one repository, with a token, or App credentials (an installation token is minted).
+    `sleep` serves the pacing of writes and every wait on a rate limit; `clock` paces, `wall`
+    reads GitHub's reset times (epoch seconds)."""
+    policy = RequestPolicy(base_url=api_url, sleep=sleep, clock=clock, repository=f"{owner}/{repo}")
     hooks = {"request": [policy]}
-    options: dict[str, Any] = {"base_url": api_url, "event_hooks": hooks, "auto_retry": True}
+    # Retries are the forge's (bounded, with the injected sleep): githubkit's own would sleep for real.
+    options: dict[str, Any] = {"base_url": api_url, "event_hooks": hooks, "auto_retry": False}
     if transport is not None:
         options["transport"] = transport
     github: GitHub[Any]
@@ -78,26 +93,76 @@ def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, ap
         github = GitHub(TokenAuthStrategy(token), **options)
     else:
         raise InputError([Problem("github", None, None, "", "no GitHub credentials: a token, or App id and private key")])
-    return GitHubForge(github, owner, repo, policy)
+    return GitHubForge(github, owner, repo, policy, wall=wall)
+
+
+def _messages(response: Response[Any]) -> str:
+    """What GitHub said: its message and each of its errors (strings or objects)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300]
+    if not isinstance(data, dict):
+        return str(data)[:300]
+    said = [str(data.get("message") or "")]
+    for error in data.get("errors") or []:
+        said.append(error if isinstance(error, str) else str(error.get("message") or error.get("code") or "")
+                    if isinstance(error, dict) else str(error))
+    return "; ".join(dict.fromkeys(m for m in said if m))[:600]
+
+
+def _refusal(exc: RequestFailed) -> GitHubError:
+    status = exc.response.status_code
+    return GitHubError(f"GitHub answered {status} to {exc.request.method} {exc.request.url.path}: "
+                       f"{_messages(exc.response)}", status)
 
 
 class GitHubForge:
     name = "github"
 
-    def __init__(self, github: GitHub[Any], owner: str, repo: str, policy: RequestPolicy):
+    def __init__(self, github: GitHub[Any], owner: str, repo: str, policy: RequestPolicy, *,
+                 wall: Callable[[], float] = time.time):
         self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
+        self.wall = wall
         self._permissions: dict[str, str] = {}
 
+    # -- sending ----------------------------------------------------------------------------
+    def _send(self, request: Callable[[], T]) -> T:
+        """One request, retried while GitHub rate-limits it (bounded, with backoff) or, when it
+        changed nothing, answers 5xx; GitHub's other answers are GitHubErrors."""
+        waited = 0.0
+        for attempt in range(1, limits.ATTEMPTS + 1):
+            try:
+                return request()
+            except RequestFailed as exc:
+                response = exc.response
+                limited = limits.rate_limited(response.status_code, response.headers, _messages(response),
+                                              now=self.wall(), said_limited=isinstance(exc, RateLimitExceeded))
+                if limited is None:
+                    if (response.status_code >= 500 and exc.request.method != "POST"
+                            and attempt < limits.SERVER_ERROR_ATTEMPTS):
+                        self.policy.sleep(float(1 << (attempt - 1)))
+                        continue
+                    raise _refusal(exc) from None
+                wait = limits.backoff(limited, attempt)
+                where = f"{exc.request.method} {exc.request.url.path}"
+                if attempt == limits.ATTEMPTS or (limited.kind == "primary" and wait > limits.MAX_WAIT_SECONDS):
+                    after = f"; GitHub asks for {limited.seconds:.0f} s more" if attempt < limits.ATTEMPTS else ""
+                    raise RateLimited(f"GitHub's {limited.kind} rate limit held on {where}: {attempt} "
+                                      f"attempt(s), {waited:.0f} s waited{after}. Nothing was lost: the "
+                                      "work is on the loop's branch; run the command again later",
+                                      response.status_code, kind=limited.kind, waited=waited) from None
+                wait = min(wait, limits.MAX_WAIT_SECONDS)
+                self.policy.sleep(wait)
+                waited += wait
+            except RequestError as exc:
+                if isinstance(exc.__cause__, ForbiddenOperation):
+                    raise exc.__cause__ from None
+                raise GitHubError(f"GitHub unreachable: {exc.exc!r}") from None
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
     def _response(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Response[Any]:
-        try:
-            return method(self.owner, self.repo, *args, **kwargs)
-        except RequestFailed as exc:
-            raise GitHubError(f"GitHub answered {exc.response.status_code}: {exc.response.text[:300]}",
-                              exc.response.status_code) from None
-        except RequestError as exc:
-            if isinstance(exc.__cause__, ForbiddenOperation):
-                raise exc.__cause__ from None
-            raise GitHubError(f"GitHub unreachable: {exc}") from None
+        return self._send(lambda: method(self.owner, self.repo, *args, **kwargs))
 
     def _call(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Any:
         return self._response(method, *args, **kwargs).json()
