@@ -367,7 +367,8 @@ class Runner:
             self.workspace.path, self.workspace.tracked_files(), goal_text=f"{state.goal.goal} {' '.join(state.goal.chunks)}",
             scope=state.goal.scope.allow, budget_tokens=execution.repo_map_tokens)
         state.wiki = repomap.wiki_excerpt(self.workspace.path, state.config.wiki.path, execution.wiki_tokens)
-        state.best = Snapshot(sha=state.base_sha, score=iteration_score(verdicts, None), iteration=0)
+        # The baseline is where the loop starts: the base, or a loop PR's work when it iterates on it.
+        state.best = Snapshot(sha=state.workspace_head, score=iteration_score(verdicts, None), iteration=0)
         self._emit("baseline", state, score=state.best.score)
         broken = andon.infrastructure_failure(verdicts)
         if broken is not None:

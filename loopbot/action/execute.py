@@ -12,6 +12,7 @@ from loopbot.action.facts import GitHubFacts, state_store
 from loopbot.action.inputs import ActionInputs
 from loopbot.clock import SystemClock
 from loopbot.config import Config
+from loopbot.core.decide import reopen, reopenable
 from loopbot.core.redact import Redactor, secrets_from_env
 from loopbot.core.route import MARK, Intent, Repo, actor_kind, may_steer
 from loopbot.core.state import LoopState, Status
@@ -81,11 +82,19 @@ def _loop(intent: Intent, job: Job) -> int:
     if intent.kind == "resume" and latest is not None:
         # A previous runner died or the loop was stopped: resume where it left off, on this checkout.
         state = latest.model_copy(update={"repo": str(checkout), "worktree": str(paths.worktree(latest.run_id))})
+        if reopenable(state):
+            # Stopped by a budget or the andon, and a writer asks for more: the same run goes on, on
+            # its branch, with one more allowance of the (current) caps.
+            state = reopen(state, goal.budgets.apply_to(job.config.budgets))
     else:
         base = "HEAD"
-        if intent.feedback_pr is not None and git(checkout, "rev-parse", "--verify", "--quiet",
-                                                  f"refs/remotes/{remote}/{branch}", check=False).returncode == 0:
-            base = f"refs/remotes/{remote}/{branch}"  # iterate on the PR's work, with the review as feedback
+        on_origin = git(checkout, "rev-parse", "--verify", "--quiet", f"refs/remotes/{remote}/{branch}",
+                        check=False).returncode == 0
+        has_pr = any(pr.plan == number for pr in job.facts.loop_prs())
+        if on_origin and intent.kind != "retry" and (intent.feedback_pr is not None or has_pr):
+            # Iterate on the PR's work as it is on origin, a maintainer's commits included; retry
+            # starts over from the default branch.
+            base = f"refs/remotes/{remote}/{branch}"
         state = create_run(goal, f"issue #{number}", checkout, paths=paths, model=inputs.model, config=job.config,
                            remote=remote, base=base, run_id=f"{goal.id}-{number}-{int(time.time())}", branch=branch,
                            protect_adds=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loopbot.core.decide import reopenable
 from loopbot.core.route import UNKNOWN, LatestRun, LoopPr, approval_key
 from loopbot.core.state import LoopState, Status
 from loopbot.forge.github.forge import GitHubForge, PermissionUnknown
@@ -61,4 +62,4 @@ class GitHubFacts:
         if state is None:
             return None
         return LatestRun(run_id=state.run_id, finished=state.finished, success=state.status == Status.SUCCESS,
-                         approved=approval_key(state.goal), trigger=state.trigger)
+                         approved=approval_key(state.goal), trigger=state.trigger, reopenable=reopenable(state))

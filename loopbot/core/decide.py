@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from loopbot.core import memory
-from loopbot.core.budgets import Exhausted, exhausted_before_call
+from loopbot.core.budgets import Budgets, Exhausted, exhausted_before_call
 from loopbot.core.feedback import build_feedback
 from loopbot.core.scoring import iteration_score
 from loopbot.core.state import (
@@ -225,3 +225,32 @@ def abandon_state(state: LoopState) -> LoopState:
     new.suspended = None
     new.phase = Phase.DONE
     return new
+
+
+def reopenable(state: LoopState) -> bool:
+    """A final run a human may continue: stopped by a budget, stagnation or the andon, never a success
+    or an abandoned run."""
+    return state.finished and state.status == Status.STOPPED and state.stop_reason != StopReason.ABANDONED
+
+
+def reopen(state: LoopState, allowance: Budgets) -> LoopState:
+    """Continue a stopped run on its branch from its best work, every record kept: a human asked for
+    more (`/loop resume`). The budgets grow by one `allowance` from what was spent, the no-progress
+    clocks restart, and the next iteration begins."""
+    assert reopenable(state)
+    new = state.model_copy(deep=True)
+    spent = new.spend
+    new.budgets = new.budgets.model_copy(update={
+        "max_iterations": min(100, new.iteration + allowance.max_iterations),
+        "max_model_calls": spent.model_calls + allowance.max_model_calls,
+        "max_tokens": spent.budget_tokens + allowance.max_tokens,
+        "max_cost_usd": spent.cost_usd + allowance.max_cost_usd,
+        "max_wall_minutes": spent.elapsed_seconds / 60 + allowance.max_wall_minutes,
+    })
+    new.status, new.stop_reason, new.exhausted, new.stop_detail = Status.RUNNING, None, None, ""
+    new.push = None
+    new.consecutive_failures = 0
+    new.last_improvement_iteration = new.iteration
+    new.progress_at_seconds = spent.elapsed_seconds
+    new.reopenings += 1
+    return begin_iteration(new)

@@ -64,6 +64,7 @@ class LatestRun:
     success: bool
     approved: str  # approval_key of the goal it ran
     trigger: str | None = None  # the event that started it (see trigger_of)
+    reopenable: bool = False  # finished by a budget, stagnation or the andon: `/loop resume` continues it
 
 
 class Facts(Protocol):
@@ -287,7 +288,7 @@ class _Router:
         # /loop run on the plan issue approves the body as the commenter saw it (the payload's).
         approved = str(issue.get("body") or "") if plan == number else None
         return self._start(command.verb, plan, number, login, approved=approved,
-                           feedback_pr=number if plan != number else None)
+                           feedback_pr=number if plan != number else None)  # a run on the PR iterates on it
 
     def review(self) -> Intent:
         review, pull = _obj(self.payload, "review"), _obj(self.payload, "pull_request")
@@ -346,11 +347,19 @@ class _Router:
             goal = goal.model_copy(update={"context": "\n\n".join(filter(None, [goal.context, *context]))})
         trigger = trigger_of(self.event, self.payload)
         intent = Intent("run", verb, where=where, plan=plan, actor=login, goal=goal, trigger=trigger,
-                        feedback_pr=feedback_pr)
-        if latest is not None and not latest.finished and verb != "retry" and feedback_pr is None:
-            return _with(intent, "resume")  # a previous runner died or the loop was stopped: continue it
+                        feedback_pr=feedback_pr if verb == "run" else None)
+        if latest is not None and trigger is not None and latest.trigger == trigger:
+            # The same event again (a redelivery, "Re-run jobs"): finish what it started, never rerun it.
+            return replace(intent, kind="status", why="replayed") if latest.finished else _with(intent, "resume")
         if verb == "retry":
-            intent = _with(intent, "retry")
+            return self._limited(_with(intent, "retry")) or _with(intent, "retry")
+        if latest is not None and not latest.finished and intent.feedback_pr is None:
+            return _with(intent, "resume")  # a previous runner died or the loop was stopped: continue it
+        if verb == "resume" and latest is not None:
+            if latest.reopenable:
+                return _with(intent, "resume")  # stopped by a budget or the andon: a writer asks for more
+            if latest.success:
+                return Intent("status", "already_succeeded", where=where, plan=plan, actor=login)
         return self._limited(intent) or intent
 
     def _context(self, plan: int) -> list[str]:

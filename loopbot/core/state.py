@@ -243,6 +243,8 @@ class LoopState(BaseModel):
     # The event that started the run on GitHub (see core.route.trigger_of): a replay of it resumes
     # or reports, never reruns.
     trigger: str | None = None
+    # Times a human continued this run after it stopped (`/loop resume` on a budget or andon stop).
+    reopenings: int = 0
 
     @property
     def finished(self) -> bool:

@@ -113,7 +113,8 @@ def test_comment_commands(kind, command, on_pr):
         assert intent.plan == PLAN and intent.where == (PR if on_pr else PLAN)
         if intent.kind in ("run", "retry"):
             assert intent.goal is not None and intent.goal.id == "kvstore-ttl"
-            assert intent.feedback_pr == (PR if on_pr else None)
+            # Only a run on the PR iterates on it with its reviews; resume continues, retry starts over.
+            assert intent.feedback_pr == (PR if on_pr and command == "/loop run" else None)
 
 
 @pytest.mark.parametrize("kind", list(ACTORS))
@@ -358,3 +359,30 @@ def test_every_null_or_missing_field_routes_without_a_crash(event, payload):
             assert intent.kind in ("run", "docs", "audit", "ignore", "refuse", "limited"), (path, how)
             if intent.kind == "run":  # a variant that still runs runs the same loop
                 assert (intent.plan, intent.goal) == (expected.plan, expected.goal), (path, how)
+
+
+# -- resume, retry and replays ---------------------------------------------------------------------
+@pytest.mark.parametrize(("latest", "command", "kind", "why"), [
+    (dict(finished=True, reopenable=True), "/loop resume", "resume", "resume"),  # a budget or andon stop
+    (dict(finished=True, success=True), "/loop resume", "status", "already_succeeded"),
+    (dict(finished=True), "/loop resume", "run", "resume"),  # abandoned: nothing to continue
+    (dict(finished=False), "/loop resume", "resume", "resume"),
+    (dict(finished=True, reopenable=True), "/loop retry", "retry", "retry"),
+    (dict(finished=True, reopenable=True), "/loop run", "run", "run"),
+])
+def test_resume_continues_whatever_did_not_succeed(latest, command, kind, why):
+    run_ = LatestRun("r", latest["finished"], latest.get("success", False), _latest(finished=True).approved,
+                     reopenable=latest.get("reopenable", False))
+    intent = decide("issue_comment", comment("writer", command), facts(latest=run_))
+    assert (intent.kind, intent.why) == (kind, why)
+
+
+@pytest.mark.parametrize(("finished", "kind"), [(True, "status"), (False, "resume")])
+def test_a_replayed_event_never_starts_a_second_run(finished, kind):
+    payload = labeled("writer")
+    run_ = _latest(finished=finished, trigger=trigger_of("issues", payload))
+    intent = decide("issues", payload, facts(latest=run_))
+    assert intent.kind == kind
+    fresh = decide("issues", {**payload, "issue": {**payload["issue"], "updated_at": "2027-01-01T00:00:00Z"}},
+                   facts(latest=run_))
+    assert fresh.kind == ("run" if finished else "resume")  # a new label event is a new approval

@@ -1,0 +1,134 @@
+"""A loop's life on GitHub: stop and resume continue the same run on the same branch, retry starts
+over from main, replays never rerun a loop, and a maintainer's commits on the loop branch survive."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from loopbot.core.state import LoopState
+from loopbot.workspace.git import git
+from tests.github import test_action
+from tests.github.test_action import comment, labeled, run, ttl_plan_body
+
+
+@pytest.fixture(autouse=True)
+def _examples(example, plan_body):
+    test_action._example, test_action._plan = example, plan_body
+
+
+def _one_iteration_plan() -> str:
+    return ttl_plan_body().replace("```yaml\n", "```yaml\nbudgets: {max_iterations: 1}\n", 1)
+
+
+def _runs(actions, issue: int) -> list[str]:
+    """The runs recorded on the plan's state branch, newest first."""
+    created = git(actions.origin, "log", "--first-parent", "--format=%H", "--grep=after created",
+                  f"loop/state-{issue}").stdout.split()
+    return created
+
+
+def _state(actions, issue: int) -> LoopState:
+    return LoopState.model_validate_json(git(actions.origin, "show", f"loop/state-{issue}:state.json").stdout)
+
+
+def test_stop_then_resume_continues_the_same_run_on_the_same_branch(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+
+    def stop_during_iteration_one(state: LoopState) -> None:
+        if state.iteration == 1 and state.phase.value == "guard" and "loopbot:stop" not in fake.labels_of(issue):
+            fake.issues[issue]["labels"].append({"name": "loopbot:stop"})  # a writer's /loop stop, meanwhile
+
+    assert run(actions, "issues", labeled(issue), on_checkpoint=stop_during_iteration_one) == 1
+    stopped = _state(actions, issue)
+    assert stopped.suspended is not None and actions.outputs()["status"] == "suspended"
+
+    assert run(actions, "issue_comment", comment(issue, "/loop resume")) == 0
+    final = _state(actions, issue)
+    assert final.run_id == stopped.run_id and final.branch == stopped.branch and final.suspensions == 1
+    assert len(_runs(actions, issue)) == 1 and actions.outputs()["status"] == "success"
+    assert len(fake.pulls) == 1
+
+
+def test_resume_after_a_budget_stop_continues_the_run_with_a_new_allowance(actions):
+    """The story needs three iterations; the plan allows two, and `/loop resume` on the PR grants two more."""
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", _one_iteration_plan().replace("max_iterations: 1", "max_iterations: 2"),
+                           labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 1
+    stopped = _state(actions, issue)
+    assert stopped.finished and stopped.stop_label == "BUDGET_EXHAUSTED(iterations)"
+    (pr,) = fake.pulls.values()
+
+    payload = comment(pr["number"], "/loop resume")
+    payload["issue"]["pull_request"] = {"url": "x"}
+    fake.issues.setdefault(pr["number"], {"number": pr["number"], "title": "t", "body": pr["body"],
+                                          "user": {"login": "github-actions[bot]"}, "labels": [], "state": "open",
+                                          "pull_request": {}})
+    assert run(actions, "issue_comment", payload) == 0
+    final = _state(actions, issue)
+    assert final.run_id == stopped.run_id and final.iteration == 3 and final.reopenings == 1
+    assert actions.outputs()["status"] == "success" and len(_runs(actions, issue)) == 1
+    assert list(fake.pulls) == [pr["number"]]  # the same pull request
+
+
+def test_resume_of_a_successful_loop_answers_with_its_status(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 0
+    assert run(actions, "issue_comment", comment(issue, "/loop resume")) == 0
+    assert actions.outputs()["status"] == "already_succeeded" and len(_runs(actions, issue)) == 1
+    assert "SUCCESS" in fake.comments_on(issue)[-1]["body"]
+
+
+def test_retry_on_the_loop_pr_starts_over_from_main(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", _one_iteration_plan(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 1
+    first = _state(actions, issue)
+    (pr,) = fake.pulls.values()
+    payload = comment(pr["number"], "/loop retry")
+    payload["issue"]["pull_request"] = {"url": "x"}
+    fake.issues.setdefault(pr["number"], {"number": pr["number"], "title": "t", "body": pr["body"],
+                                          "user": {"login": "github-actions[bot]"}, "labels": [], "state": "open",
+                                          "pull_request": {}})
+    run(actions, "issue_comment", payload)
+    second = _state(actions, issue)
+    main = git(actions.origin, "rev-parse", "main").stdout.strip()
+    assert second.run_id != first.run_id and second.base_sha == main
+    assert second.iterations[0].start_sha == main  # not the old run's work
+    assert second.feedback is None or "Review feedback" not in second.feedback
+
+
+def test_a_replayed_label_event_on_a_finished_loop_only_reports(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    event = labeled(issue)
+    event["issue"]["body"] = fake.issues[issue]["body"]
+    replay = {**event, "issue": dict(event["issue"])}
+    assert run(actions, "issues", event) == 0
+    reviews = sum(len(r) for r in fake.reviews.values())
+    assert run(actions, "issues", replay) == 0  # a redelivery, or "Re-run jobs"
+    assert len(_runs(actions, issue)) == 1 and sum(len(r) for r in fake.reviews.values()) == reviews
+    assert actions.outputs()["status"] == "replayed"
+
+
+def test_a_maintainers_commit_on_the_loop_branch_survives_the_next_run(actions, tmp_path):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", _one_iteration_plan(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 1
+    branch = _state(actions, issue).branch
+    human = tmp_path / "maintainer"
+    subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(actions.origin), str(human)], check=True)
+    (human / "NOTES.md").write_text("a maintainer's fixup\n")
+    git(human, "add", "NOTES.md")
+    git(human, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "fixup by a maintainer")
+    fixup = git(human, "rev-parse", "HEAD").stdout.strip()
+    git(human, "push", "--quiet", "origin", branch)
+
+    run(actions, "issue_comment", comment(issue, "/loop run"))
+    assert len(_runs(actions, issue)) == 2
+    head = git(actions.origin, "rev-parse", branch).stdout.strip()
+    assert git(actions.origin, "merge-base", "--is-ancestor", fixup, head, check=False).returncode == 0
