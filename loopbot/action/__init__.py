@@ -23,7 +23,8 @@ import httpx
 from loopbot.action.execute import Job, execute
 from loopbot.action.facts import GitHubFacts
 from loopbot.action.inputs import ActionInputs, read_config
-from loopbot.core.route import Repo, route
+from loopbot.config import Config
+from loopbot.core.route import MARK, Repo, route
 from loopbot.core.state import LoopState
 from loopbot.errors import InputError, LoopbotError
 from loopbot.forge.github.forge import PermissionUnknown, connect
@@ -39,11 +40,16 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
     inputs = ActionInputs.from_env(env)
     outputs: dict[str, str] = {}
     try:
-        config = inputs.config()
         forge = connect(owner=inputs.owner, repo=inputs.repo, api_url=inputs.api_url, token=inputs.token,
                         app_id=inputs.app_id, private_key=inputs.private_key, transport=transport, sleep=sleep)
         repo = Repo(inputs.full_name, inputs.default_branch, inputs.self_logins)
         facts = GitHubFacts(forge, inputs.checkout)
+        try:
+            config = inputs.config()
+        except InputError as exc:
+            outputs["status"] = "invalid_config"
+            _say_config_is_invalid(exc, inputs, facts, repo)
+            raise
         intent = route(inputs.event, inputs.payload, config, facts, repo, mode=inputs.mode, now=_now())
         print(f"loopbot: {inputs.event}.{inputs.payload.get('action')} → {intent.kind}"
               + (f" ({intent.why})" if intent.why and intent.why != intent.kind else ""))
@@ -54,6 +60,17 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
         raise
     finally:
         _write_outputs(inputs.output_path, outputs)  # on every path, early returns and errors included
+
+
+def _say_config_is_invalid(error: InputError, inputs: ActionInputs, facts: GitHubFacts, repo: Repo) -> None:
+    """A writer's command met a broken config: say so where they asked, not only in the job log.
+    Routed with the default config, so only those who could steer a loop get the reply."""
+    intent = route(inputs.event, inputs.payload, Config(), facts, repo, mode=inputs.mode)
+    if intent.where is None or intent.kind in ("ignore", "refuse", "audit", "docs"):
+        return
+    problems = "\n".join(f"- {p}" for p in error.problems)
+    facts.forge.comment(intent.where, f"{MARK}\n@{intent.actor} loopbot's config is not valid, so nothing ran:"
+                                      f"\n\n{problems}\n\nFix it on the default branch and ask again.")
 
 
 def _now() -> datetime:

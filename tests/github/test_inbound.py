@@ -254,3 +254,28 @@ def test_the_progress_comment_shows_what_runs(actions):
     assert "What this loop runs" in progress and "acceptance:" in progress
     for shown in ("scope.allow:", "protected: ", "budgets: ", "model calls", "models: checker "):
         assert shown in progress, shown
+
+
+def test_a_broken_config_is_said_on_the_issue_to_the_writer_who_asked(actions, tmp_path):
+    import subprocess
+
+    from loopbot.workspace.git import git
+
+    clone = tmp_path / "maintainer"
+    subprocess.run(["git", "clone", "--quiet", str(actions.origin), str(clone)], check=True)
+    (clone / ".github").mkdir(exist_ok=True)
+    (clone / ".github" / "loopbot.yml").write_text("budgets:\n  max_cost_usd: lots\n")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=m", "-c", "user.email=m@x", "commit", "-qm", "config")
+    git(clone, "push", "--quiet", "origin", "HEAD:main")
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    with pytest.raises(InputError):
+        run(actions, "issue_comment", comment(issue, "/loop run"))
+    assert actions.outputs()["status"] == "invalid_config" and fake.pulls == {}
+    (reply,) = fake.comments_on(issue)
+    assert "config is not valid" in reply["body"] and "main:.github/loopbot.yml:2" in reply["body"]
+    assert "max_cost_usd" in reply["body"]
+    with pytest.raises(InputError):
+        run(actions, "issue_comment", comment(issue, "/loop run", login="eve"))
+    assert len(fake.comments_on(issue)) == 1  # outsiders learn nothing from it
