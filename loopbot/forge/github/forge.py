@@ -4,10 +4,12 @@ again (by a hidden marker, a head branch, or a check name) before anything new i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 import httpx
 from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
@@ -24,6 +26,13 @@ CHECK_NAME = "loopbot / goal"
 WRITERS = frozenset({"admin", "maintain", "write"})
 # Lists longer than this many pages are refused rather than read without end.
 MAX_PAGES = 100
+# A pull request opened ready because the repository has no drafts: not ready until the goal is met.
+NOT_READY_LABEL = "loopbot:draft"
+# The repository setting that lets the Actions token open pull requests, as GitHub's UI names it.
+ACTIONS_PR_SETTING = ("Settings → Actions → General → Workflow permissions → "
+                      "\"Allow GitHub Actions to create and approve pull requests\"")
+_ACTIONS_MAY_NOT = "GitHub Actions is not permitted to create or approve pull requests"
+_NO_DRAFTS = "Draft pull requests are not supported"
 
 T = TypeVar("T")
 
@@ -47,6 +56,14 @@ class RateLimited(GitHubError):
         self.kind, self.waited = kind, waited
 
 
+class PullRequestsNotPermitted(GitHubError):
+    """The repository does not let GitHub Actions open pull requests (its default)."""
+
+
+class DraftsUnsupported(GitHubError):
+    """The repository has no draft pull requests (private repositories on GitHub Free)."""
+
+
 @dataclass(frozen=True)
 class Issue:
     number: int
@@ -65,6 +82,7 @@ class PullRequest:
     draft: bool
     state: str
     body: str
+    labels: tuple[str, ...] = ()
 
 
 def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, app_id: str | None = None,
@@ -112,9 +130,23 @@ def _messages(response: Response[Any]) -> str:
 
 
 def _refusal(exc: RequestFailed) -> GitHubError:
-    status = exc.response.status_code
-    return GitHubError(f"GitHub answered {status} to {exc.request.method} {exc.request.url.path}: "
-                       f"{_messages(exc.response)}", status)
+    status, said = exc.response.status_code, _messages(exc.response)
+    message = f"GitHub answered {status} to {exc.request.method} {exc.request.url.path}: {said}"
+    if _ACTIONS_MAY_NOT in said:
+        return PullRequestsNotPermitted(message, status)
+    if _NO_DRAFTS in said:
+        return DraftsUnsupported(message, status)
+    return GitHubError(message, status)
+
+
+def html_base(api_url: str) -> str:
+    """The web address of the GitHub an API address serves: api.github.com → github.com,
+    api.<x>.ghe.com → <x>.ghe.com, <host>/api/v3 (Enterprise Server) → <host>."""
+    parts = urlsplit(api_url)
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/v3"):
+        return f"{parts.scheme}://{parts.netloc}{path.removesuffix('/api/v3')}"
+    return f"{parts.scheme}://{parts.netloc.removeprefix('api.')}"
 
 
 class GitHubForge:
@@ -163,6 +195,14 @@ class GitHubForge:
 
     def _response(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Response[Any]:
         return self._send(lambda: method(self.owner, self.repo, *args, **kwargs))
+
+    @property
+    def html_url(self) -> str:
+        return f"{html_base(self.policy.base_url)}/{self.owner}/{self.repo}"
+
+    def compare_url(self, base: str, branch: str) -> str:
+        """Where a human opens the pull request loopbot could not."""
+        return f"{self.html_url}/compare/{quote(base, safe='/')}...{quote(branch, safe='/')}?expand=1"
 
     def _call(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Any:
         return self._response(method, *args, **kwargs).json()
@@ -271,31 +311,46 @@ class GitHubForge:
     # -- pull requests ------------------------------------------------------------------------
     def _pull(self, data: dict[str, Any]) -> PullRequest:
         return PullRequest(number=data["number"], node_id=data.get("node_id", ""), head=data["head"]["ref"],
-                           draft=bool(data.get("draft")), state=data.get("state", "open"), body=data.get("body") or "")
+                           draft=bool(data.get("draft")), state=data.get("state", "open"), body=data.get("body") or "",
+                           labels=tuple(label["name"] if isinstance(label, dict) else str(label)
+                                        for label in data.get("labels") or []))
 
     def find_pr(self, branch: str) -> PullRequest | None:
         pulls = self._call(self.gh.rest.pulls.list, head=f"{self.owner}:{branch}", state="all", per_page=10)
         return self._pull(pulls[0]) if pulls else None
 
-    def open_pr(self, branch: str, base: str, title: str, body: str) -> PullRequest:
-        """A draft PR for the loop branch, or the one that exists already."""
+    def open_pr(self, branch: str, base: str, title: str, body: str, *,
+                not_ready_label: str = NOT_READY_LABEL) -> PullRequest:
+        """A draft PR for the loop branch, or the one that exists already. Where the repository has
+        no drafts, a ready PR labelled `not_ready_label` (mark_ready takes the label off). A
+        repository that lets no Actions token open PRs raises PullRequestsNotPermitted."""
         existing = self.find_pr(branch)
         if existing is not None:
             return existing
         body = limits.fit(body)
-        return self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
-                                     draft=True))
+        try:
+            return self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
+                                         draft=True))
+        except DraftsUnsupported:
+            pass
+        pull = self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
+                                     draft=False))
+        self.add_labels(pull.number, not_ready_label)
+        return dataclasses.replace(pull, labels=(*pull.labels, not_ready_label))
 
     def update_pr(self, pr: PullRequest, body: str) -> None:
         body = limits.fit(body)
         if pr.body != body:
             self._call(self.gh.rest.pulls.update, pr.number, body=body)
 
-    def mark_ready(self, pr: PullRequest) -> None:
-        """Draft → ready for review: only GraphQL can do it."""
+    def mark_ready(self, pr: PullRequest, *, not_ready_label: str = NOT_READY_LABEL) -> None:
+        """Draft → ready for review (only GraphQL can do it); a PR opened ready for want of drafts
+        loses its not-ready label."""
         if pr.draft:
             self.gh.graphql("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
                             "{ clientMutationId } }", variables={"id": pr.node_id})
+        if not_ready_label in pr.labels:
+            self.remove_label(pr.number, not_ready_label)
 
     def loop_prs(self) -> list[dict[str, Any]]:
         """Open PRs from loop/* branches of this repository: a fork's branch of that name is not one."""

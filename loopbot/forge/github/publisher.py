@@ -11,7 +11,12 @@ from loopbot.config import Labels
 from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Status, StopReason
 from loopbot.evaluators import describe
-from loopbot.forge.github.forge import GitHubForge, PullRequest
+from loopbot.forge.github.forge import (
+    ACTIONS_PR_SETTING,
+    GitHubForge,
+    PullRequest,
+    PullRequestsNotPermitted,
+)
 from loopbot.report import render_report
 from loopbot.workspace.git import GitWorkspace
 
@@ -22,6 +27,24 @@ def progress_marker(issue: int) -> str:
 
 def review_marker(run_id: str, iteration: int) -> str:
     return f"<!-- loopbot:review run={run_id} iteration={iteration} -->"
+
+
+def refused_marker(issue: int) -> str:
+    return f"<!-- loopbot:pr-refused issue={issue} -->"
+
+
+def pr_refused_body(state: LoopState, compare: str, refusal: str) -> str:
+    """Why there is no pull request, where the work is, and the one setting that fixes it."""
+    return "\n".join([
+        "**loopbot could not open the pull request**: GitHub refused it — "
+        f"\"{refusal.split(': ', 1)[-1]}\"", "",
+        f"The work is pushed to `{state.branch}`: [compare it with the base and open the pull request]({compare}).",
+        "",
+        "To let loopbot open pull requests, a repository admin turns on",
+        f"**{ACTIONS_PR_SETTING}** (in an organization, the organization's same setting must allow it "
+        "first), or gives loopbot App credentials. The loop went on without it; the link above opens the pull "
+        "request by hand.",
+    ])
 
 
 def _fenced(text: str) -> list[str]:
@@ -82,6 +105,7 @@ class GitHubPublisher:
         self.base_branch, self.labels, self.remote = base_branch, labels, remote
         self.redact, self.sandbox_note, self.clock = redact, sandbox_note, clock
         self.pr: PullRequest | None = None
+        self._pr_refused = False  # GitHub refused this run a pull request: asked once, explained once
 
     def _report(self, state: LoopState) -> str:
         return self.redact(f"Closes #{self.issue}\n\n" + render_report(state, sandbox_note=self.sandbox_note))
@@ -111,9 +135,9 @@ class GitHubPublisher:
         head = self.workspace.head()
         if head != state.base_sha:
             self.workspace.push(self.remote)
-            self.pr = self.forge.open_pr(state.branch, self.base_branch, f"loopbot: {state.goal.goal[:100]}",
-                                         self._report(state))
-            self.forge.update_pr(self.pr, self._report(state))
+            self.pr = self._open_pr(state)
+            if self.pr is not None:
+                self.forge.update_pr(self.pr, self._report(state))
         if self.pr is not None and record.checker is not None and record.checker.decision != "SKIPPED":
             reject = record.checker.decision == "REJECT"
             reasons = "\n".join(f"- {r}" for r in record.checker.reasons)
@@ -123,13 +147,27 @@ class GitHubPublisher:
                              summary=self._report(state))
         self._progress(state)
 
+    def _open_pr(self, state: LoopState) -> PullRequest | None:
+        """The loop's PR, opened or found; None where the repository lets no Actions token open one:
+        the branch stays pushed and the issue says how to open it and what to change."""
+        if self._pr_refused:
+            return self.pr
+        try:
+            return self.forge.open_pr(state.branch, self.base_branch, f"loopbot: {state.goal.goal[:100]}",
+                                      self._report(state))
+        except PullRequestsNotPermitted as exc:
+            self._pr_refused = True
+            compare = self.forge.compare_url(self.base_branch, state.branch)
+            self.forge.comment(self.issue, self.redact(pr_refused_body(state, compare, str(exc))),
+                               marker=refused_marker(self.issue))
+            return None
+
     def _finished(self, state: LoopState) -> None:
         head = state.best.sha
         self._progress(state)
         self.forge.remove_label(self.issue, self.labels.running)
         if self.pr is None and head != state.base_sha:
-            self.pr = self.forge.open_pr(state.branch, self.base_branch, f"loopbot: {state.goal.goal[:100]}",
-                                         self._report(state))
+            self.pr = self._open_pr(state)
         if self.pr is not None:
             self.forge.update_pr(self.pr, self._report(state))
         if state.status == Status.SUCCESS:
