@@ -470,12 +470,20 @@ def validate(
 class SchemaName(StrEnum):
     goal = "goal"
     config = "config"
+    script = "script"
 
 
 @app.command()
-def schema(name: Annotated[SchemaName, typer.Argument(help="goal or config")]) -> None:
-    """Print the JSON Schema of the goal file or the repo config."""
-    model: type[Goal] | type[Config] = Goal if name == SchemaName.goal else Config
+def schema(name: Annotated[SchemaName, typer.Argument(help="goal, config or script (the scripted model's file)")]
+           ) -> None:
+    """Print the JSON Schema of the goal file, the repo config or a scripted model's script."""
+    from pydantic import BaseModel
+
+    from loopbot.testing.scripted import Script
+
+    models: dict[SchemaName, type[BaseModel]] = {SchemaName.goal: Goal, SchemaName.config: Config,
+                                                 SchemaName.script: Script}
+    model = models[name]
     document = model.model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     sys.stdout.write(json.dumps(document, indent=2) + "\n")

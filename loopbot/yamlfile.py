@@ -6,15 +6,17 @@ deep nesting and alias bombs (billion laughs) before anything is built.
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
 from loopbot.errors import InputError, Problem
 
@@ -218,10 +220,65 @@ def parse_yaml(text: str, source: str, limits: Limits = DEFAULT_LIMITS) -> tuple
     return data, locations
 
 
-def _clean_message(message: str) -> str:
-    if message == "Extra inputs are not permitted":
-        return "unknown key"
-    return message.removeprefix("Value error, ")
+def _strip(tp: Any) -> Any:
+    """A type without its Annotated wrapper."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _step(tp: Any, part: str | int) -> Any:
+    """The type found one step along a pydantic error location (None when it cannot be followed)."""
+    tp = _strip(tp)
+    if get_origin(tp) in (Union, UnionType):
+        members = get_args(tp)
+        if isinstance(part, str) and part.startswith("@"):  # a discriminated union's tag
+            return next((m for m in members if any(isinstance(meta, Tag) and meta.tag == part
+                                                   for meta in getattr(m, "__metadata__", ()))), None)
+        others = [m for m in members if m is not type(None)]
+        return _step(others[0], part) if len(others) == 1 else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    if get_origin(tp) in (list, tuple, set, frozenset) and isinstance(part, int):
+        return get_args(tp)[0]
+    if get_origin(tp) is dict and isinstance(part, str):
+        return get_args(tp)[1]
+    return None
+
+
+def allowed_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """The keys the schema allows in the mapping at `loc` (union tags included); [] when unknown."""
+    tp: Any = model
+    for part in loc:
+        tp = _step(tp, part)
+        if tp is None:
+            return []
+    tp = _strip(tp)
+    if get_origin(tp) in (Union, UnionType):
+        others = [m for m in get_args(tp) if m is not type(None)]
+        tp = _strip(others[0]) if len(others) == 1 else None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [field.alias or name for name, field in tp.model_fields.items()]
+    return []
+
+
+def _unknown_key(model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    """'unknown key', with the key probably meant, or the keys allowed there when none is close."""
+    key, allowed = str(loc[-1]), allowed_keys(model, loc[:-1])
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
+
+
+def _clean_message(err: Any, model: type[BaseModel]) -> str:
+    """pydantic's message in the user's terms: no Python class names, a way forward for unknown keys."""
+    if err["type"] == "extra_forbidden":
+        return _unknown_key(model, err["loc"])
+    if err["type"] in ("model_type", "model_attributes_type", "dataclass_type"):
+        return "Input should be a mapping (key: value)"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def validate_located(model: type[M], data: Any, locations: _Locations, source: str, *, kind: str) -> M:
@@ -244,8 +301,10 @@ def validate_located(model: type[M], data: Any, locations: _Locations, source: s
                     where[0] if where else None,
                     where[1] if where else None,
                     field_name(loc),
-                    _clean_message(err["msg"]),
+                    _clean_message(err, model),
                 )
             )
+        # In the order they appear in the file; unlocated problems last.
+        problems.sort(key=lambda p: (p.line is None, p.line or 0, p.column or 0))
         raise InputError(problems) from None
 

@@ -21,7 +21,8 @@ def test_config_errors_are_located():
     found = [str(p) for p in info.value.problems]
     assert "c.yml:2:3: budgets.max_cost_usd: Input should be greater than 0" in found
     assert "c.yml:4:3: limits.max_plans_per_run: Input should be less than or equal to 5" in found
-    assert "c.yml:5:1: surprise: unknown key" in found
+    assert "c.yml:5:1: surprise: unknown key (allowed: models, budgets, labels, limits, commands, execution, push, " \
+        "sandbox, gate, wiki, bots)" in found
 
 
 @pytest.mark.parametrize("text", ["sandbox: off\n", "sandbox: 'off'\n", "sandbox: {mode: off}\n", "sandbox: false\n"])
@@ -36,3 +37,23 @@ def test_sandbox_on_and_unknown_modes():
     with pytest.raises(InputError) as info:
         parse_config("sandbox: docker\n", "c.yml")
     assert "sandbox.mode" in str(info.value)
+
+
+def test_unknown_config_keys_suggest_the_key_meant():
+    with pytest.raises(InputError) as info:
+        parse_config("modles: {}\nmodels:\n  makr: strong\n  openai: {base_ur: x}\nsandbox: {memory: 5}\n", "c.yml")
+    found = [str(p) for p in info.value.problems]
+    assert found == [
+        "c.yml:1:1: modles: unknown key; did you mean 'models'?",
+        "c.yml:3:3: models.makr: unknown key; did you mean 'maker'?",
+        "c.yml:4:12: models.openai.base_ur: unknown key; did you mean 'base_url'?",
+        "c.yml:5:11: sandbox.memory: unknown key; did you mean 'memory_mb'?",
+    ]
+
+
+def test_config_type_errors_name_no_python_classes():
+    with pytest.raises(InputError) as info:
+        parse_config("sandbox: [1]\nmodels: {profiles: {m: 3}}\n", "c.yml")
+    text = str(info.value)
+    assert "SandboxConfig" not in text and "ProfileOverride" not in text and "instance of" not in text, text
+    assert "c.yml:1:1: sandbox: Input should be a mapping (key: value)" in text

@@ -63,8 +63,9 @@ def test_wrong_type_names_line_and_field():
 
 def test_unknown_keys_are_rejected_at_their_line():
     found = problems("id: x\ngoal: g\nacceptance:\n  - run: 'true'\n    retries: 3\nowner: me\n")
-    assert "g.yaml:5:5: acceptance.0.retries: unknown key" in found
-    assert "g.yaml:6:1: owner: unknown key" in found
+    assert "g.yaml:5:5: acceptance.0.retries: unknown key (allowed: run, name, expect_exit, timeout_seconds)" in found
+    assert "g.yaml:6:1: owner: unknown key (allowed: id, goal, chunks, acceptance, scope, boundaries, budgets, " \
+        "models, priority, context)" in found
 
 
 def test_missing_acceptance_is_rejected():
@@ -108,3 +109,29 @@ def test_missing_file(tmp_path):
     with pytest.raises(InputError) as info:
         load_goal(tmp_path / "nope.yaml")
     assert "no such file" in str(info.value)
+
+
+def test_unknown_keys_suggest_the_key_meant_at_every_level():
+    found = problems(
+        "id: x\ngoal: g\nacceptence: []\nacceptance:\n  - run: 'true'\n    nmae: unit\n  - file: a.py\n"
+        "    contians: b\nbudgets: {max_iteration: 3}\nscope: {alow: ['**']}\n")
+    assert "g.yaml:3:1: acceptence: unknown key; did you mean 'acceptance'?" in found
+    assert "g.yaml:6:5: acceptance.0.nmae: unknown key; did you mean 'name'?" in found
+    assert "g.yaml:8:5: acceptance.1.contians: unknown key; did you mean 'contains'?" in found
+    assert "g.yaml:9:11: budgets.max_iteration: unknown key; did you mean 'max_iterations'?" in found
+    assert "g.yaml:10:9: scope.alow: unknown key; did you mean 'allow'?" in found
+
+
+def test_an_unknown_key_with_no_near_miss_lists_the_keys_allowed():
+    found = problems("id: x\ngoal: g\nacceptance:\n  - run: 'true'\nscope: {zzz: 1}\n")
+    assert found == ["g.yaml:5:9: scope.zzz: unknown key (allowed: allow, protect, new_tests)"]
+
+
+def test_errors_are_sorted_by_line_and_name_no_python_classes():
+    found = problems("budgets: {max_iterations: x}\ngoal: ''\nid: 'Bad'\nacceptance:\n  - 3\nscope: [a]\n")
+    lines = [int(p.split(":")[1]) for p in found]
+    assert lines == sorted(lines), found
+    text = "\n".join(found)
+    for name in ("Scope", "BudgetOverrides", "RunCheck", "instance of"):
+        assert name not in text, text
+    assert "g.yaml:6:1: scope: Input should be a mapping (key: value)" in found, found

@@ -6,6 +6,7 @@ Action, App) fill from the environment.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,15 +59,13 @@ def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderE
 
         if not target:
             raise _problem("scripted needs a script: scripted:PATH.yaml")
-        return ScriptedModel.from_file(Path(target), clock=clock)
+        try:
+            return ScriptedModel.from_file(Path(target), clock=clock)
+        except InputError as exc:
+            raise InputError([*exc.problems, Problem(target, None, None, "", SCRIPT_FORMAT)]) from None
     if not target:
         if provider not in KNOWN:
-            from loopbot.providers.profiles import BUILTIN
-
-            guess = BUILTIN[provider].provider if provider in BUILTIN else (
-                "anthropic" if provider.startswith("claude") else "openai")
-            raise _problem(f"{spec!r} is not a model spec: write PROVIDER:MODEL, here {guess}:{provider} "
-                           f"(providers: {', '.join(KNOWN)})")
+            raise _problem(_bare_model_hint(spec, provider))
         raise _problem(f"{spec!r} names no model; use {provider}:MODEL")
     if provider == "anthropic":
         from loopbot.providers.anthropic import AnthropicModel
@@ -86,7 +85,35 @@ def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderE
             raise _problem("OPENAI_API_KEY is not set (a local OpenAI-compatible server needs models.openai.base_url)")
         return OpenAICompatModel(target, api_key=env.openai_api_key or "unused", base_url=base_url,
                                  settings=models.openai, profile=profile)
-    raise _problem(f"unknown model provider {provider!r} in {spec!r}; known: {', '.join(KNOWN)}")
+    raise _problem(_provider_hint(spec, provider, target))
+
+
+SCRIPT_FORMAT = "the scripted-model format is in docs/scripted-models.md (its JSON Schema: loopbot schema script)"
+
+
+def _bare_model_hint(spec: str, name: str) -> str:
+    """A model id without its provider: the spec to write, a misspelt id's likely meaning first."""
+    from loopbot.providers.profiles import BUILTIN
+
+    start = f"{spec!r} is not a model spec: write PROVIDER:MODEL"
+    if name in BUILTIN:
+        return f"{start}, here {BUILTIN[name].provider}:{name} (providers: {', '.join(KNOWN)})"
+    close = difflib.get_close_matches(name, list(BUILTIN), n=1, cutoff=0.75)
+    if close:
+        return f"{start}; did you mean {BUILTIN[close[0]].provider}:{close[0]}? (providers: {', '.join(KNOWN)})"
+    guess = "anthropic" if name.startswith("claude") else "openai"
+    return f"{start}, e.g. {guess}:{name} (providers: {', '.join(KNOWN)})"
+
+
+def _provider_hint(spec: str, provider: str, target: str) -> str:
+    from loopbot.providers.profiles import BUILTIN
+
+    if provider in BUILTIN:  # the model id first, e.g. gpt-4.1:mini
+        return (f"{spec!r} starts with a model id, not a provider: write PROVIDER:MODEL: "
+                f"{BUILTIN[provider].provider}:{provider} (providers: {', '.join(KNOWN)})")
+    close = difflib.get_close_matches(provider, KNOWN, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}:{target}'?" if close else ""
+    return f"unknown model provider {provider!r} in {spec!r}{hint} (providers: {', '.join(KNOWN)})"
 
 
 def cost_usd(price: Price, *, input_tokens: int, output_tokens: int, cache_write: int, cache_read: int) -> float:
