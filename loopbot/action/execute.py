@@ -99,6 +99,8 @@ def _loop(intent: Intent, job: Job) -> int:
                            remote=remote, base=base, run_id=f"{goal.id}-{number}-{int(time.time())}", branch=branch,
                            protect_adds=True)
         update: dict[str, Any] = {"trigger": intent.trigger}
+        if latest is not None:
+            update["memory"] = latest.memory  # approaches that failed on this plan stay blocked in the next run
         if base != "HEAD":
             update["base_sha"] = resolve_rev(checkout, f"refs/remotes/{remote}/{inputs.default_branch}")
         feedback = _feedback(intent.feedback_pr, job) if intent.feedback_pr is not None else ""
@@ -117,6 +119,12 @@ def _loop(intent: Intent, job: Job) -> int:
     job.outputs.update({"loop_id": final.run_id, "cost": f"{final.spend.cost_usd:.4f}",
                         "status": "suspended" if final.suspended is not None else final.status.value,
                         "pr_number": str(publisher.pr.number) if publisher.pr else ""})
+    if final.finished:
+        # The run's record for the wiki's 90_LOG/: the documentation loop files it after a merge.
+        incident = session.files.incident_path
+        store.memory.record_run(final.run_id, {
+            "report.md": render_report(final, sandbox_note=session.files.sandbox_note),
+            "incident.md": incident.read_text(encoding="utf-8") if incident.is_file() else ""})
     if inputs.summary_path:
         with open(inputs.summary_path, "a", encoding="utf-8") as handle:
             handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
@@ -129,6 +137,20 @@ def _feedback(pr: int, job: Job) -> str:
         return may_steer(actor_kind(user, job.facts, job.config, job.repo))
 
     return job.forge.review_feedback(pr, trusted=trusted)
+
+
+def _restore_run_records(inputs: ActionInputs) -> None:
+    """The records of runs on other runners, from the memory branch, where the docs loop looks."""
+    from loopbot.store.git_memory import GitMemory
+
+    runs = Paths(inputs.state_dir)
+    for run_id, records in GitMemory(inputs.checkout, "origin").runs().items():
+        directory = runs.run_dir(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in records.items():
+            target = directory / name
+            if not target.exists():
+                target.write_text(text, encoding="utf-8")
 
 
 def _audit(job: Job) -> int:
@@ -153,6 +175,7 @@ def _docs(intent: Intent, job: Job) -> int:
     from loopbot.wiki.update import docs
 
     config, inputs = job.config, job.inputs
+    _restore_run_records(inputs)
     spec = inputs.model or config.models.resolve(config.models.documenter)
     model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
     result = docs(inputs.checkout, since=intent.since or "HEAD~1", model=model, config=config,

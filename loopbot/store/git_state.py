@@ -12,6 +12,7 @@ from loopbot.core.budgets import Charge, Spend
 from loopbot.core.redact import NO_SECRETS
 from loopbot.core.state import LoopState, load_state
 from loopbot.errors import StateError
+from loopbot.store.git_memory import GitMemory
 from loopbot.workspace.git import git
 
 STATE_FILE = "state.json"
@@ -28,6 +29,7 @@ class GitStateStore:
         self.redact = redact
         self.ref = f"refs/heads/{branch}"
         self._ledger: list[tuple[str, Charge]] | None = None
+        self.memory = GitMemory(repo, remote, redact=redact)
 
     def fetch(self) -> bool:
         """Bring the remote's state branch here; False when there is none yet."""
@@ -136,7 +138,8 @@ class GitStateStore:
         pass
 
     def add_lessons(self, repo: str, lessons: Sequence[Lesson], run_id: str = "") -> None:
-        """On GitHub, lessons travel in the incident records the documentation loop files in 90_LOG/."""
+        """The repository's lesson book, on its memory branch: every later runner reads it."""
+        self.memory.add_lessons(lessons, run_id)
 
     def lessons(self, repo: str, limit: int = 12) -> list[str]:
-        return []
+        return self.memory.lessons(limit)

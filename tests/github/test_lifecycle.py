@@ -132,3 +132,30 @@ def test_a_maintainers_commit_on_the_loop_branch_survives_the_next_run(actions, 
     assert len(_runs(actions, issue)) == 2
     head = git(actions.origin, "rev-parse", branch).stdout.strip()
     assert git(actions.origin, "merge-base", "--is-ancestor", fixup, head, check=False).returncode == 0
+
+
+def test_the_runs_record_and_failure_memory_outlive_the_runner_and_reach_the_wiki_log(actions, example):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", _one_iteration_plan(), labels=["loopbot:plan"])
+    assert run(actions, "issues", labeled(issue)) == 1
+    stopped = _state(actions, issue)
+    report = git(actions.origin, "show", f"loop/memory:runs/{stopped.run_id}/report.md").stdout
+    assert "BUDGET_EXHAUSTED" in report
+    assert git(actions.origin, "cat-file", "-e", f"loop/memory:runs/{stopped.run_id}/incident.md",
+               check=False).returncode == 0
+
+    # A later run on this plan starts with what the first one learned not to do.
+    run(actions, "issue_comment", comment(issue, "/loop retry"))
+    later = {record.fingerprint: record for record in _state(actions, issue).memory}
+    assert stopped.memory and all(later[r.fingerprint].failures[:len(r.failures)] == r.failures
+                                  for r in stopped.memory)
+    assert any(len(later[r.fingerprint].failures) > len(r.failures) for r in stopped.memory)  # it failed again
+
+    # A push to main on another runner: the docs loop files the record in the wiki's 90_LOG/.
+    payload = example("push")
+    main = git(actions.origin, "rev-parse", "main").stdout.strip()
+    payload.update({"ref": "refs/heads/main", "before": "0" * 40, "after": main})
+    assert run(actions, "push", payload) == 0
+    docs_pr = next(p for p in fake.pulls.values() if p["head"]["ref"].startswith("loop/wiki-"))
+    logged = git(actions.origin, "show", f"{docs_pr['head']['ref']}:wiki/90_LOG/{stopped.run_id}.md").stdout
+    assert "BUDGET_EXHAUSTED" in logged and "Incident" in logged
