@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
-from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
+from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.response import Response
 
 from loopbot.core import memory
@@ -166,6 +166,9 @@ class GitHubForge:
         for attempt in range(1, limits.ATTEMPTS + 1):
             try:
                 return request()
+            except GraphQLFailed as exc:
+                said = "; ".join(error.message for error in exc.response.errors or [])
+                raise GitHubError(f"GitHub's GraphQL API answered with errors: {said[:600]}") from None
             except RequestFailed as exc:
                 response = exc.response
                 limited = limits.rate_limited(response.status_code, response.headers, _messages(response),
@@ -195,6 +198,9 @@ class GitHubForge:
 
     def _response(self, method: Callable[..., Response[Any]], *args: Any, **kwargs: Any) -> Response[Any]:
         return self._send(lambda: method(self.owner, self.repo, *args, **kwargs))
+
+    def _graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        return self._send(lambda: self.gh.graphql.request(query, variables))
 
     @property
     def html_url(self) -> str:
@@ -345,10 +351,10 @@ class GitHubForge:
 
     def mark_ready(self, pr: PullRequest, *, not_ready_label: str = NOT_READY_LABEL) -> None:
         """Draft → ready for review (only GraphQL can do it); a PR opened ready for want of drafts
-        loses its not-ready label."""
+        loses its not-ready label. GitHub's GraphQL errors (which come in a 200) raise GitHubError."""
         if pr.draft:
-            self.gh.graphql("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
-                            "{ clientMutationId } }", variables={"id": pr.node_id})
+            self._graphql("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
+                          "{ clientMutationId } }", {"id": pr.node_id})
         if not_ready_label in pr.labels:
             self.remove_label(pr.number, not_ready_label)
 

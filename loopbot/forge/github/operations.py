@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType, parse
+
 ALLOWED: frozenset[tuple[str, str]] = frozenset({
     # who may trigger
     ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission"),
@@ -41,7 +43,10 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
 })
 
 GRAPHQL_MUTATIONS = frozenset({"markPullRequestReadyForReview"})
-GRAPHQL_QUERIES = frozenset({"pullRequestId"})
+GRAPHQL_QUERIES: frozenset[str] = frozenset()  # loopbot reads nothing through GraphQL
+# A document loopbot sends is a few hundred characters; anything far larger is not one of them.
+GRAPHQL_MAX_CHARS = 10_000
+GRAPHQL_MAX_TOKENS = 2_000
 
 # Never, whatever a caller asks for: merging, pushing refs through the API, changing workflows.
 FORBIDDEN = re.compile(r"/merge$|/merges$|/git/refs|/git/commits|/contents/|/actions/workflows/.+/(enable|disable)$")
@@ -67,10 +72,25 @@ def operation_for(method: str, path: str) -> str | None:
 
 
 def graphql_operation(query: str) -> str | None:
-    """The name of the single mutation or query a GraphQL document performs, if allowed."""
-    body = re.sub(r"#.*", "", query)
-    mutation = re.search(r"\bmutation\b[^{]*\{\s*(\w+)", body)
-    if mutation:
-        return mutation.group(1) if mutation.group(1) in GRAPHQL_MUTATIONS else None
-    named = re.search(r"\bquery\s+(\w+)", body)
-    return named.group(1) if named and named.group(1) in GRAPHQL_QUERIES else None
+    """The allowed top-level field a GraphQL document performs, or None. The document is parsed
+    (graphql-core), never pattern-matched: exactly one definition, an operation (no fragments), and
+    exactly one selection in it, a plain field (no fragment spread, no inline fragment) whose name,
+    not its alias, is allowed for the operation's type. Comments and strings are the parser's."""
+    if len(query) > GRAPHQL_MAX_CHARS:
+        return None
+    try:
+        document = parse(query, no_location=True, max_tokens=GRAPHQL_MAX_TOKENS)
+    except GraphQLError:
+        return None
+    if len(document.definitions) != 1:
+        return None
+    (operation,) = document.definitions
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    allowed = {OperationType.MUTATION: GRAPHQL_MUTATIONS, OperationType.QUERY: GRAPHQL_QUERIES}.get(
+        operation.operation, frozenset())
+    selections = operation.selection_set.selections
+    if len(selections) != 1 or not isinstance(selections[0], FieldNode):
+        return None
+    name = selections[0].name.value
+    return name if name in allowed else None

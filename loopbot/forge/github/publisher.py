@@ -13,6 +13,7 @@ from loopbot.core.state import LoopState, Status, StopReason
 from loopbot.evaluators import describe
 from loopbot.forge.github.forge import (
     ACTIONS_PR_SETTING,
+    GitHubError,
     GitHubForge,
     PullRequest,
     PullRequestsNotPermitted,
@@ -31,6 +32,10 @@ def review_marker(run_id: str, iteration: int) -> str:
 
 def refused_marker(issue: int) -> str:
     return f"<!-- loopbot:pr-refused issue={issue} -->"
+
+
+def not_ready_marker(issue: int) -> str:
+    return f"<!-- loopbot:not-ready issue={issue} -->"
 
 
 def pr_refused_body(state: LoopState, compare: str, refusal: str) -> str:
@@ -162,6 +167,16 @@ class GitHubPublisher:
                                marker=refused_marker(self.issue))
             return None
 
+    def _mark_ready(self, pr: PullRequest) -> None:
+        """Ready for review; where GitHub refuses (a GraphQL error, a limit that held), the issue says so."""
+        try:
+            self.forge.mark_ready(pr)
+        except GitHubError as exc:
+            self.forge.comment(self.issue, self.redact(
+                f"The goal is met, but GitHub refused to mark #{pr.number} ready for review: {exc}\n\n"
+                "A maintainer can mark it ready by hand; the work is complete on the branch."),
+                marker=not_ready_marker(self.issue))
+
     def _finished(self, state: LoopState) -> None:
         head = state.best.sha
         self._progress(state)
@@ -174,7 +189,7 @@ class GitHubPublisher:
             self.forge.check_run(head, status="completed", conclusion="success", title="goal met",
                                  summary=self._report(state))
             if self.pr is not None:
-                self.forge.mark_ready(self.pr)
+                self._mark_ready(self.pr)
             self.forge.add_labels(self.issue, self.labels.done)
         else:
             # A line stop or a reported spec conflict waits for a human.
