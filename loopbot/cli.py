@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -27,8 +28,9 @@ from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LeaseHeld, LeaseLost, LoopbotError, Problem, StoreError
 from loopbot.goal import Goal, load_goal
 from loopbot.plans import goal_from_markdown
-from loopbot.progress import ProgressDisplay, simulated
+from loopbot.progress import ProgressDisplay
 from loopbot.providers import ProviderEnv
+from loopbot.report import simulated
 from loopbot.sandbox import OFF_NOTE
 from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
 from loopbot.store.sqlite import SqliteStore
@@ -172,9 +174,8 @@ def _drive(session: Session, *, quiet: bool) -> LoopState:
     runner = session.runner
     _warn_if_unsandboxed(session)
     try:
-        if quiet:
-            return runner.run(session.state)
-        with ProgressDisplay(err, session.state.budgets.max_iterations) as display:
+        # -q hides the live bar only: the iteration log (decisions, failed checks, reasons) stays.
+        with ProgressDisplay(err, session.state.budgets.max_iterations, bar=not quiet) as display:
             runner.observers.append(display)
             return runner.run(session.state)
     except LeaseLost as exc:
@@ -200,6 +201,9 @@ def _summary(state: LoopState, session: Session, *, to: Console | None = None) -
             say.print(f"incident: {session.files.incident_path}")
     pushed = state.push.message if state.push else "not pushed"
     say.print(f"branch:   {state.branch} ({session.redact(pushed)})")
+    say.print(f"cost:     ${state.spend.cost_usd:.4f} of ${state.budgets.max_cost_usd:g}, "
+              f"{state.spend.model_calls} model calls"
+              + (" (simulated: a scripted model; nothing was billed)" if simulated(state) else ""))
     say.print(f"worktree: {state.worktree}")
     say.print(f"report:   {session.files.report_path}")
     say.print(f"events:   {session.files.events_path}")
@@ -498,19 +502,27 @@ def demo(
     a reviewer merges, the wiki is updated on its own branch."""
     from loopbot.demo import run_demo
 
-    base = directory or Path(tempfile.mkdtemp(prefix="loopbot-demo-"))
     if directory is not None and directory.exists() and any(directory.iterdir()):
         _fail(f"--dir {directory} is not empty")
-    with _bad_input():
-        result = run_demo(base, out, lambda session: _drive(session, quiet=quiet), _secrets())
-    code = _summary(result.loop, result.session)
-    if result.docs is not None:
-        out.print(f"wiki:     {result.docs.branch} ({'pushed' if result.docs.pushed else 'not pushed'}); "
-                  f"proposal {result.docs.proposal}")
-        if not result.docs.changed:
-            code = EXIT_STOPPED
-    out.print(f"inspect:  git -C {result.origin} log --oneline --all")
-    out.print(f"          git -C {result.repo} diff main {result.docs.branch if result.docs else result.loop.branch}")
+    base = directory or Path(tempfile.mkdtemp(prefix="loopbot-demo-"))
+    try:
+        with _bad_input():
+            result = run_demo(base, out, lambda session: _drive(session, quiet=quiet), _secrets())
+        code = _summary(result.loop, result.session)
+        if result.docs is not None:
+            out.print(f"wiki:     {result.docs.branch} ({'pushed' if result.docs.pushed else 'not pushed'}); "
+                      f"proposal {result.docs.proposal}")
+            if not result.docs.changed:
+                code = EXIT_STOPPED
+        if directory is not None:
+            out.print(f"inspect:  git -C {result.origin} log --oneline --all")
+            out.print(f"          git -C {result.repo} diff main "
+                      f"{result.docs.branch if result.docs else result.loop.branch}")
+    finally:
+        if directory is None:  # a temp dir is the demo's own: removed, not left behind on every run
+            shutil.rmtree(base, ignore_errors=True)
+    if directory is None:
+        out.print(f"removed the demo's files ({base}); `loopbot demo --dir DIR` keeps them to inspect")
     raise typer.Exit(code)
 
 

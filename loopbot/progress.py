@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.text import Text
 
 from loopbot.core.state import LoopState
+from loopbot.report import simulated
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -22,11 +23,6 @@ def _clip(text: str, limit: int = 160) -> str:
 def line(*parts: str | tuple[str, str]) -> Text:
     """One console line: each str part literal, each (text, style) part styled."""
     return Text.assemble(*parts)
-
-
-def simulated(state: LoopState) -> bool:
-    """Every role is a scripted model: its token counts and cost are made up, not billed."""
-    return bool(state.models) and all(spec.startswith("scripted:") for spec in state.models.values())
 
 
 class ProgressDisplay:

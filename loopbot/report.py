@@ -29,6 +29,11 @@ def _iteration_result(record: IterationRecord) -> str:
     return "incomplete"
 
 
+def simulated(state: LoopState) -> bool:
+    """Every role is a scripted model: its token counts and cost are made up, not billed."""
+    return bool(state.models) and all(spec.startswith("scripted:") for spec in state.models.values())
+
+
 def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
     spend = state.spend
     outcome = {
@@ -54,7 +59,9 @@ def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
         f"{spend.model_calls} of {state.budgets.max_model_calls}",
         f"- Tokens: {spend.input_tokens:,} in, {spend.output_tokens:,} out "
         f"(cache: {spend.cache_write_tokens:,} written, {spend.cache_read_tokens:,} read)",
-        f"- Cost: ${spend.cost_usd:.4f} of ${state.budgets.max_cost_usd:g}; active time {spend.elapsed_seconds:.1f}s",
+        f"- Cost: ${spend.cost_usd:.4f} of ${state.budgets.max_cost_usd:g}"
+        + (" (simulated: a scripted model, nothing billed)" if simulated(state) else "")
+        + f"; active time {spend.elapsed_seconds:.1f}s",
         "- Models: " + "; ".join(
             f"{', '.join(r for r, s in state.models.items() if s == spec)} `{spec}`"
             for spec in dict.fromkeys(state.models.values())
