@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
@@ -33,6 +33,7 @@ ACTIONS_PR_SETTING = ("Settings → Actions → General → Workflow permissions
                       "\"Allow GitHub Actions to create and approve pull requests\"")
 _ACTIONS_MAY_NOT = "GitHub Actions is not permitted to create or approve pull requests"
 _NO_DRAFTS = "Draft pull requests are not supported"
+_OWN_PR = "your own pull request"
 
 T = TypeVar("T")
 
@@ -157,6 +158,9 @@ class GitHubForge:
         self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
         self.wall = wall
         self._permissions: dict[str, str] = {}
+        self._own_prs: set[int] = set()  # PRs GitHub said are the token's own (no change requests)
+        self._check_heads: list[str] = []  # heads this forge made or updated a check run for, oldest first
+        self._settled: set[str] = set()  # heads whose check runs are known completed
 
     # -- sending ----------------------------------------------------------------------------
     def _send(self, request: Callable[[], T]) -> T:
@@ -369,18 +373,25 @@ class GitHubForge:
 
     def review(self, pr: PullRequest, body: str, *, marker: str, request_changes: bool) -> None:
         """The checker's verdict as a review; COMMENT on approval (approvals are for humans), and
-        COMMENT as the fallback where the API refuses REQUEST_CHANGES (e.g. on the token's own PR)."""
+        COMMENT where GitHub refuses REQUEST_CHANGES: on the token's own PR, which a loop PR is
+        ("Can not request changes on your own pull request"; remembered, so asked once per PR).
+        Any other refusal is an error, not a quiet comment."""
         for existing in self._list(self.gh.rest.pulls.list_reviews, pr.number):
             if marker in (existing.get("body") or ""):
                 return
         text = f"{marker}\n{body}"
-        if request_changes:
+        if request_changes and pr.number not in self._own_prs:
             try:
                 self._call(self.gh.rest.pulls.create_review, pr.number, body=limits.fit(text), event="REQUEST_CHANGES")
                 return
-            except GitHubError:
-                note = "\n\n_(posted as a comment: GitHub refused a change request here)_"
-                text = limits.fit(text, limits.BODY_LIMIT - len(note)) + note
+            except GitHubError as exc:
+                if exc.status != 422 or _OWN_PR not in str(exc):
+                    raise
+                self._own_prs.add(pr.number)
+        if request_changes:
+            note = ("\n\n_(a comment, not a change request: GitHub lets no one request changes on their own "
+                    "pull request, and loopbot opened this one)_")
+            text = limits.fit(text, limits.BODY_LIMIT - len(note)) + note
         self._call(self.gh.rest.pulls.create_review, pr.number, body=limits.fit(text), event="COMMENT")
 
     def review_feedback(self, pr_number: int, *, trusted: Callable[[dict[str, Any]], bool]) -> str:
@@ -394,8 +405,15 @@ class GitHubForge:
         return "\n\n".join(parts)
 
     # -- the check run ------------------------------------------------------------------------
-    def check_run(self, head_sha: str, *, status: str, title: str, summary: str, conclusion: str | None = None) -> None:
-        runs = self._list(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME, key="check_runs")
+    def _runs(self, head_sha: str) -> list[dict[str, Any]]:
+        return self._list(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME, key="check_runs")
+
+    def check_run(self, head_sha: str, *, status: str, title: str, summary: str, conclusion: str | None = None,
+                  supersedes: Iterable[str] = ()) -> None:
+        """The goal's check run on `head_sha`, created or updated. When a new head gets one, or a
+        head's is completed, the runs still open on earlier heads (`supersedes`, and those this
+        forge wrote) are completed as cancelled: a superseded head never stays in progress."""
+        runs = self._runs(head_sha)
         output = {"title": title, "summary": limits.fit(summary, limits.SUMMARY_LIMIT)}
         fields: dict[str, Any] = {"status": status, "output": output}
         if conclusion is not None:
@@ -404,3 +422,23 @@ class GitHubForge:
             self._call(self.gh.rest.checks.update, runs[0]["id"], **fields)
         else:
             self._call(self.gh.rest.checks.create, name=CHECK_NAME, head_sha=head_sha, **fields)
+        if not runs or status == "completed":
+            self._supersede(head_sha, [*self._check_heads, *supersedes])
+        if head_sha in self._check_heads:
+            self._check_heads.remove(head_sha)
+        self._check_heads.append(head_sha)
+        if status == "completed":
+            self._settled.add(head_sha)
+        else:
+            self._settled.discard(head_sha)
+
+    def _supersede(self, head_sha: str, earlier: Iterable[str]) -> None:
+        for sha in dict.fromkeys(earlier):
+            if sha == head_sha or sha in self._settled:
+                continue
+            for run in self._runs(sha):
+                if run.get("status") != "completed":
+                    self._call(self.gh.rest.checks.update, run["id"], status="completed", conclusion="cancelled",
+                               output={"title": f"superseded by {head_sha[:12]}",
+                                       "summary": f"The loop moved on: `{head_sha}` carries its check now."})
+            self._settled.add(sha)

@@ -103,6 +103,13 @@ def progress_body(state: LoopState, *, now: float) -> str:
     return "\n".join(lines)
 
 
+def _earlier_heads(state: LoopState) -> list[str]:
+    """The heads recent iterations started from or made: where earlier check runs may still be open
+    (a resumed run on a fresh runner knows them only from the state)."""
+    return list(dict.fromkeys(sha for record in state.iterations[-3:]
+                              for sha in (record.start_sha, record.head_sha) if sha))
+
+
 class GitHubPublisher:
     def __init__(self, forge: GitHubForge, workspace: GitWorkspace, *, issue: int, base_branch: str, labels: Labels,
                  remote: str | None, redact: Redactor, sandbox_note: str, clock: Any):
@@ -149,7 +156,7 @@ class GitHubPublisher:
             body = self.redact(f"**Checker: {record.checker.decision}** (iteration {record.number})\n\n{reasons}")
             self.forge.review(self.pr, body, marker=review_marker(state.run_id, record.number), request_changes=reject)
         self.forge.check_run(head, status="in_progress", title=f"iteration {record.number}: {record.decision}",
-                             summary=self._report(state))
+                             summary=self._report(state), supersedes=_earlier_heads(state))
         self._progress(state)
 
     def _open_pr(self, state: LoopState) -> PullRequest | None:
@@ -187,7 +194,7 @@ class GitHubPublisher:
             self.forge.update_pr(self.pr, self._report(state))
         if state.status == Status.SUCCESS:
             self.forge.check_run(head, status="completed", conclusion="success", title="goal met",
-                                 summary=self._report(state))
+                                 summary=self._report(state), supersedes=_earlier_heads(state))
             if self.pr is not None:
                 self._mark_ready(self.pr)
             self.forge.add_labels(self.issue, self.labels.done)
@@ -195,6 +202,7 @@ class GitHubPublisher:
             # A line stop or a reported spec conflict waits for a human.
             blocked = state.stop_reason in (StopReason.ANDON, StopReason.SPEC_CONFLICT)
             self.forge.check_run(head, status="completed", conclusion="action_required" if blocked else "failure",
-                                 title=f"stopped: {state.stop_label}", summary=self._report(state))
+                                 title=f"stopped: {state.stop_label}", summary=self._report(state),
+                                 supersedes=_earlier_heads(state))
             if blocked:
                 self.forge.add_labels(self.issue, self.labels.blocked)
