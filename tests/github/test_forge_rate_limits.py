@@ -140,3 +140,13 @@ def test_writes_are_paced_per_repository_across_forges(fake, clock):
     enterprise = forge_for(fake, clock, api_url="https://ghe.example.com/api/v3")  # another GitHub
     enterprise.policy(httpx.Request("POST", "https://ghe.example.com/api/v3/repos/acme/kvstore/issues/1/comments"))
     assert clock.slept == [pytest.approx(1.0)]
+
+
+def test_removing_a_label_is_quiet_only_when_it_is_not_there(fake, clock):
+    issue = fake.add_issue("t", "b", labels=["loopbot:running"])
+    forge = forge_for(fake, clock)
+    forge.remove_label(issue, "loopbot:done")  # 404: nothing to remove
+    fake.throttle("primary", seconds=7200, method="DELETE")
+    with pytest.raises(RateLimited):  # never a label silently left on the issue
+        forge.remove_label(issue, "loopbot:running")
+    assert fake.labels_of(issue) == ["loopbot:running"]

@@ -1,9 +1,13 @@
 """The GitHub forge. Idempotent writes: every comment, review and check run it makes is found
-again (by a hidden marker, a head branch, or a check name) before anything new is created."""
+again (by a hidden marker, a head branch, or a check name) before anything new is created.
+
+Every list is read to its last page; every body is cut to GitHub's limit with a note; rate limits
+(primary, secondary, with or without headers) are waited out with bounded backoff and then raise
+`RateLimited`; GitHub's refusals are typed errors the publisher can explain.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -289,8 +293,11 @@ class GitHubForge:
         self._call(self.gh.rest.issues.add_labels, number, data={"labels": list(labels)})
 
     def remove_label(self, number: int, label: str) -> None:
-        with contextlib.suppress(GitHubError):  # not there: nothing to remove
+        try:
             self._call(self.gh.rest.issues.remove_label, number, label)
+        except GitHubError as exc:
+            if exc.status != 404:  # 404: not there, nothing to remove; a rate limit is no such answer
+                raise
 
     # -- plans --------------------------------------------------------------------------------
     def plans(self, label: str = "loopbot:plan") -> list[FiledPlan]:
