@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -43,8 +43,9 @@ def _git_env() -> dict[str, str]:
 
 
 def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
-        timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    env = _git_env()
+        timeout: float | None = None, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`env` adds to git's environment for this one command (a push credential, see credentials)."""
+    env = {**_git_env(), **(env or {})}
     try:
         result = subprocess.run(
             ["git", *_SAFE, *args],
@@ -114,6 +115,9 @@ class GitWorkspace:
         # The setup step's outputs (a virtualenv, node_modules): ignored paths in this worktree
         # that cleaning keeps and variant trees link to.
         self.pinned: list[str] = []
+        # Environment for pushes only, asked for at each push: a per-command credential that is
+        # fresh when the push happens (installation tokens expire within the hour; see credentials).
+        self.push_env: Callable[[], Mapping[str, str]] = dict
 
     @classmethod
     def open(cls, repo: Path, path: Path, branch: str, base: str) -> GitWorkspace:
@@ -467,7 +471,7 @@ class GitWorkspace:
         ref = f"refs/heads/{self.branch}"
         try:
             result = git(self.repo, "push", "--quiet", "--force", remote, f"{sha}:{ref}", check=False,
-                         timeout=timeout)
+                         timeout=timeout, env=self.push_env())
         except WorkspaceError as exc:
             return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False, message=f"push failed: {exc}")
         if result.returncode != 0:
