@@ -259,6 +259,7 @@ def test_the_expression_reader_reads_like_github():
 # -- the run workflow: lanes, groups, replies ------------------------------------------------------
 
 RUN = ROOT / ".github" / "workflows" / "loopbot-run.yml"
+DOCS = ROOT / ".github" / "workflows" / "loopbot-docs.yml"
 MARK = "<!-- loopbot:reply -->"
 
 
@@ -562,3 +563,27 @@ def test_untrusted_text_reaches_scripts_only_through_env(path):
     for script in _runs(document):
         assert not UNTRUSTED.search(script)
 
+
+# -- the docs workflow's guard ---------------------------------------------------------------------
+
+GUARD = [
+    ("docs: wiki for abc1234567", False),
+    ("docs: wiki for abc1234567 (#12)", False),  # squash merge
+    ("Merge pull request #12 from acme/loop/wiki-abc1234567\n\ndocs: wiki for abc1234567", False),
+    ("Merge pull request #12 from acme/loop/wiki-abc1234567", False),
+    ("Merge branch 'loop/wiki-abc1234567'", False),
+    ("Merge remote-tracking branch 'origin/loop/wiki-abc1234567'", False),
+    ("feat: add TTL support", True),
+    ("Merge pull request #13 from acme/feature/ttl\n\nAdd TTL support", True),
+    ("Merge pull request #14 from acme/loop/3-fix-the-bug\n\nFix the bug", True),  # a plan's loop PR
+    ("Merge pull request #15 from acme/fix-guard\n\nDocument loop/wiki-* branches", True),
+    ("Merge pull request #16 from mallory/loop/wiki-abc\n\nfrom a fork", True),
+    (None, True),  # no head commit
+]
+
+
+@pytest.mark.parametrize(("message", "runs"), GUARD, ids=[str(m).split("\n")[0] for m, _ in GUARD])
+def test_docs_loop_skips_loopbots_own_wiki_merges(message, runs):
+    docs = yaml.safe_load(DOCS.read_text())["jobs"]["docs"]
+    context = _event("push", head_commit=None if message is None else {"message": message})
+    assert job_runs(docs, context) is runs
