@@ -284,7 +284,8 @@ class _Router:
             return Intent(command.verb, command.verb, where=number, plan=plan, actor=login)
         if command.verb == "context":
             return Intent("context", "context", where=number, plan=plan, actor=login,
-                          reply=f"{MARK}\nNoted: the next iteration gets this as context.")
+                          reply=f"{MARK}\nNoted: the next loop run on this issue starts with this as context "
+                                "(a loop already running goes on with what it started with).")
         # /loop run on the plan issue approves the body as the commenter saw it (the payload's).
         approved = str(issue.get("body") or "") if plan == number else None
         return self._start(command.verb, plan, number, login, approved=approved,
