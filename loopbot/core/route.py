@@ -343,6 +343,12 @@ class _Router:
             return Intent("refuse", "edited_after_approval", where=where, plan=plan, actor=login, reply=(
                 f"{MARK}\n@{login} the issue's goal changed since the loop last ran, so no loop ran. Approve "
                 "the current text on the issue (remove and add the label, or comment `/loop run` there)."))
+        stopped = self._stopped_since(plan, where)
+        if stopped:
+            # This request waited behind a running loop; a writer said /loop stop after it was made.
+            return Intent("refuse", "stopped_meanwhile", where=where, plan=plan, actor=login, reply=(
+                f"{MARK}\n@{login} this request waited while a loop ran, and @{stopped} said `/loop stop` after it "
+                "was made, so it was not started. Comment `/loop resume` (or `/loop run`) to go on."))
         context = self._context(plan)
         if context:
             goal = goal.model_copy(update={"context": "\n\n".join(filter(None, [goal.context, *context]))})
@@ -362,6 +368,32 @@ class _Router:
             if latest.success:
                 return Intent("status", "already_succeeded", where=where, plan=plan, actor=login)
         return self._limited(intent) or intent
+
+    def _event_time(self) -> datetime | None:
+        stamp = {"issue_comment": _obj(self.payload, "comment").get("created_at"),
+                 "pull_request_review": _obj(self.payload, "review").get("submitted_at"),
+                 "issues": _obj(self.payload, "issue").get("updated_at")}.get(self.event)
+        return _when(stamp) if isinstance(stamp, str) and stamp else None
+
+    def _stopped_since(self, plan: int, where: int) -> str | None:
+        """Who said `/loop stop` (on the plan issue or where this was asked) after this event, if anyone."""
+        since = self._event_time()
+        if since is None:
+            return None
+        for number in dict.fromkeys((plan, where)):
+            for item in self.facts.comments(number):
+                body, user = str(item.get("body") or ""), item.get("user")
+                created = item.get("created_at")
+                if not isinstance(user, Mapping) or not isinstance(created, str) or _when(created) <= since:
+                    continue
+                try:
+                    command = commands.parse(body)
+                except commands.CommandError:
+                    continue
+                if command is not None and command.verb == "stop" and may_steer(
+                        actor_kind(user, self.facts, self.config, self.repo, body)):
+                    return str(user.get("login"))
+        return None
 
     def _context(self, plan: int) -> list[str]:
         """`/loop context` texts of the plan issue's comments, from writers and listed bots only."""

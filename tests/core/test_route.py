@@ -386,3 +386,19 @@ def test_a_replayed_event_never_starts_a_second_run(finished, kind):
     fresh = decide("issues", {**payload, "issue": {**payload["issue"], "updated_at": "2027-01-01T00:00:00Z"}},
                    facts(latest=run_))
     assert fresh.kind == ("run" if finished else "resume")  # a new label event is a new approval
+
+
+def test_a_request_that_waited_is_not_started_when_a_writer_said_stop_after_it():
+    payload = comment("writer", "/loop run")
+    payload["comment"]["created_at"] = "2026-12-02T10:00:00Z"
+    stop = {"body": "/loop stop", "user": user("admin"), "created_at": "2026-12-02T10:05:00Z"}
+    outsider = {"body": "/loop stop", "user": user("read-only"), "created_at": "2026-12-02T10:06:00Z"}
+    the_facts = StaticFacts(permissions={login: perm for login, _, perm in ACTORS.values()},
+                            bodies={PLAN: ttl_plan_body()}, threads={PLAN: [stop]})
+    intent = decide("issue_comment", payload, the_facts)
+    assert (intent.kind, intent.why) == ("refuse", "stopped_meanwhile") and "@olivia" in (intent.reply or "")
+    later = {**payload, "comment": {**payload["comment"], "created_at": "2026-12-02T10:07:00Z", "id": 992}}
+    assert decide("issue_comment", later, the_facts).kind == "run"  # a request after the stop runs
+    only_outsider = StaticFacts(permissions=the_facts.permissions, bodies=the_facts.bodies,
+                                threads={PLAN: [outsider]})
+    assert decide("issue_comment", payload, only_outsider).kind == "run"  # an outsider cannot stop loops
