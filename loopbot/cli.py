@@ -116,6 +116,15 @@ def _provider_env() -> ProviderEnv:
     return ProviderEnv.from_mapping(os.environ)
 
 
+PREFLIGHT_ENV = "LOOPBOT_PREFLIGHT"
+
+
+def _preflight() -> bool:
+    """Ask each model endpoint before starting (default). LOOPBOT_PREFLIGHT=0 skips it, for a
+    server that answers the model calls but not the models API."""
+    return os.environ.get(PREFLIGHT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _kill_hook() -> Callable[[LoopState], None] | None:
     raw = os.environ.get(KILL_AFTER_ENV)
     if not raw:
@@ -252,7 +261,12 @@ def _role_model(role: str, config: Config, override: str | None) -> Any:
     spec = override or config.models.resolve(getattr(config.models, role))
     if spec.startswith("scripted:"):
         spec = "scripted:" + str(Path(spec.split(":", 1)[1]).resolve())
-    return build_model(spec, models=config.models, env=_provider_env())
+    model = build_model(spec, models=config.models, env=_provider_env())
+    if _preflight():
+        from loopbot.providers.preflight import preflight
+
+        preflight([model])
+    return model
 
 
 def _repo_setup(repo: Path, state_dir: Path | None, config: Path | None) -> tuple[Path, Config, Paths]:
@@ -288,7 +302,8 @@ def run(
             state = create_run(goal, str(goal_file), repo, paths=paths, model=model, config=cfg, remote=remote)
             try:
                 session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
-                                       provider_env=_provider_env(), cancel=cancel)
+                                       provider_env=_provider_env(), cancel=cancel,
+                                       preflight=_preflight())
             except Interrupted:
                 err.print("interrupted before the run started; nothing was created")
                 raise typer.Exit(EXIT_SUSPENDED) from None
@@ -323,7 +338,8 @@ def resume(
                 raise typer.Exit(EXIT_OK if state.status == Status.SUCCESS else EXIT_STOPPED)
             try:
                 session = open_session(state, paths, on_checkpoint=_kill_hook(), secrets=_secrets(),
-                                       provider_env=_provider_env(), resume=True, cancel=cancel)
+                                       provider_env=_provider_env(), resume=True, cancel=cancel,
+                                       preflight=_preflight())
             except LeaseHeld as exc:
                 _fail(str(exc))
             session.store.clear_cancel(run_id)

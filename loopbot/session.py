@@ -22,6 +22,7 @@ from loopbot.goal import Goal, slugify
 from loopbot.ports import Clock, Model, Store
 from loopbot.prompts import OVERRIDE_DIR, check_overrides
 from loopbot.providers import ProviderEnv, build_model
+from loopbot.providers.preflight import preflight as check_endpoints
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
@@ -171,16 +172,25 @@ def open_session(
     store: Store | None = None,
     resume: bool = False,
     cancel: Cancellation | None = None,
+    preflight: bool = True,
 ) -> Session:
     """Validate, record, then act.
 
-    Models (spec, key, price, script) and the sandbox are checked before anything is written; a
-    new run is recorded — with its branch and worktree names, its lease taken — before either is
-    made; a resumed run's lease is claimed (one owner) before its worktree is touched, and the
-    worktree is repaired or recreated. A start that fails leaves nothing behind.
+    Models (spec, key, price, script; each distinct endpoint asked once whether it answers, takes
+    the key and serves the model, unless `preflight` is off or `models` are given) and the sandbox
+    are checked before anything is written; a new run is recorded — with its branch and worktree
+    names, its lease taken — before either is made; a resumed run's lease is claimed (one owner)
+    before its worktree is touched, and the worktree is repaired or recreated. A start that fails
+    leaves nothing behind.
     """
     # The secrets loopbot holds: the caller's, and the credentials in the repository's git configs.
     redact = Redactor(held_secrets(Path(state.repo), secrets))
+    # Models first, before the store is opened: a bad spec, a missing key, an endpoint that cannot
+    # be reached, refuses the key or does not serve the model ends the start with nothing made.
+    built = models if models is not None else build_models(state.models, state.config.models,
+                                                           provider_env or ProviderEnv(), clock)
+    if models is None and preflight:
+        check_endpoints(built.values())
     store = store if store is not None else SqliteStore(paths.db, redact=redact)
     if resume:
         store.claim(state.run_id)
@@ -190,8 +200,6 @@ def open_session(
         store.on_cancel_request = lambda: chosen.set("cancelled by `loopbot stop`")
     created = False
     try:
-        built = models if models is not None else build_models(state.models, state.config.models,
-                                                               provider_env or ProviderEnv(), clock)
         repo = Path(state.repo)
         sandbox, sandbox_note = build_sandbox(state.config, Path(state.worktree), common_dir(repo),
                                               allow_fallback=allow_unsandboxed, cancel=cancel, state_dir=paths.root)

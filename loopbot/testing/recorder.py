@@ -54,10 +54,16 @@ class RecordingProxy(LoopbackServer):
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                # The models API (loopbot's preflight): forwarded, never recorded.
+                self._forward("GET", None)
+
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                self._forward("POST", self.rfile.read(int(self.headers.get("content-length", "0"))))
+
+            def _forward(self, method: str, raw: bytes | None) -> None:
                 headers = {k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS}
-                request = urllib.request.Request(proxy.upstream + self.path, data=raw, headers=headers, method="POST")
+                request = urllib.request.Request(proxy.upstream + self.path, data=raw, headers=headers, method=method)
                 try:
                     with urllib.request.urlopen(request, timeout=600) as upstream:
                         status, data = upstream.status, upstream.read()
@@ -67,7 +73,7 @@ class RecordingProxy(LoopbackServer):
                 except urllib.error.URLError as exc:
                     status, data, reply_headers = 502, json.dumps({"error": {"message": str(exc.reason)}}).encode(), {}
                 api = "anthropic" if self.path.rstrip("/").endswith("/messages") else "openai"
-                if status == 200:
+                if status == 200 and raw is not None:
                     proxy._record(api, json.loads(raw or b"{}"), json.loads(data or b"{}"))
                 self.send_response(status)
                 for key in ("content-type", "retry-after", "retry-after-ms", "x-should-retry", "request-id"):

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
-from loopbot.providers.profiles import UnknownModel, lookup
+from loopbot.providers.profiles import UnknownModel, known, lookup
 from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
 MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
@@ -67,6 +67,8 @@ class Cassette(_Strict):
     # A local OpenAI-compatible server answers for any model name; the vendors' APIs do not.
     any_model: bool = False
     context_window: int | None = Field(None, description="every model's context window, to test overflows")
+    api_key: str | None = Field(None, description=(
+        "the only key the server accepts (401 for any other, as the APIs answer); unset: any key"))
 
     @classmethod
     def load(cls, path: Path) -> Cassette:
@@ -282,6 +284,20 @@ def check_anthropic(body: dict[str, Any], headers: dict[str, str]) -> None:
         raise ContractError(f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}.")
 
 
+def request_key(headers: dict[str, str]) -> str:
+    """The API key a request carries: Anthropic's x-api-key, or a bearer token (OpenAI, Anthropic OAuth)."""
+    bearer = headers.get("authorization", "")
+    return headers.get("x-api-key") or (bearer[7:] if bearer.startswith("Bearer ") else "")
+
+
+def check_key(api: str, headers: dict[str, str], cassette: Cassette) -> None:
+    if cassette.api_key is not None and request_key(headers) != cassette.api_key:
+        if api == "anthropic":
+            raise ContractError("invalid x-api-key", 401, "authentication_error")
+        raise ContractError("Incorrect API key provided. You can find your API key at "
+                            "https://platform.openai.com/account/api-keys.", 401, "invalid_request_error")
+
+
 def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
     if not headers.get("authorization", "").startswith("Bearer "):
         raise ContractError("missing bearer authorization")
@@ -303,6 +319,36 @@ def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
             if any(not isinstance(c.get("id"), str) or not c["id"] for c in calls):
                 raise ContractError(f"messages.{index}.tool_calls: every call needs a string id")
             pending = {c["id"] for c in calls}
+
+
+# -- the models API (what loopbot's preflight asks) ---------------------------------------------
+
+def models_answer(api: str, path: str, cassette: Cassette) -> tuple[int, dict[str, Any]]:
+    """GET /v1/models and GET /v1/models/{id}, in each API's own shape; a model the API does not
+    serve is a 404 (a local server, `any_model`, serves every id but lists only the known ones)."""
+    parts = path.split("?", 1)[0].rstrip("/").split("/")
+    if "models" not in parts:
+        return 404, _error(api, "not_found_error", f"no such endpoint {path}")
+    rest = parts[parts.index("models") + 1:]
+    if not rest:
+        listed = [_model_object(api, name) for name in known(api)]
+        if api == "anthropic":
+            return 200, {"data": listed, "has_more": False, "first_id": listed[0]["id"] if listed else None,
+                         "last_id": listed[-1]["id"] if listed else None}
+        return 200, {"object": "list", "data": listed}
+    model = "/".join(rest)
+    if rules_for(api, model, cassette) is None:
+        if api == "anthropic":
+            return 404, _error(api, "not_found_error", f"model: {model}")
+        return 404, {"error": {"message": f"The model '{model}' does not exist or you do not have access to it.",
+                               "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+    return 200, _model_object(api, model)
+
+
+def _model_object(api: str, model: str) -> dict[str, Any]:
+    if api == "anthropic":
+        return {"type": "model", "id": model, "display_name": model, "created_at": "2025-01-01T00:00:00Z"}
+    return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "replay"}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -345,6 +391,8 @@ class ReplayServer(LoopbackServer):
         self.issued_thinking: dict[str, list[dict[str, Any]]] = {}
         self.remaining = [e.model_copy() for e in cassette.exchanges]
         self.received: list[Received] = []
+        # GET requests (the models API), as (api, path, status): kept apart from the model calls.
+        self.lookups: list[tuple[str, str, int]] = []
         self.misses: list[str] = []
         self.cache = PromptCache()
         super().__init__(self._handler(), port)
@@ -394,6 +442,22 @@ class ReplayServer(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                # Both APIs have GET /v1/models[/{id}]: the SDK's headers say which one is asked.
+                api = "anthropic" if "anthropic-version" in headers else "openai"
+                try:
+                    check_key(api, headers, server.cassette)
+                    if not request_key(headers):
+                        raise ContractError("missing x-api-key" if api == "anthropic" else "missing bearer "
+                                            "authorization", 401, "authentication_error")
+                    status, payload = models_answer(api, self.path, server.cassette)
+                except ContractError as exc:
+                    status, payload = exc.status, _error(api, exc.kind, str(exc))
+                with server._lock:
+                    server.lookups.append((api, self.path, status))
+                self._send(status, payload)
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -404,6 +468,7 @@ class ReplayServer(LoopbackServer):
                     self._send(404, {"error": {"message": f"no such endpoint {self.path}"}})
                     return
                 try:
+                    check_key(api, headers, server.cassette)
                     (check_anthropic if api == "anthropic" else check_openai)(body, headers)
                     rules = rules_for(api, str(body.get("model")), server.cassette)
                     if rules is None:
