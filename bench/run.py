@@ -39,6 +39,7 @@ from typing import Any
 
 from loopbot.config import Config, SandboxConfig
 from loopbot.core.context import approx_tokens
+from loopbot.core.events import LoopEvent, ModelCalled
 from loopbot.core.state import LoopState
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import init_repo, make_example_repo
@@ -210,9 +211,9 @@ class ModelCalls:
     def __init__(self) -> None:
         self.calls: list[tuple[int, dict[str, Any]]] = []
 
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
-        if kind == "model_call":
-            self.calls.append((state.iteration, data))
+    def event(self, event: LoopEvent, state: LoopState) -> None:
+        if isinstance(event, ModelCalled):
+            self.calls.append((state.iteration, event.fields()))
 
     def cached_share(self, from_iteration: int) -> float:
         read = fresh = 0

@@ -6,12 +6,19 @@ guard paths and push messages are other people's text and are printed as written
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from loopbot.core.events import (
+    ApproachRefused,
+    BaselineScored,
+    Decided,
+    Finished,
+    LoopEvent,
+    PhaseStarted,
+    Pushed,
+)
 from loopbot.core.state import LoopState
 from loopbot.report import simulated
 
@@ -52,32 +59,31 @@ class ProgressDisplay:
         cost = f"${s.cost_usd:.3f}/${b.max_cost_usd:g}" + (" simulated" if simulated(state) else "")
         return f"calls {s.model_calls}/{b.max_model_calls}  tokens {s.tokens:,}  {cost}"
 
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
-        label = f"iteration {state.iteration}/{state.budgets.max_iterations} · {state.phase.value}"
-        if kind == "phase":
-            label = f"iteration {state.iteration}/{state.budgets.max_iterations} · {data['phase']}"
+    def event(self, event: LoopEvent, state: LoopState) -> None:
+        phase = event.phase if isinstance(event, PhaseStarted) else state.phase.value
+        label = f"iteration {state.iteration}/{state.budgets.max_iterations} · {phase}"
         self.progress.update(self.task, description=label, budget=self._budget(state),
                              completed=len(state.iterations))
-        if kind == "baseline":
-            self._print(f"baseline score {data['score']:.2f}")
-        elif kind == "refused":
-            self._print("  ", ("refused", "yellow"), f" blocked approach: {data['approach']}")
-        elif kind == "decided":
-            self._decided(state, data)
-        elif kind == "pushed":
-            self._print(f"push: {data['message']}")
-        elif kind == "finished":
+        if isinstance(event, BaselineScored):
+            self._print(f"baseline score {event.score:.2f}")
+        elif isinstance(event, ApproachRefused):
+            self._print("  ", ("refused", "yellow"), f" blocked approach: {event.approach}")
+        elif isinstance(event, Decided):
+            self._decided(state, event)
+        elif isinstance(event, Pushed):
+            self._print(f"push: {event.message}")
+        elif isinstance(event, Finished):
             done = len(state.iterations)
-            self.progress.update(self.task, description=f"finished: {state.status.value} {state.stop_label}".rstrip(),
-                                 total=max(done, 1), completed=max(done, 1))
+            self.progress.update(self.task, description=f"finished: {event.outcome}", total=max(done, 1),
+                                 completed=max(done, 1))
             self.progress.stop_task(self.task)
 
-    def _decided(self, state: LoopState, data: dict[str, Any]) -> None:
+    def _decided(self, state: LoopState, event: Decided) -> None:
         record = state.iterations[-1]
-        color = {"SUCCESS": "green", "RETRY": "yellow", "STOP": "red"}[data["decision"]]
-        kept = "kept" if data["kept"] else "rolled back"
-        self._print((f"iteration {data['iteration']}: {data['decision']}", color),
-                    f" score {data['score']:.2f} ({kept}) · {record.approach or '-'}")
+        color = {"SUCCESS": "green", "RETRY": "yellow", "STOP": "red"}[event.decision]
+        kept = "kept" if event.kept else "rolled back"
+        self._print((f"iteration {event.iteration}: {event.decision}", color),
+                    f" score {event.score:.2f} ({kept}) · {record.approach or '-'}")
         if record.maker_error:  # the iteration failed before anything was evaluated: say why
             self._print("  ", ("failed", "red"), f": {_clip(record.maker_error)}")
         failed = [v.name for v in record.verdicts if not v.passed]

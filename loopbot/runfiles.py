@@ -6,8 +6,8 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from loopbot.core.events import Checkpointed, Finished, IncidentRecorded, LoopEvent
 from loopbot.core.redact import NO_SECRETS
 from loopbot.core.state import LoopState
 from loopbot.report import render_report
@@ -23,17 +23,17 @@ class RunFiles:
         self.report_path = directory / "report.md"
         self.sandbox_note = sandbox_note
 
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
+    def event(self, event: LoopEvent, state: LoopState) -> None:
         # after_step keys an event to the checkpoint it follows: a step replayed after a kill
         # emits events with the same key, so readers can tell a retry from new work.
-        record = {"t": round(time.time(), 3), "event": kind, "run_id": state.run_id,
+        record = {"t": round(time.time(), 3), "event": event.kind, "run_id": state.run_id,
                   "iteration": state.iteration, "phase": state.phase.value, "after_step": state.steps_completed,
-                  **data}
+                  **event.fields()}
         with self.events_path.open("a", encoding="utf-8") as handle:
             handle.write(self.redact(json.dumps(record, default=str)) + "\n")
-        if kind == "incident":
-            self.incident_path.write_text(self.redact(str(data["markdown"])), encoding="utf-8")
-        if kind in ("checkpoint", "finished"):
+        if isinstance(event, IncidentRecorded):
+            self.incident_path.write_text(self.redact(event.markdown), encoding="utf-8")
+        if isinstance(event, (Checkpointed, Finished)):
             self.write_report(state)
 
     def write_report(self, state: LoopState) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib.metadata
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from loopbot import evaluators
 from loopbot.cancel import Cancellation, Interrupted
 from loopbot.context import repomap
-from loopbot.core import andon, guards, memory
+from loopbot.core import andon, events, guards, memory
 from loopbot.core.budgets import Charge, Exhausted, Spend, exhausted_before_call
 from loopbot.core.changes import FileChange
 from loopbot.core.decide import (
@@ -39,6 +40,7 @@ from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
 from loopbot.core.redact import NO_SECRETS, Redactor
 from loopbot.core.scoring import held_to_baseline, iteration_score
 from loopbot.core.state import (
+    Decision,
     GuardViolation,
     IterationRecord,
     LoopState,
@@ -72,7 +74,11 @@ REVIEW_CALLS = 2 * (1 + NUDGES)
 
 
 class Observer(Protocol):
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None: ...
+    def event(self, event: events.LoopEvent, state: LoopState) -> None: ...
+
+
+# An observer (the console, GitHub) that fails is asked again this often, then logged and skipped.
+OBSERVER_ATTEMPTS = 3
 
 
 class BudgetStop(Exception):
@@ -108,6 +114,9 @@ class Runner:
         self._change_lists: dict[tuple[str, str], list[FileChange]] = {}
         self._review_cost = 0.0
         self._review_tokens = 0
+        self._in_step = False
+        self._pending: list[events.LoopEvent] = []
+        self.observer_failures: list[str] = []
 
     @property
     def cancellation(self) -> Cancellation:
@@ -115,9 +124,32 @@ class Runner:
         return self.cancel
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _emit(self, kind: str, state: LoopState, **data: Any) -> None:
+    def _emit(self, event: events.LoopEvent, state: LoopState) -> None:
+        """Within a step, events wait for the step's checkpoint: observers mirror what is saved, never
+        a step that may yet be undone. A model call is shown at once (the console's live budget)."""
+        if self._in_step and not isinstance(event, events.ModelCalled):
+            self._pending.append(event)
+        else:
+            self._tell(event, state)
+
+    def _deliver(self, state: LoopState) -> None:
+        pending, self._pending = self._pending, []
+        for event in pending:
+            self._tell(event, state)
+
+    def _tell(self, event: events.LoopEvent, state: LoopState) -> None:
+        """An observer that fails is retried, then logged; it never ends or pauses the loop."""
         for observer in self.observers:
-            observer.event(kind, state, data)
+            for attempt in range(1, OBSERVER_ATTEMPTS + 1):
+                try:
+                    observer.event(event, state)
+                    break
+                except Exception as exc:  # an observer's failure is its own, never the loop's
+                    if attempt == OBSERVER_ATTEMPTS:
+                        note = f"{type(observer).__name__} failed on {event.kind} {OBSERVER_ATTEMPTS} times: " \
+                               f"{type(exc).__name__}: {exc}"
+                        self.observer_failures.append(self.redact(note))
+                        print(f"loopbot: {self.redact(note)}", file=sys.stderr)
 
     def _tick(self, state: LoopState) -> None:
         state.spend.elapsed_seconds = self._elapsed_base + (self.clock.monotonic() - self._segment_start)
@@ -126,7 +158,8 @@ class Runner:
         self._tick(state)
         state.steps_completed += 1
         self.store.save(state, step)
-        self._emit("checkpoint", state, step=step)
+        self._emit(events.Checkpointed(step=step), state)
+        self._deliver(state)
         if self.on_checkpoint is not None:
             self.on_checkpoint(state)
 
@@ -160,22 +193,25 @@ class Runner:
         if state.phase != Phase.DONE:
             # Whatever a killed process left half-done in the worktree is discarded here.
             self.workspace.reset(state.workspace_head)
-        self._emit("resumed" if resuming else "run_started", state)
+        self._emit(events.Resumed() if resuming else events.RunStarted(), state)
         while state.phase != Phase.DONE and state.suspended is None:
             step = state.phase.value
             if state.phase != Phase.FINISH and self._cancel_wanted(state):
                 state = self._suspend(state, state.spend, SuspendReason.CANCELLED, self.cancellation.reason)
                 step = "suspend"
             else:
-                self._emit("phase", state, phase=step)
+                self._emit(events.PhaseStarted(phase=step), state)
                 # Steps mutate a working copy: a step that does not complete leaves the checkpoint as
                 # it was, and the ledger keeps the spend it counted.
                 work = state.model_copy(deep=True)
+                self._in_step = True
                 try:
                     new = self._step(work)
                 except LeaseLost:
+                    self._in_step = False
                     raise
                 except Interrupted:
+                    self._pending.clear()  # the step is undone: nothing it did is told
                     new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)
                     step = "suspend"
                 except BudgetStop as exc:
@@ -185,21 +221,28 @@ class Runner:
                 except ReviewerUnavailable as exc:
                     # Infrastructure, not the maker's fault: the run pauses at this step, its work
                     # kept; `loopbot resume` asks the reviewer again. Never review feedback.
+                    self._pending.clear()
                     new = self._suspend(state, work.spend, SuspendReason.ERROR, str(exc))
                     step = "suspend"
                 except Exception as exc:
                     # Git missing for a moment, a full disk, a deleted worktree: the step can be run
                     # again from the checkpoint, so the run pauses instead of ending.
+                    self._pending.clear()
                     new = self._suspend(state, work.spend, SuspendReason.ERROR, f"{type(exc).__name__}: {exc}")
                     step = "suspend"
                 else:
                     if self.cancellation.is_set() and state.phase != Phase.FINISH:
                         # Commands the cancel killed make a step's results meaningless: drop them.
+                        self._pending.clear()
                         new = self._suspend(state, work.spend, SuspendReason.CANCELLED, self.cancellation.reason)
                         step = "suspend"
+                self._in_step = False
                 state = new
             self._checkpoint(state, step)
-        self._emit("suspended" if state.suspended is not None else "finished", state)
+        if state.suspended is not None:
+            self._emit(events.Suspended(reason=state.suspended.reason.value, detail=state.suspended.detail), state)
+        else:
+            self._emit(events.Finished(outcome=state.stop_label or state.status.value), state)
         return state
 
     def _suspend(self, checkpoint: LoopState, spend: Spend, reason: SuspendReason, detail: str) -> LoopState:
@@ -282,10 +325,11 @@ class Runner:
                 self._review_cost = max(self._review_cost, reply.cost_usd)
                 self._review_tokens = max(self._review_tokens, reply.usage.input_tokens + reply.usage.output_tokens
                                           + reply.usage.cache_write_tokens + reply.usage.cache_read_tokens)
-            self._emit("model_call", state, role=role, model=model.name, turn=request.turn,
-                       input_tokens=reply.usage.input_tokens, output_tokens=reply.usage.output_tokens,
-                       cache_write_tokens=reply.usage.cache_write_tokens, cache_read_tokens=reply.usage.cache_read_tokens,
-                       cost_usd=reply.cost_usd, stop_reason=reply.stop_reason)
+            self._emit(events.ModelCalled(
+                role=role, model=model.name, turn=request.turn, input_tokens=reply.usage.input_tokens,
+                output_tokens=reply.usage.output_tokens, cache_write_tokens=reply.usage.cache_write_tokens,
+                cache_read_tokens=reply.usage.cache_read_tokens, cost_usd=reply.cost_usd,
+                stop_reason=str(reply.stop_reason)), state)
             return reply
 
         return call
@@ -327,7 +371,7 @@ class Runner:
         if problem is None:
             state.setup = SetupRecord(outputs=outputs, fingerprint=fingerprint(self.workspace.path, outputs))
             self._pin_setup(state)
-            self._emit("setup", state, outputs=outputs, seconds=result.duration_seconds)
+            self._emit(events.SetupDone(outputs=tuple(outputs), seconds=result.duration_seconds), state)
         self.workspace.reset(here)
         return problem
 
@@ -350,7 +394,7 @@ class Runner:
         problem = self._setup(state)
         if problem is not None:
             raise WorkspaceError(f"the setup outputs had changed and could not be made again: {problem}")
-        self._emit("setup_restored", state, outputs=state.setup.outputs if state.setup else [])
+        self._emit(events.SetupRestored(outputs=tuple(state.setup.outputs) if state.setup else ()), state)
 
     def _baseline(self, state: LoopState) -> LoopState:
         self.workspace.ensure_at(state.workspace_head)
@@ -369,7 +413,7 @@ class Runner:
         state.wiki = repomap.wiki_excerpt(self.workspace.path, state.config.wiki.path, execution.wiki_tokens)
         # The baseline is where the loop starts: the base, or a loop PR's work when it iterates on it.
         state.best = Snapshot(sha=state.workspace_head, score=iteration_score(verdicts, None), iteration=0)
-        self._emit("baseline", state, score=state.best.score)
+        self._emit(events.BaselineScored(score=state.best.score), state)
         broken = andon.infrastructure_failure(verdicts)
         if broken is not None:
             verdict, found = broken
@@ -451,7 +495,7 @@ class Runner:
         record.files = self.workspace.changed_files(record.start_sha, record.head_sha)
         state.workspace_head = record.head_sha
         state.phase = Phase.GUARD
-        self._emit("made", state, approach=record.approach, files=record.files)
+        self._emit(events.Made(approach=record.approach, files=tuple(record.files)), state)
         return state
 
     def _guard(self, state: LoopState) -> LoopState:
@@ -467,7 +511,7 @@ class Runner:
         blocked = memory.is_blocked(state.memory, record.approach, record.files)
         if blocked is not None and not record.violations:
             record.blocked_fingerprint = blocked.fingerprint
-            self._emit("refused", state, approach=record.approach, fingerprint=blocked.fingerprint)
+            self._emit(events.ApproachRefused(approach=record.approach, fingerprint=blocked.fingerprint), state)
         state.phase = after_guard(record)
         return state
 
@@ -538,8 +582,26 @@ class Runner:
                           message=f"refused by the exit filter: a secret loopbot holds is in {where}")
 
     def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
-        """Every push passes the exit filter first."""
-        return self._exit_filter(state, sha) or self.workspace.push(state.remote, sha, timeout=timeout)
+        """Every push passes the exit filter first, and is leased against the head loopbot last saw
+        on the remote (state.remote_head, updated here): a maintainer's commit is never overwritten."""
+        refused = self._exit_filter(state, sha)
+        if refused is not None:
+            return refused
+        result = self.workspace.push(state.remote, sha, timeout=timeout, lease=state.remote_head)
+        if result.remote_moved and state.remote is not None:
+            # A kill between a push and its checkpoint leaves the lease one push behind: the head
+            # there is loopbot's own work, so the push goes on from it. Anyone else's is kept.
+            theirs = self.workspace.remote_head(state.remote, timeout=timeout)
+            if theirs in _own_heads(state):
+                result = self.workspace.push(state.remote, sha, timeout=timeout, lease=theirs)
+            else:
+                result = result.model_copy(update={"message": (
+                    f"not pushed: {state.branch} on {state.remote} moved to {theirs[:12] or 'nothing'}, a commit "
+                    "loopbot did not make (someone pushed to the loop branch); it was kept, not overwritten. "
+                    "`/loop run` builds on it, `/loop retry` starts over from the default branch")})
+        if result.pushed and state.remote_head is not None:
+            state.remote_head = sha
+        return result
 
     def _changes(self, base: str, head: str) -> list[FileChange]:
         """What git records as changed between two commits; commits never change, so neither does this."""
@@ -594,8 +656,8 @@ class Runner:
         record.timings["evaluate_wall"] = self.clock.monotonic() - started
         record.score = iteration_score(record.verdicts, None)
         for verdict in record.verdicts:
-            self._emit("verdict", state, name=verdict.name, passed=verdict.passed, score=verdict.score,
-                       seconds=verdict.duration_seconds)
+            self._emit(events.CheckRan(name=verdict.name, passed=verdict.passed, score=verdict.score,
+                                       seconds=verdict.duration_seconds), state)
         state.phase = after_evaluate(record)
         return state
 
@@ -621,7 +683,7 @@ class Runner:
         record.checker = run_checker(self._gate(state, "checker"), state.goal, diff, record.verdicts,
                                      iteration=record.number, overrides=state.prompt_overrides)
         record.score = iteration_score(record.verdicts, record.checker)
-        self._emit("checker", state, decision=record.checker.decision, reasons=record.checker.reasons)
+        self._emit(events.Reviewed(decision=record.checker.decision, reasons=tuple(record.checker.reasons)), state)
         state.phase = after_check(record)
         return state
 
@@ -631,7 +693,7 @@ class Runner:
         diff = self._change_view(state, record.head_sha)
         record.goal_check = run_goal_checker(self._gate(state, "goal_checker"), state.goal, diff,
                                              record.verdicts, iteration=record.number, overrides=state.prompt_overrides)
-        self._emit("goal_check", state, met=record.goal_check.met, summary=record.goal_check.summary)
+        self._emit(events.GoalChecked(met=record.goal_check.met, summary=record.goal_check.summary), state)
         state.phase = Phase.DECIDE
         return state
 
@@ -651,17 +713,30 @@ class Runner:
         outcome = decide(state, record)
         new = apply_outcome(state, record, outcome)
         self.workspace.reset(new.best.sha)
-        self._emit("decided", new, iteration=record.number, decision=outcome.decision.value, kept=outcome.keep,
-                   score=record.score, stop=new.stop_label)
+        if outcome.decision == Decision.RETRY:
+            self._progress_push(new)
+        self._emit(events.Decided(iteration=record.number, decision=outcome.decision.value, kept=outcome.keep,
+                                  score=record.score or 0.0, stop=new.stop_label), new)
         return new
+
+    def _progress_push(self, state: LoopState) -> None:
+        """The best work so far goes to the remote after each iteration that changed it, so the loop PR
+        shows it while the loop goes on. Only the runner pushes; a refused push is told, not fatal:
+        the work is in the state, and the final push tries again."""
+        best = state.best.sha
+        if state.remote is None or best == state.base_sha or (state.push is not None and state.push.pushed
+                                                               and state.push.sha == best):
+            return
+        state.push = self._push(state, best, PUSH_TIMEOUT_SECONDS)
+        self._emit(events.Pushed(pushed=state.push.pushed, message=state.push.message, sha=state.push.sha), state)
 
     def _finish(self, state: LoopState) -> LoopState:
         """Push the best snapshot; only then is the run final. A failed push suspends it (PUSH_PENDING)."""
         if self.workspace.head() != state.best.sha:
             self.workspace.reset(state.best.sha)
         refused = self._exit_filter(state, state.best.sha)
-        state.push = refused or self.workspace.push(state.remote, state.best.sha, timeout=PUSH_TIMEOUT_SECONDS)
-        self._emit("pushed", state, pushed=state.push.pushed, message=state.push.message, sha=state.push.sha)
+        state.push = refused or self._push(state, state.best.sha, PUSH_TIMEOUT_SECONDS)
+        self._emit(events.Pushed(pushed=state.push.pushed, message=state.push.message, sha=state.push.sha), state)
         if refused is not None:
             # Not a push to retry: the line stops, the work stays local for a human to look at.
             state.stop_reason, state.stop_detail = StopReason.ANDON, refused.message
@@ -674,11 +749,19 @@ class Runner:
             lessons = andon.lessons_for(state)
             self.store.add_lessons(state.repo, lessons, state.run_id)
             found = andon.stop_classification(state)
-            self._emit("incident", state, markdown=andon.incident_markdown(state, lessons, found),
-                       failure=found.failure.value if found else None,
-                       confidence=found.confidence if found else None)
+            self._emit(events.IncidentRecorded(markdown=andon.incident_markdown(state, lessons, found),
+                                               failure=found.failure.value if found else None,
+                                               confidence=found.confidence if found else None), state)
         state.phase = Phase.DONE
         return state
+
+
+def _own_heads(state: LoopState) -> set[str]:
+    """Commits this run made or started from: a remote head among them is loopbot's own."""
+    heads = {state.best.sha, state.workspace_head}
+    for record in [*state.iterations, *([state.current] if state.current else [])]:
+        heads.update(sha for sha in (record.start_sha, record.head_sha) if sha)
+    return heads
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import pytest
 
 from loopbot.config import Config
 from loopbot.core.budgets import Spend
+from loopbot.core.events import LoopEvent
 from loopbot.core.state import LoopState, Status
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
@@ -27,9 +28,9 @@ class Events:
     items: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     spends: list[tuple[str, Spend]] = field(default_factory=list)
 
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
-        self.items.append((kind, state.iteration, data))
-        self.spends.append((kind, state.spend.model_copy()))
+    def event(self, event: LoopEvent, state: LoopState) -> None:
+        self.items.append((event.kind, state.iteration, event.fields()))
+        self.spends.append((event.kind, state.spend.model_copy()))
 
     def of(self, kind: str) -> list[tuple[int, dict[str, Any]]]:
         return [(it, data) for k, it, data in self.items if k == kind]

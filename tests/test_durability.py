@@ -58,20 +58,21 @@ def test_an_incident_never_claims_a_push_that_failed(make_loop, demo_script):
 def test_a_crash_mid_step_keeps_the_spend_it_paid_for(make_loop, demo_script):
     loop = make_loop(demo_script)
 
-    class CrashAfterSecondCall:
-        calls = 0
+    store = loop.session.runner.store
+    record_spend, calls = store.record_spend, []
 
-        def event(self, kind, state, data):
-            if kind == "model_call":
-                self.calls += 1
-                if self.calls == 2:
-                    raise OSError(28, "No space left on device")
+    def crash_after_second_call(run_id, charge):
+        # The disk fills just after the second call's bill was written: the step cannot finish.
+        record_spend(run_id, charge)
+        calls.append(charge)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
 
-    loop.session.runner.observers.append(CrashAfterSecondCall())
+    store.record_spend = crash_after_second_call
     state = loop.run()
     assert state.suspended is not None and state.suspended.reason == SuspendReason.ERROR
     assert "No space left" in state.suspended.detail
-    assert state.spend.model_calls == 2 == len(loop.model.requests)
+    assert store.spent(state.run_id).model_calls == 2 == len(loop.model.requests)  # the ledger has both bills
     final = loop.resume()
     assert final.status == Status.SUCCESS
     # Every reply the provider delivered is counted, the two from the crashed step included.

@@ -215,8 +215,8 @@ def test_a_cancel_suspends_the_run_with_best_work_pushed_and_resume_finishes_it(
     loop = _budget_loop(make_loop, demo_script, {"max_iterations": 3})
 
     class CancelAfterFirstIteration:
-        def event(self, kind, state, data):
-            if kind == "decided" and data["iteration"] == 1:
+        def event(self, event, state):
+            if event.kind == "decided" and event.iteration == 1:
                 loop.session.store.request_cancel(state.run_id)
 
     loop.session.runner.observers.append(CancelAfterFirstIteration())
@@ -251,8 +251,8 @@ def test_a_vanished_worktree_suspends_the_run_and_resume_recreates_it(make_loop,
     class DeleteWorktreeOnce:
         done = False
 
-        def event(self, kind, state, data):
-            if kind == "made" and not self.done:
+        def event(self, event, state):
+            if event.kind == "made" and not self.done:
                 self.done = True
                 shutil.rmtree(loop.session.runner.workspace.path)
 

@@ -98,7 +98,11 @@ def _loop(intent: Intent, job: Job) -> int:
         state = create_run(goal, f"issue #{number}", checkout, paths=paths, model=inputs.model, config=job.config,
                            remote=remote, base=base, run_id=f"{goal.id}-{number}-{int(time.time())}", branch=branch,
                            protect_adds=True)
-        update: dict[str, Any] = {"trigger": intent.trigger}
+        # Every push is leased against the branch as it is on origin now: a maintainer's commit pushed
+        # while the loop runs is kept, never overwritten (retry starts over on purpose: its lease is
+        # the head it replaces).
+        remote_head = resolve_rev(checkout, f"refs/remotes/{remote}/{branch}") if on_origin else ""
+        update: dict[str, Any] = {"trigger": intent.trigger, "remote_head": remote_head}
         if latest is not None:
             update["memory"] = latest.memory  # approaches that failed on this plan stay blocked in the next run
         if base != "HEAD":
@@ -111,8 +115,7 @@ def _loop(intent: Intent, job: Job) -> int:
     session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
                            provider_env=ProviderEnv.from_mapping(inputs.env),
                            resume=state.steps_completed > 0 or state.suspended is not None)
-    publisher = GitHubPublisher(job.forge, session.runner.workspace, issue=number,
-                                base_branch=inputs.default_branch, labels=job.config.labels, remote=remote,
+    publisher = GitHubPublisher(job.forge, issue=number, base_branch=inputs.default_branch, labels=job.config.labels,
                                 redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock())
     session.runner.observers.append(publisher)
     final = session.runner.run(state)
@@ -128,7 +131,8 @@ def _loop(intent: Intent, job: Job) -> int:
     if inputs.summary_path:
         with open(inputs.summary_path, "a", encoding="utf-8") as handle:
             handle.write(session.redact(render_report(final, sandbox_note=session.files.sandbox_note)))
-    return 0 if final.status == Status.SUCCESS else 1
+    # A goal met whose push is still pending is not done: the job fails until it is delivered.
+    return 0 if final.status == Status.SUCCESS and final.suspended is None else 1
 
 
 def _feedback(pr: int, job: Job) -> str:

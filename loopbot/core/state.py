@@ -181,6 +181,8 @@ class PushResult(BaseModel):
     sha: str
     pushed: bool
     message: str = ""
+    # The push was refused because the branch on the remote moved: someone else pushed to it.
+    remote_moved: bool = False
 
 
 class Suspension(BaseModel):
@@ -243,6 +245,10 @@ class LoopState(BaseModel):
     # The event that started the run on GitHub (see core.route.trigger_of): a replay of it resumes
     # or reports, never reruns.
     trigger: str | None = None
+    # The loop branch's head on the remote as loopbot last saw or pushed it: every push is leased
+    # against it, so a maintainer's commit is never overwritten. None: unknown (a local run's own
+    # branch; pushed with --force); "": the branch does not exist there yet.
+    remote_head: str | None = None
     # Times a human continued this run after it stopped (`/loop resume` on a budget or andon stop).
     reopenings: int = 0
 

@@ -151,6 +151,8 @@ class FakeGitHub:
         self.graphql_errors: list[list[dict[str, Any]]] = []
         self.graphql_seen: list[dict[str, Any]] = []
         self._login = "github-actions[bot]"
+        # Refusals queued for requests matching (method, path pattern): (status, message).
+        self.refusals: list[tuple[str, re.Pattern[str], int, str]] = []
 
     # -- setup helpers ------------------------------------------------------------------------
     def add_issue(self, title: str, body: str, *, labels: list[str] | None = None, author: str = "alice") -> int:
@@ -187,6 +189,12 @@ class FakeGitHub:
         self.issues[number] = {"number": number, "title": title, "body": body, "user": user, "labels": [],
                                "state": "open", "pull_request": {}}
         return number
+
+    def refuse(self, method: str, path: str, status: int = 422, message: str = "Validation Failed", *,
+               times: int = 1) -> None:
+        """The next `times` requests of `method` whose path matches the `path` pattern get this error
+        (a 422 on a comment update, a 502 from a load balancer), as GitHub sometimes answers."""
+        self.refusals += [(method, re.compile(path), status, message)] * times
 
     def throttle(self, kind: str, *, times: int = 1, method: str | None = None, seconds: int | None = None) -> None:
         """The next `times` requests (of `method`, if given) are rate limited, as GitHub limits them:
@@ -264,6 +272,11 @@ class FakeGitHub:
         throttled = self._throttled(request.method)
         if throttled is not None:
             return throttled
+        refused = next((i for i, (m, pattern, _, _) in enumerate(self.refusals)
+                        if m == request.method and pattern.search(path)), None)
+        if refused is not None:
+            _, _, status, message = self.refusals.pop(refused)
+            return httpx.Response(status, json={"message": message, "documentation_url": DOCS})
         return self._route(request.method, path, query, body or {})
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: dict[str, Any]) -> httpx.Response:

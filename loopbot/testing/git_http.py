@@ -29,13 +29,14 @@ class GitHttpServer:
     root: Path  # holds the bare repositories, served as /<name>.git
     pushes: list[Push] = field(default_factory=list)
     url: str = ""
+    require_auth: bool = True  # as GitHub: a push without credentials is a 401
 
     def app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         user, password = _basic(environ.get("HTTP_AUTHORIZATION", ""))
         pushing = environ.get("PATH_INFO", "").endswith("/git-receive-pack")
-        if pushing and not user:
+        if pushing and not user and self.require_auth:
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"')])
             return [b"credentials required\n"]
         env = {"GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": environ["PATH_INFO"],
@@ -83,8 +84,8 @@ def _pushed_refs(body: bytes) -> list[str]:
 
 
 @contextmanager
-def serve(root: Path) -> Iterator[GitHttpServer]:
-    server = GitHttpServer(root)
+def serve(root: Path, *, require_auth: bool = True) -> Iterator[GitHttpServer]:
+    server = GitHttpServer(root, require_auth=require_auth)
     httpd = make_server("127.0.0.1", 0, server.app, server_class=WSGIServer, handler_class=_Quiet)
     server.url = f"http://127.0.0.1:{httpd.server_port}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

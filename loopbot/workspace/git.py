@@ -455,8 +455,12 @@ class GitWorkspace:
     def tree(self, rev: str = "HEAD") -> str:
         return git(self.path, "rev-parse", f"{rev}^{{tree}}").stdout.strip()
 
-    def push(self, remote: str | None, sha: str | None = None, timeout: float | None = None) -> PushResult:
+    def push(self, remote: str | None, sha: str | None = None, timeout: float | None = None,
+             lease: str | None = None) -> PushResult:
         """Push the loop branch (forced: rollbacks rewrite it). Only refs/heads/loop/* is ever pushed.
+
+        With `lease` (the head loopbot last saw there, "" for none), the push is refused when the
+        branch on the remote is anything else: a commit someone else pushed is never overwritten.
 
         Run from the repository, not the worktree: a remote given as a relative path means the
         same place it means to the user.
@@ -470,14 +474,23 @@ class GitWorkspace:
                               message=f"remote {remote!r} does not exist; the branch is local only")
         ref = f"refs/heads/{self.branch}"
         try:
-            result = git(self.repo, "push", "--quiet", "--force", remote, f"{sha}:{ref}", check=False,
+            force = "--force" if lease is None else f"--force-with-lease={ref}:{lease}"
+            result = git(self.repo, "push", "--quiet", force, remote, f"{sha}:{ref}", check=False,
                          timeout=timeout, env=self.push_env())
         except WorkspaceError as exc:
             return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False, message=f"push failed: {exc}")
         if result.returncode != 0:
-            return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False,
-                              message=f"push failed: {result.stderr.strip() or 'git push exited ' + str(result.returncode)}")
+            said = result.stderr.strip() or f"git push exited {result.returncode}"
+            moved = lease is not None and "stale info" in said
+            return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=False, remote_moved=moved,
+                              message=f"push failed: {said}")
         return PushResult(remote=remote, branch=self.branch, sha=sha, pushed=True, message=f"pushed to {remote}")
+
+    def remote_head(self, remote: str, timeout: float | None = None) -> str:
+        """The loop branch's head on the remote now ("" when it has none)."""
+        listed = git(self.repo, "ls-remote", remote, f"refs/heads/{self.branch}", timeout=timeout,
+                     env=self.push_env()).stdout.split()
+        return listed[0] if listed else ""
 
     def remove(self) -> None:
         """Remove the worktree and its variants (not the branch: it holds the work)."""

@@ -126,6 +126,7 @@ def test_audit_and_docs_summaries_print_model_text_literally(tmp_path):
 
 def test_progress_display_prints_hostile_text_on_a_markup_console(make_loop, tmp_path):
     """The display may be handed a console that reads markup (Rich's default): data must not be read as it."""
+    from loopbot.core.events import Pushed
     from loopbot.goal import load_goal
     from loopbot.progress import ProgressDisplay
     from loopbot.testing.scripted import load_script
@@ -134,7 +135,7 @@ def test_progress_display_prints_hostile_text_on_a_markup_console(make_loop, tmp
     loop = make_loop(load_script(script_path), goal=load_goal(goal_path))
     console = Console(record=True, width=80, force_terminal=True, color_system=None)
     display = ProgressDisplay(console, 4)
-    display.event("pushed", loop.session.state, {"message": f"remote said {HOSTILE}"})
+    display.event(Pushed(pushed=False, message=f"remote said {HOSTILE}", sha="0" * 40), loop.session.state)
     with display:
         loop.session.runner.observers.append(display)
         loop.run()

@@ -41,12 +41,13 @@ class Actions:
     root: Path
     slept: list[float] = field(default_factory=list)
     runs: int = 0
+    clone_url: str | None = None  # origin over real smart HTTP (loopbot.testing.git_http), if set
 
     def runner(self, event: str, payload: dict[str, Any]) -> dict[str, str]:
         self.runs += 1
         machine = self.root / f"runner{self.runs}"
         checkout = machine / "kvstore"
-        subprocess.run(["git", "clone", "--quiet", str(self.origin), str(checkout)], check=True)
+        subprocess.run(["git", "clone", "--quiet", self.clone_url or str(self.origin), str(checkout)], check=True)
         payload.setdefault("repository", {}).update({"default_branch": "main", "name": "kvstore",
                                                      "full_name": "acme/kvstore"})
         event_path = machine / "event.json"

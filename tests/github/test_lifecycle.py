@@ -159,3 +159,34 @@ def test_the_runs_record_and_failure_memory_outlive_the_runner_and_reach_the_wik
     docs_pr = next(p for p in fake.pulls.values() if p["head"]["ref"].startswith("loop/wiki-"))
     logged = git(actions.origin, "show", f"{docs_pr['head']['ref']}:wiki/90_LOG/{stopped.run_id}.md").stdout
     assert "BUDGET_EXHAUSTED" in logged and "Incident" in logged
+
+
+def test_a_refused_progress_comment_never_stops_the_loop(actions):
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    fake.refuse("PATCH", r"/issues/comments/\d+$", 422, "Validation Failed", times=3)  # one update, each retry
+    assert run(actions, "issues", labeled(issue)) == 0
+    assert actions.outputs()["status"] == "success" and len(fake.pulls) == 1
+
+
+def test_a_push_github_refuses_is_said_on_the_issue_and_the_work_is_kept(actions):
+    """A ruleset or a workflow file the token may not write: origin's pre-receive hook refuses the
+    loop branch, as GitHub does, and says why. Origin is served over real smart HTTP, where the
+    server's hooks run (a local-path push would carry loopbot's hooksPath=/dev/null to them)."""
+    from loopbot.testing.git_http import serve
+
+    hook = actions.origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do case $ref in refs/heads/loop/[0-9]*-*)\n"
+                    "  echo 'GH013: Repository rule violations found for '$ref >&2; exit 1;; esac; done\n")
+    hook.chmod(0o755)
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    with serve(actions.origin.parent, require_auth=False) as server:
+        actions.clone_url = f"{server.url}/{actions.origin.name}"
+        assert run(actions, "issues", labeled(issue)) == 1
+    said = [c["body"] for c in fake.comments_on(issue) if "loopbot:push-refused" in c["body"]]
+    assert len(said) == 1 and "GH013: Repository rule violations" in said[0]
+    assert actions.outputs()["status"] == "suspended" and fake.pulls == {}
+    final = _state(actions, issue)  # the state branch is loopbot's own, not the ruleset's: the work is in it
+    assert final.suspended is not None and final.suspended.reason.value == "PUSH_PENDING"
+    assert git(actions.origin, "cat-file", "-e", f"{final.best.sha}^{{commit}}", check=False).returncode == 0

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from loopbot.config import Labels
+from loopbot.core.events import Decided, Finished, LoopEvent, Pushed, Resumed, RunStarted, Suspended
 from loopbot.core.redact import Redactor
 from loopbot.core.state import LoopState, Status, StopReason
 from loopbot.evaluators import describe
@@ -19,7 +20,6 @@ from loopbot.forge.github.forge import (
     PullRequestsNotPermitted,
 )
 from loopbot.report import render_report
-from loopbot.workspace.git import GitWorkspace
 
 
 def progress_marker(issue: int) -> str:
@@ -110,11 +110,18 @@ def _earlier_heads(state: LoopState) -> list[str]:
                               for sha in (record.start_sha, record.head_sha) if sha))
 
 
+def push_refused_marker(issue: int) -> str:
+    return f"<!-- loopbot:push-refused issue={issue} -->"
+
+
 class GitHubPublisher:
-    def __init__(self, forge: GitHubForge, workspace: GitWorkspace, *, issue: int, base_branch: str, labels: Labels,
-                 remote: str | None, redact: Redactor, sandbox_note: str, clock: Any):
-        self.forge, self.workspace, self.issue = forge, workspace, issue
-        self.base_branch, self.labels, self.remote = base_branch, labels, remote
+    """Mirrors the loop's state on GitHub. It never pushes (the runner does, leased and filtered)
+    and never decides anything: what it shows is what the runner checkpointed."""
+
+    def __init__(self, forge: GitHubForge, *, issue: int, base_branch: str, labels: Labels, redact: Redactor,
+                 sandbox_note: str, clock: Any):
+        self.forge, self.issue = forge, issue
+        self.base_branch, self.labels = base_branch, labels
         self.redact, self.sandbox_note, self.clock = redact, sandbox_note, clock
         self.pr: PullRequest | None = None
         self._pr_refused = False  # GitHub refused this run a pull request: asked once, explained once
@@ -126,37 +133,51 @@ class GitHubPublisher:
         self.forge.comment(self.issue, self.redact(progress_body(state, now=self.clock.wall())),
                            marker=progress_marker(self.issue))
 
-    def event(self, kind: str, state: LoopState, data: dict[str, Any]) -> None:
-        if kind in ("run_started", "resumed"):
+    def event(self, event: LoopEvent, state: LoopState) -> None:
+        if isinstance(event, (RunStarted, Resumed)):
             self.forge.add_labels(self.issue, self.labels.running)
             for stale in (self.labels.blocked, self.labels.done):
                 self.forge.remove_label(self.issue, stale)
             self.pr = self.forge.find_pr(state.branch)
             self._progress(state)
-        elif kind == "decided":
+        elif isinstance(event, Pushed):
+            self._pushed(state, event)
+        elif isinstance(event, Decided):
             self._after_iteration(state)
-        elif kind == "finished":
+        elif isinstance(event, Finished):
             self._finished(state)
-        elif kind == "suspended":
+        elif isinstance(event, Suspended):
             # Paused, not over: the progress comment says why and how to continue.
             self.forge.remove_label(self.issue, self.labels.running)
             self._progress(state)
 
+    def _pushed(self, state: LoopState, event: Pushed) -> None:
+        if not event.pushed:
+            # GitHub (a ruleset, a workflow file the token may not write) or a maintainer's commit
+            # refused the push: said on the issue at once, not found out when the PR cannot open.
+            self.forge.comment(self.issue, self.redact(
+                f"**loopbot could not push `{state.branch}`**: {event.message}\n\nThe work is kept in the loop's "
+                "state; the loop goes on and pushes again at its end."), marker=push_refused_marker(self.issue))
+            return
+        self.pr = self._open_pr(state)
+        if self.pr is not None:
+            self.forge.update_pr(self.pr, self._report(state))
+
+    def _pushed_head(self, state: LoopState) -> str | None:
+        """The head GitHub has: a check run on a commit it has not seen is refused."""
+        return state.push.sha if state.push is not None and state.push.pushed else None
+
     def _after_iteration(self, state: LoopState) -> None:
         record = state.iterations[-1]
-        head = self.workspace.head()
-        if head != state.base_sha:
-            self.workspace.push(self.remote)
-            self.pr = self._open_pr(state)
-            if self.pr is not None:
-                self.forge.update_pr(self.pr, self._report(state))
         if self.pr is not None and record.checker is not None and record.checker.decision != "SKIPPED":
             reject = record.checker.decision == "REJECT"
             reasons = "\n".join(f"- {r}" for r in record.checker.reasons)
             body = self.redact(f"**Checker: {record.checker.decision}** (iteration {record.number})\n\n{reasons}")
             self.forge.review(self.pr, body, marker=review_marker(state.run_id, record.number), request_changes=reject)
-        self.forge.check_run(head, status="in_progress", title=f"iteration {record.number}: {record.decision}",
-                             summary=self._report(state), supersedes=_earlier_heads(state))
+        head = self._pushed_head(state)
+        if head is not None:
+            self.forge.check_run(head, status="in_progress", title=f"iteration {record.number}: {record.decision}",
+                                 summary=self._report(state), supersedes=_earlier_heads(state))
         self._progress(state)
 
     def _open_pr(self, state: LoopState) -> PullRequest | None:
@@ -185,24 +206,26 @@ class GitHubPublisher:
                 marker=not_ready_marker(self.issue))
 
     def _finished(self, state: LoopState) -> None:
-        head = state.best.sha
+        head = self._pushed_head(state)
         self._progress(state)
         self.forge.remove_label(self.issue, self.labels.running)
-        if self.pr is None and head != state.base_sha:
+        if self.pr is None and head is not None and head != state.base_sha:
             self.pr = self._open_pr(state)
         if self.pr is not None:
             self.forge.update_pr(self.pr, self._report(state))
         if state.status == Status.SUCCESS:
-            self.forge.check_run(head, status="completed", conclusion="success", title="goal met",
-                                 summary=self._report(state), supersedes=_earlier_heads(state))
+            if head is not None:
+                self.forge.check_run(head, status="completed", conclusion="success", title="goal met",
+                                     summary=self._report(state), supersedes=_earlier_heads(state))
             if self.pr is not None:
                 self._mark_ready(self.pr)
             self.forge.add_labels(self.issue, self.labels.done)
         else:
             # A line stop or a reported spec conflict waits for a human.
             blocked = state.stop_reason in (StopReason.ANDON, StopReason.SPEC_CONFLICT)
-            self.forge.check_run(head, status="completed", conclusion="action_required" if blocked else "failure",
-                                 title=f"stopped: {state.stop_label}", summary=self._report(state),
-                                 supersedes=_earlier_heads(state))
+            if head is not None:
+                self.forge.check_run(head, status="completed", title=f"stopped: {state.stop_label}",
+                                     conclusion="action_required" if blocked else "failure",
+                                     summary=self._report(state), supersedes=_earlier_heads(state))
             if blocked:
                 self.forge.add_labels(self.issue, self.labels.blocked)
