@@ -38,7 +38,7 @@ from loopbot.workspace.git import git, repo_root
 
 # -h is --help on every command: sub-commands inherit the root's context settings.
 HELP = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP,
+app = typer.Typer(add_completion=True, no_args_is_help=True, rich_markup_mode=None, context_settings=HELP,
                   help="AI coding-agent loops that do the work on a loop/* branch, get it checked, and never merge.")
 # Markup and emoji codes off: a plain string printed here is printed as written (model text, check
 # names, paths, run ids, validation errors). Style comes only from Text objects built by `_styled`.
@@ -600,6 +600,74 @@ def docs(
     if result.changed:
         out.print(f"branch:   {result.branch} ({'pushed' if result.pushed else 'local only'})")
         out.print(f"proposal: {result.proposal}")
+
+
+def _template_names() -> str:
+    from loopbot.scaffold import templates
+
+    try:
+        return ", ".join(templates())
+    except InputError:
+        return "(none shipped)"
+
+
+def _complete_template(incomplete: str) -> list[str]:
+    from loopbot.scaffold import templates
+
+    return [name for name in templates() if name.startswith(incomplete)]
+
+
+@app.command()
+def init(
+    repo: RepoOpt = Path("."),
+    goal: Annotated[str | None, typer.Option("--goal", help=f"also write goals/TEMPLATE.yaml from a template: "
+                                                            f"{_template_names()}",
+                                             autocompletion=_complete_template)] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite files that exist")] = False,
+) -> None:
+    """Set a repository up: .github/loopbot.yml (every default, commented out), the three workflows
+    (pinned to a release of the action) and, with --goal, a first goal. Existing files are kept
+    unless --force."""
+    from loopbot.scaffold import ACTION_REF, init_files, write
+
+    with _bad_input():
+        root = repo_root(repo)
+        written = write(root, init_files(goal), force=force)
+    for path in written:
+        out.print(f"wrote {path.relative_to(root)}")
+    out.print(f"\nThe workflows use {ACTION_REF}. Next:")
+    out.print("  1. add the secret ANTHROPIC_API_KEY (or OPENAI_API_KEY) to the repository")
+    out.print("  2. allow Actions to open pull requests: Settings > Actions > General > Workflow permissions >")
+    out.print("     'Allow GitHub Actions to create and approve pull requests'")
+    out.print("  3. create the run label: gh label create loopbot:run --description 'loopbot: run this plan'")
+    out.print("  (docs/github-setup.md has the details and the GitHub App set-up)")
+    if goal is not None:
+        out.print(f"  then edit goals/{goal}.yaml and try it locally: loopbot run goals/{goal}.yaml")
+
+
+new_app = typer.Typer(no_args_is_help=True, help="Start a new file from a template.")
+app.add_typer(new_app, name="new")
+
+
+@new_app.command("goal")
+def new_goal(
+    template: Annotated[str, typer.Option("--template", "-t", help=f"one of: {_template_names()}",
+                                          autocompletion=_complete_template)],
+    out_file: Annotated[Path | None, typer.Option("--out", help="where to write it (default goals/TEMPLATE.yaml)")
+                        ] = None,
+    goal_id: Annotated[str | None, typer.Option("--id", help="the goal's id (default: the template's)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the file if it exists")] = False,
+) -> None:
+    """Write a goal file from one of the templates that ship with loopbot (bug fix, feature, refactor,
+    performance, …); edit it, `loopbot validate` it, then `loopbot run` it."""
+    from loopbot.scaffold import Planned, goal_text, write
+
+    target = out_file or Path("goals") / f"{template}.yaml"
+    with _bad_input():
+        text = goal_text(template, goal_id)
+        write(Path.cwd(), [Planned(str(target), text)], force=force)
+    out.print(f"wrote {target} (from the {template} template)")
+    out.print(f"next: edit its goal, acceptance and scope; loopbot validate {target}; loopbot run {target}")
 
 
 wiki_app = typer.Typer(no_args_is_help=True, help="The committed wiki folder.")

@@ -20,8 +20,8 @@ class _Strict(BaseModel):
 class Price(_Strict):
     """USD per million tokens."""
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
+    input: float = Field(ge=0, description="USD per million input tokens")
+    output: float = Field(ge=0, description="USD per million output tokens")
     cache_write: float | None = Field(None, ge=0, description="default: the input price")
     cache_read: float | None = Field(None, ge=0, description="default: the input price")
 
@@ -31,14 +31,16 @@ class ProfileOverride(_Strict):
 
     input: float | None = Field(None, ge=0, description="USD per million input tokens")
     output: float | None = Field(None, ge=0, description="USD per million output tokens")
-    cache_write: float | None = Field(None, ge=0)
-    cache_read: float | None = Field(None, ge=0)
-    context_window: int | None = Field(None, ge=1_000)
-    max_output_tokens: int | None = Field(None, ge=256)
-    thinking: Literal["adaptive", "off"] | None = None
-    forced_tool_choice: bool | None = None
-    min_cache_tokens: int | None = Field(None, ge=0)
-    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
+    cache_write: float | None = Field(None, ge=0, description="USD per million tokens written to the cache")
+    cache_read: float | None = Field(None, ge=0, description="USD per million tokens read from the cache")
+    context_window: int | None = Field(None, ge=1_000, description="tokens the model reads at most")
+    max_output_tokens: int | None = Field(None, ge=256, description="tokens the model writes at most in one reply")
+    thinking: Literal["adaptive", "off"] | None = Field(
+        None, description="adaptive: the model thinks by default (so it gets no forced tool choice)")
+    forced_tool_choice: bool | None = Field(None, description="whether the API accepts a forced tool choice")
+    min_cache_tokens: int | None = Field(None, ge=0, description="shortest prompt prefix the provider caches")
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        None, description="the name of the output limit in requests (OpenAI's own models: max_completion_tokens)")
     tool_protocol: Literal["native", "text"] | None = Field(
         None, description="text: the server returns tool calls as JSON in the reply text (some local servers)")
 
@@ -58,10 +60,12 @@ class ProfileOverride(_Strict):
 class ProviderConfig(_Strict):
     """Where a provider is reached. Keys come from the environment only, never from config."""
 
-    base_url: str | None = Field(None, description="e.g. http://localhost:11434/v1 for Ollama")
+    base_url: str | None = Field(None, description=(
+        "the API's address (default: the vendor's); a local OpenAI-compatible server e.g. http://localhost:11434/v1 "
+        "(Ollama); the environment's ANTHROPIC_BASE_URL / OPENAI_BASE_URL win"))
     max_retries: int = Field(4, ge=0, le=10, description="retries on 429, 529, 5xx and dropped connections")
-    timeout_seconds: float = Field(600, gt=0)
-    max_output_tokens: int = Field(8192, ge=256)
+    timeout_seconds: float = Field(600, gt=0, description="per model call")
+    max_output_tokens: int = Field(8192, ge=256, description="output limit per call (never above the model's own)")
 
 
 class ModelsConfig(_Strict):
@@ -71,15 +75,16 @@ class ModelsConfig(_Strict):
         default_factory=lambda: {
             "strong": "anthropic:claude-sonnet-5",
             "cheap": "anthropic:claude-haiku-4-5",
-        }
+        },
+        description="tier name to model spec (anthropic:MODEL, openai:MODEL, scripted:PATH)",
     )
-    maker: str = "strong"
-    checker: str = "strong"
-    goal_checker: str = "cheap"
-    auditor: str = "strong"
-    documenter: str = "cheap"
-    anthropic: ProviderConfig = Field(default_factory=ProviderConfig)
-    openai: ProviderConfig = Field(default_factory=ProviderConfig)
+    maker: str = Field("strong", description="tier or spec of the maker, which edits the code")
+    checker: str = Field("strong", description="reviews each change with a fresh context: goal, diff, evidence")
+    goal_checker: str = Field("cheap", description="decides MET / NOT MET where no command can")
+    auditor: str = Field("strong", description="reviews the repository and files plans (loopbot audit)")
+    documenter: str = Field("cheap", description="keeps the wiki current after merges (loopbot docs)")
+    anthropic: ProviderConfig = Field(default_factory=ProviderConfig, description="the Anthropic Messages API")
+    openai: ProviderConfig = Field(default_factory=ProviderConfig, description="OpenAI or an OpenAI-compatible server")
     profiles: dict[str, ProfileOverride] = Field(default_factory=dict, description=(
         "per exact model id: a model loopbot does not know (with its price), or a correction to a built-in profile"))
     prices: dict[str, Price] = Field(default_factory=dict, description="per exact model id (older form of profiles)")
@@ -99,32 +104,38 @@ class ModelsConfig(_Strict):
 
 
 class Labels(_Strict):
-    plan: str = "loopbot:plan"
-    run: str = "loopbot:run"
-    running: str = "loopbot:running"
-    blocked: str = "loopbot:blocked"
-    done: str = "loopbot:done"
-    stop: str = "loopbot:stop"
+    """The GitHub labels loopbot reads and sets."""
+
+    plan: str = Field("loopbot:plan", description="on the issues the audit loop files")
+    run: str = Field("loopbot:run", description="a writer adds it to a plan issue to run that plan's loop")
+    running: str = Field("loopbot:running", description="while a loop works on the issue")
+    blocked: str = Field("loopbot:blocked", description="the loop stopped the line (a guard or an infrastructure failure)")
+    done: str = Field("loopbot:done", description="the goal was met")
+    stop: str = Field("loopbot:stop", description="set by /loop stop: the running loop stops after its current step")
 
 
 class Limits(_Strict):
-    max_open_prs: int = Field(5, ge=1)
-    max_new_prs_per_hour: int = Field(2, ge=1)
-    max_plans_per_run: int = Field(5, ge=1, le=5)
+    """Circuit breakers for the GitHub side."""
+
+    max_open_prs: int = Field(5, ge=1, description="open loop pull requests at most")
+    max_new_prs_per_hour: int = Field(2, ge=1, description="new loop pull requests per hour at most")
+    max_plans_per_run: int = Field(5, ge=1, le=5, description="plans one audit may file")
 
 
 class Commands(_Strict):
     """The repo's own test and lint commands; each becomes an evaluator."""
 
-    test: str | None = None
-    lint: str | None = None
+    test: str | None = Field(None, description="e.g. python -m pytest -q")
+    lint: str | None = Field(None, description="e.g. ruff check .")
     setup: str | None = Field(None, description=(
         "prepares ignored build outputs (a virtualenv, node_modules) on the base tree, with network, "
         "before the maker starts; the outputs are linked read-only into every tree (docs/gate.md)"))
-    timeout_seconds: float = Field(900, gt=0)
+    timeout_seconds: float = Field(900, gt=0, description="per command (goal checks are held to it too)")
 
 
 class Execution(_Strict):
+    """The maker's session and its context."""
+
     max_turns_per_iteration: int = Field(40, ge=1, description="maker model calls in one iteration")
     output_cap_bytes: int = Field(64_000, ge=1_000, description="command output kept per run")
     context_tokens: int = Field(12_000, ge=1_000, description="token budget of the maker's context")
@@ -135,11 +146,12 @@ class Execution(_Strict):
 class SandboxConfig(_Strict):
     """How agent and evaluator commands are isolated. `sandbox: off` alone is accepted, loudly."""
 
-    mode: Literal["bubblewrap", "off"] = "bubblewrap"
+    mode: Literal["bubblewrap", "off"] = Field(
+        "bubblewrap", description="off: commands run as you, with your files and the network (a loud warning)")
     memory_mb: int = Field(8192, ge=64, description="address-space limit per command")
-    max_processes: int = Field(512, ge=8)
-    max_file_size_mb: int = Field(1024, ge=1)
-    cpu_seconds: int = Field(1800, ge=1)
+    max_processes: int = Field(512, ge=8, description="processes per command")
+    max_file_size_mb: int = Field(1024, ge=1, description="largest file a command may write")
+    cpu_seconds: int = Field(1800, ge=1, description="CPU time per command")
     tmp_size_mb: int = Field(512, ge=16, description="size of the private /tmp")
     env_allow: list[str] = Field(default_factory=list, description="extra variable names passed to commands")
     expose: list[str] = Field(default_factory=list,
@@ -177,14 +189,20 @@ class GateConfig(_Strict):
 
 
 class PushConfig(_Strict):
-    remote: str = "origin"
+    """Where loop branches go."""
+
+    remote: str = Field("origin", description="the git remote loop branches are pushed to (--remote overrides it)")
 
 
 class WikiConfig(_Strict):
-    path: str = "wiki"
+    """The documentation loop's wiki."""
+
+    path: str = Field("wiki", description="the committed wiki folder, relative to the repository root")
 
 
 class Config(_Strict):
+    """The repository config, `.github/loopbot.yml`, read from the default branch only."""
+
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     budgets: Budgets = Field(default_factory=Budgets)
     labels: Labels = Field(default_factory=Labels)

@@ -8,17 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Budgets(BaseModel):
+    """The limits of one run, checked before every model call. A goal's `budgets` change them for
+    that goal; a goal from GitHub can only lower them."""
+
     model_config = ConfigDict(extra="forbid")
 
-    max_iterations: int = Field(6, ge=1, le=100)
+    max_iterations: int = Field(6, ge=1, le=100, description="iterations (maker, checks, reviews) per run")
     # Sized from a realistic iteration: ~20 maker turns and up to 4 reviewer calls.
-    max_model_calls: int = Field(150, ge=1)
-    max_tokens: int = Field(2_000_000, ge=1)
-    max_cost_usd: float = Field(5.0, gt=0)
-    max_wall_minutes: float = Field(60.0, gt=0)
-    stagnation_threshold: int = Field(3, ge=1)
+    max_model_calls: int = Field(150, ge=1, description="model calls per run, every role counted")
+    max_tokens: int = Field(2_000_000, ge=1, description="input and output tokens per run")
+    max_cost_usd: float = Field(5.0, gt=0, description="model cost per run, checked before every call")
+    max_wall_minutes: float = Field(60.0, gt=0, description="wall time of the run's active work")
+    stagnation_threshold: int = Field(3, ge=1, description="iterations without a score gain before STAGNATED")
     # A healthy first iteration of 20 turns with a slow test suite takes over 10 minutes.
-    no_progress_minutes: float = Field(30.0, gt=0)
+    no_progress_minutes: float = Field(30.0, gt=0, description="minutes without a better snapshot before the run stops")
 
 
 class BudgetOverrides(BaseModel):
