@@ -82,7 +82,7 @@ def _loop(intent: Intent, job: Job) -> int:
     if intent.kind == "resume" and latest is not None:
         # A previous runner died or the loop was stopped: resume where it left off, on this checkout.
         state = latest.model_copy(update={"repo": str(checkout), "worktree": str(paths.worktree(latest.run_id))})
-        if reopenable(state):
+        if reopenable(state) and intent.why != "publish":
             # Stopped by a budget or the andon, and a writer asks for more: the same run goes on, on
             # its branch, with one more allowance of the (current) caps.
             state = reopen(state, goal.budgets.apply_to(job.config.budgets))
@@ -114,7 +114,7 @@ def _loop(intent: Intent, job: Job) -> int:
     # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting.
     session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
                            provider_env=ProviderEnv.from_mapping(inputs.env),
-                           resume=state.steps_completed > 0 or state.suspended is not None)
+                           resume=intent.kind == "resume" or state.steps_completed > 0 or state.suspended is not None)
     publisher = GitHubPublisher(job.forge, issue=number, base_branch=inputs.default_branch, labels=job.config.labels,
                                 redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock())
     session.runner.observers.append(publisher)
@@ -122,6 +122,15 @@ def _loop(intent: Intent, job: Job) -> int:
     job.outputs.update({"loop_id": final.run_id, "cost": f"{final.spend.cost_usd:.4f}",
                         "status": "suspended" if final.suspended is not None else final.status.value,
                         "pr_number": str(publisher.pr.number) if publisher.pr else ""})
+    if final.finished and not final.published:
+        # A finished run on a DONE state only tells its observers again: this is publishing, a
+        # resumable phase after the loop's last step. Done once GitHub took all of it.
+        unshown = [note for note in session.runner.observer_failures if note.startswith("GitHubPublisher")]
+        if unshown:
+            print(f"::warning::the outcome is not fully shown on GitHub ({unshown[-1]}); `/loop resume` shows it")
+        else:
+            final = final.model_copy(update={"published": True})
+            store.save(final, "published")
     if final.finished:
         # The run's record for the wiki's 90_LOG/: the documentation loop files it after a merge.
         incident = session.files.incident_path

@@ -62,4 +62,5 @@ class GitHubFacts:
         if state is None:
             return None
         return LatestRun(run_id=state.run_id, finished=state.finished, success=state.status == Status.SUCCESS,
-                         approved=approval_key(state.goal), trigger=state.trigger, reopenable=reopenable(state))
+                         approved=approval_key(state.goal), trigger=state.trigger, reopenable=reopenable(state),
+                         published=state.published)

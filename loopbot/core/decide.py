@@ -249,6 +249,7 @@ def reopen(state: LoopState, allowance: Budgets) -> LoopState:
     })
     new.status, new.stop_reason, new.exhausted, new.stop_detail = Status.RUNNING, None, None, ""
     new.push = None
+    new.published = False
     new.consecutive_failures = 0
     new.last_improvement_iteration = new.iteration
     new.progress_at_seconds = spent.elapsed_seconds

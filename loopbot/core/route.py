@@ -65,6 +65,7 @@ class LatestRun:
     approved: str  # approval_key of the goal it ran
     trigger: str | None = None  # the event that started it (see trigger_of)
     reopenable: bool = False  # finished by a budget, stagnation or the andon: `/loop resume` continues it
+    published: bool = True  # its final outcome is shown on GitHub (False: the runner died first)
 
 
 class Facts(Protocol):
@@ -355,6 +356,9 @@ class _Router:
         trigger = trigger_of(self.event, self.payload)
         intent = Intent("run", verb, where=where, plan=plan, actor=login, goal=goal, trigger=trigger,
                         feedback_pr=feedback_pr if verb == "run" else None)
+        if latest is not None and latest.finished and not latest.published and verb != "retry":
+            # The runner died after the loop's end, before GitHub showed it: publish, never rerun.
+            return replace(intent, kind="resume", why="publish", feedback_pr=None)
         if latest is not None and trigger is not None and latest.trigger == trigger:
             # The same event again (a redelivery, "Re-run jobs"): finish what it started, never rerun it.
             return replace(intent, kind="status", why="replayed") if latest.finished else _with(intent, "resume")

@@ -251,6 +251,9 @@ class LoopState(BaseModel):
     remote_head: str | None = None
     # Times a human continued this run after it stopped (`/loop resume` on a budget or andon stop).
     reopenings: int = 0
+    # On GitHub: the final outcome is shown (PR body, review, check run, ready, labels). A runner
+    # that died before that resumes publishing only, never the paid loop.
+    published: bool = False
 
     @property
     def finished(self) -> bool:
