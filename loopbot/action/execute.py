@@ -22,6 +22,7 @@ from loopbot.goal import slugify
 from loopbot.providers import ProviderEnv
 from loopbot.report import render_report
 from loopbot.session import Paths, create_run, held_secrets, open_session
+from loopbot.workspace.credentials import push_env
 from loopbot.workspace.git import git, resolve_rev
 
 
@@ -73,6 +74,9 @@ def _loop(intent: Intent, job: Job) -> int:
     remote, checkout = "origin", inputs.checkout
     git(checkout, "fetch", "--quiet", remote, check=False)
     secrets = secrets_from_env(dict(inputs.env))
+    push_token = job.forge.push_token()  # App credentials: loop pushes start the repository's workflows
+    if push_token:
+        secrets = [*secrets, push_token]
     store = state_store(checkout, number, redact=Redactor(held_secrets(checkout, secrets)),
                         cancel_check=lambda: job.config.labels.stop in job.forge.issue(number).labels)
     latest = job.facts.state(number)
@@ -115,6 +119,11 @@ def _loop(intent: Intent, job: Job) -> int:
     session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
                            provider_env=ProviderEnv.from_mapping(inputs.env),
                            resume=intent.kind == "resume" or state.steps_completed > 0 or state.suspended is not None)
+    if push_token:
+        server, forge = inputs.server_url, job.forge
+        # Asked for at each push: a loop outlives an installation token's hour. State pushes keep
+        # the checkout's GITHUB_TOKEN, whose pushes start no workflows.
+        session.runner.workspace.push_env = lambda: push_env(server, forge.push_token() or "")
     publisher = GitHubPublisher(job.forge, issue=number, base_branch=inputs.default_branch, labels=job.config.labels,
                                 redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock())
     session.runner.observers.append(publisher)

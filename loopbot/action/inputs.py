@@ -31,6 +31,7 @@ class ActionInputs:
     max_cost_usd: float | None
     model: str | None
     api_url: str
+    server_url: str  # where git pushes go (GITHUB_SERVER_URL): the push credential's scope
     token: str | None
     app_id: str | None
     private_key: str | None
@@ -75,6 +76,7 @@ class ActionInputs:
             checkout=Path(env.get("GITHUB_WORKSPACE", ".")), default_branch=str(default_branch),
             config_path=env.get("LOOPBOT_CONFIG") or CONFIG_PATH, mode=cast(Mode, mode), max_cost_usd=cost,
             model=env.get("LOOPBOT_MODEL") or None, api_url=env.get("GITHUB_API_URL") or "https://api.github.com",
+            server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
             token=env.get("LOOPBOT_GITHUB_TOKEN") or env.get("GITHUB_TOKEN") or None,
             app_id=env.get("LOOPBOT_APP_ID") or None, private_key=env.get("LOOPBOT_APP_PRIVATE_KEY") or None,
             state_dir=Path(env.get("RUNNER_TEMP") or "/tmp") / "loopbot",

@@ -190,3 +190,56 @@ def test_a_push_github_refuses_is_said_on_the_issue_and_the_work_is_kept(actions
     final = _state(actions, issue)  # the state branch is loopbot's own, not the ruleset's: the work is in it
     assert final.suspended is not None and final.suspended.reason.value == "PUSH_PENDING"
     assert git(actions.origin, "cat-file", "-e", f"{final.best.sha}^{{commit}}", check=False).returncode == 0
+
+
+def test_with_app_credentials_loop_pushes_carry_the_installation_token(actions):
+    """So the repository's own CI runs on every loop push; loopbot's state pushes keep the job's
+    token (they start no workflows), and the installation token is written nowhere."""
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from loopbot.action import run_action
+    from loopbot.testing.git_http import serve
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    fake = actions.fake
+    fake.permissions["loopbot[bot]"] = "write"
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    payload = labeled(issue)
+    payload["issue"]["body"] = fake.issues[issue]["body"]
+    with serve(actions.origin.parent, require_auth=False) as server:
+        actions.clone_url = f"{server.url}/{actions.origin.name}"
+        env = {**os.environ, **actions.runner("issues", payload), "LOOPBOT_APP_ID": "12345",
+               "LOOPBOT_APP_PRIVATE_KEY": pem, "GITHUB_SERVER_URL": server.url}
+        assert run_action(env, transport=fake.transport(), sleep=actions.slept.append) == 0
+    loop_pushes = [p for p in server.pushes if any(r.startswith("refs/heads/loop/1-") for r in p.refs)]
+    state_pushes = [p for p in server.pushes if any(r.startswith("refs/heads/loop/state-") for r in p.refs)]
+    assert loop_pushes and all(p.password == fake.installation_token for p in loop_pushes)
+    assert state_pushes and all(p.password != fake.installation_token for p in state_pushes)
+    checkout = actions.root / f"runner{actions.runs}"
+    found = subprocess.run(["grep", "-rl", fake.installation_token, str(checkout)], capture_output=True, text=True)
+    assert found.stdout == ""  # not in .git/config, the worktree, the run's files or the report
+
+
+def test_the_push_token_is_minted_again_shortly_before_it_expires(actions):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from loopbot.forge.github.forge import TOKEN_MARGIN_SECONDS, connect
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    expiry = 4_070_908_800.0  # the fake's tokens expire 2099-01-01T00:00:00Z
+    now = [expiry - 3600]
+    forge = connect(owner="acme", repo="kvstore", api_url="https://api.github.com", app_id="1", private_key=pem,
+                    transport=actions.fake.transport(), sleep=lambda s: None, wall=lambda: now[0])
+    minted = lambda: actions.fake.auth_seen.count("installation-token")  # noqa: E731
+    assert forge.push_token() == actions.fake.installation_token
+    before = minted()
+    assert forge.push_token() and minted() == before  # cached
+    now[0] = expiry - TOKEN_MARGIN_SECONDS + 1
+    assert forge.push_token() and minted() == before + 1  # minted again before it runs out

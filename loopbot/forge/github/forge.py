@@ -12,11 +12,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.response import Response
 
@@ -41,6 +42,9 @@ _OWN_PR = "your own pull request"
 
 T = TypeVar("T")
 
+
+# A push token is minted again when it has less than this left (a push may take minutes).
+TOKEN_MARGIN_SECONDS = 600
 
 class GitHubError(LoopbotError):
     def __init__(self, message: str, status: int | None = None):
@@ -112,6 +116,9 @@ def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, ap
             raise InputError([Problem("github", None, None, "", f"the App is not installed on {owner}/{repo}: "
                                       f"{exc.response.status_code}")]) from None
         github = GitHub(AppInstallationAuthStrategy(app_id, private_key, installation_id=installation), **options)
+        forge = GitHubForge(github, owner, repo, policy, wall=wall)
+        forge.minter = (GitHub(AppAuthStrategy(app_id, private_key), **options), int(installation))
+        return forge
     elif token:
         github = GitHub(TokenAuthStrategy(token), **options)
     else:
@@ -165,6 +172,27 @@ class GitHubForge:
         self._own_prs: set[int] = set()  # PRs GitHub said are the token's own (no change requests)
         self._check_heads: list[str] = []  # heads this forge made or updated a check run for, oldest first
         self._settled: set[str] = set()  # heads whose check runs are known completed
+        # With App credentials: the app's own (JWT) client and the installation, to mint push tokens.
+        self.minter: tuple[GitHub[Any], int] | None = None
+        self._push_token: tuple[str, float] | None = None  # the token and when it expires (epoch)
+
+    def push_token(self) -> str | None:
+        """An installation token for git pushes (their pushes start the repository's workflows, the
+        job's GITHUB_TOKEN's do not), minted once and again shortly before it expires; None
+        without App credentials."""
+        if self.minter is None:
+            return None
+        if self._push_token is not None and self._push_token[1] - self.wall() > TOKEN_MARGIN_SECONDS:
+            return self._push_token[0]
+        app, installation = self.minter
+        data = self._send(lambda: app.rest.apps.create_installation_access_token(installation)).json()
+        expires = data.get("expires_at") or ""
+        try:
+            until = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            until = self.wall() + 3600  # GitHub's tokens live an hour
+        self._push_token = (str(data["token"]), until)
+        return self._push_token[0]
 
     # -- sending ----------------------------------------------------------------------------
     def _send(self, request: Callable[[], T]) -> T:
