@@ -587,3 +587,20 @@ def test_docs_loop_skips_loopbots_own_wiki_merges(message, runs):
     docs = yaml.safe_load(DOCS.read_text())["jobs"]["docs"]
     context = _event("push", head_commit=None if message is None else {"message": message})
     assert job_runs(docs, context) is runs
+
+
+def test_action_installs_loopbot_with_cached_uv_into_the_set_up_python():
+    steps = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+    uses = [step.get("uses", "") for step in steps]
+    python = next(i for i, u in enumerate(uses) if u.startswith("actions/setup-python@"))
+    uv = next(i for i, u in enumerate(uses) if u.startswith("astral-sh/setup-uv@"))
+    assert python < uv
+    assert re.fullmatch(r"astral-sh/setup-uv@v\d+", uses[uv]), "pin setup-uv to a major version"
+    options = steps[uv]["with"]
+    assert options["enable-cache"] is True and options["prune-cache"] is False
+    assert "github.action_path" in options["cache-dependency-glob"]  # loopbot's dependencies, not the caller's
+    install = next(step for step in steps if step.get("name") == "Install loopbot")["run"]
+    assert install.startswith("uv pip install") and '"$GITHUB_ACTION_PATH"' in install
+    assert '--python "$(command -v python)"' in install
+    assert not any(re.search(r"\bpip install\b", run) and not run.startswith("uv pip") for run in _runs(
+        {"runs": {"steps": steps}}))
