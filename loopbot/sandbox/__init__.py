@@ -18,7 +18,7 @@ OFF_NOTE = ("OFF: commands ran WITHOUT isolation (`sandbox: off` in config) — 
             "timeouts only; the filesystem and network were reachable")
 
 HOW_TO_ENABLE = (
-    "install bubblewrap (apt-get install bubblewrap) and allow unprivileged user namespaces "
+    "install bubblewrap (sudo apt-get install bubblewrap) and allow unprivileged user namespaces "
     "(Ubuntu 24.04: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0); "
     "or set `sandbox: off` in .github/loopbot.yml to run agent commands unsandboxed (not recommended)"
 )

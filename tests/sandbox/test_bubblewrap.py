@@ -80,3 +80,12 @@ def test_no_scratch_directory_is_made_on_disk(box):
     before = set(Path(tempfile.gettempdir()).glob(f"loopbot-*-{os.getpid()}-*"))
     box.run("cat \"$(git rev-parse --git-common-dir)/config\"", cwd=box.worktree, timeout_seconds=10)
     assert set(Path(tempfile.gettempdir()).glob(f"loopbot-*-{os.getpid()}-*")) == before
+
+
+def test_the_refusal_says_the_install_command_as_it_is_typed(kv_repo, monkeypatch):
+    repo, _ = kv_repo
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(InputError) as info:
+        build_sandbox(Config(), repo, common_dir(repo))
+    assert "sudo apt-get install bubblewrap" in str(info.value)
+    assert "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0" in str(info.value)
