@@ -90,3 +90,18 @@ def test_plan_goal_errors_point_at_the_markdown_line(tmp_path):
     with pytest.raises(InputError) as info:
         goal_from_markdown(broken, "plan.md")
     assert str(info.value.problems[0]).startswith(f"plan.md:{line}:1: surprise: unknown key")
+
+
+def test_a_risk_with_a_comma_stays_one_bullet(kv_repo):
+    from loopbot.examples import KVSTORE
+
+    repo, _ = kv_repo
+    forge = LocalForge(repo, repo / ".git" / "loopbot" / "proposals")
+    result = audit(repo, model=ScriptedModel.from_file(KVSTORE / "script.yaml"), config=Config(), forge=forge,
+                   sandbox=SubprocessSandbox(), clock=SystemClock(), lessons=[])
+    ttl = next(p for p in result.filed if "TTL" in p.title)
+    body = (repo / ttl.ref).read_text()
+    risks = body.split("## Risks\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert risks == ["- Existing callers of set(key, value) must keep working unchanged."]
+    one = Plan.model_validate(plan(9, risks=["Callers of get(key, default), keys() and len() break, if any"]))
+    assert render(one).count("\n- Callers of get(key, default), keys() and len() break, if any\n") == 1
