@@ -589,7 +589,8 @@ def docs(
         documenter = _role_model("documenter", cfg, model)
         result = run_docs(root, since=since, model=documenter, config=cfg,
                           forge=LocalForge(root, paths.root / "proposals"), sandbox=SubprocessSandbox(),
-                          clock=SystemClock(), state_root=paths.root, remote=remote or cfg.push.remote)
+                          clock=SystemClock(), state_root=paths.root, remote=remote or cfg.push.remote,
+                          home=Path.home())
     if result.model_failed:
         err.print(_styled(("error:", "red"), f" every model call failed, so the wiki was left alone and nothing "
                                              f"was pushed: {result.error}"))

@@ -34,6 +34,15 @@ def simulated(state: LoopState) -> bool:
     return bool(state.models) and all(spec.startswith("scripted:") for spec in state.models.values())
 
 
+PUSH_LINE = "- Push: "
+PUSHED = "pushed to "  # the start of a push's message when the branch reached its remote (GitWorkspace.push)
+
+
+def says_pushed(report: str) -> bool:
+    """Whether a report written by `render_report` says the run's branch reached a remote."""
+    return any(line.startswith(PUSH_LINE + PUSHED) for line in report.splitlines())
+
+
 def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
     spend = state.spend
     outcome = {
@@ -53,7 +62,7 @@ def render_report(state: LoopState, *, sandbox_note: str = "") -> str:
         f"- Base: `{state.base_sha[:10]}`",
     ]
     if state.push is not None:
-        lines.append(f"- Push: {state.push.message}")
+        lines.append(f"{PUSH_LINE}{state.push.message}")
     lines += [
         f"- Iterations: {len(state.iterations)} of {state.budgets.max_iterations}; model calls "
         f"{spend.model_calls} of {state.budgets.max_model_calls}",

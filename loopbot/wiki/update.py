@@ -17,6 +17,7 @@ from loopbot.forge.local import LocalForge
 from loopbot.messages import ModelReply, ModelRequest, TextBlock
 from loopbot.ports import Clock, Model, Sandbox
 from loopbot.prompts import render
+from loopbot.report import says_pushed
 from loopbot.roles.checker import trim_diff
 from loopbot.roles.maker import run_session
 from loopbot.tools import safefile
@@ -54,8 +55,11 @@ class DocsResult:
         return "\n".join(lines).strip() + "\n"
 
 
-def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
-    """Loop reports and incident records land in 90_LOG/, one page per finished run."""
+def _copy_run_records(state_root: Path, log_dir: Path, local: list[tuple[str, str]]) -> list[str]:
+    """Loop reports and incident records land in 90_LOG/, one page per finished run whose branch
+    was pushed: a local experiment that never left this machine is not the project's history.
+    Local absolute paths (`local`: path, what to write instead) are replaced, so the committed
+    wiki does not carry this machine's layout or its user's home."""
     copied = []
     for run in sorted((state_root / "runs").glob("*")) if (state_root / "runs").is_dir() else []:
         report = run / "report.md"
@@ -63,15 +67,29 @@ def _copy_run_records(state_root: Path, log_dir: Path) -> list[str]:
         if not report.is_file() or os.path.lexists(target):
             continue
         text = safefile.read_text(report, lint.MAX_PAGE_BYTES)
-        if "**Outcome**: running" in text:
+        if "**Outcome**: running" in text or not says_pushed(text):
             continue
         incident = run / "incident.md"
         if incident.is_file():
             text += "\n\n" + safefile.read_text(incident, lint.MAX_PAGE_BYTES).replace("# Incident", "## Incident", 1)
+        for path, placeholder in local:
+            text = text.replace(path, placeholder)
         log_dir.mkdir(parents=True, exist_ok=True)
         safefile.write_text(target, text)
         copied.append(target.name)
     return copied
+
+
+def local_paths(repo: Path, state_root: Path, home: Path | None) -> list[tuple[str, str]]:
+    """The machine's own paths a run record may name, longest first (the state directory usually
+    lies inside the repository, the repository inside the home), each as written and resolved."""
+    named = [(state_root, "<state-dir>"), (repo, "<repo>")] + ([(home, "~")] if home is not None else [])
+    pairs: dict[str, str] = {}
+    for path, placeholder in named:
+        for form in (str(path), str(path.resolve())):
+            if len(form) > 1:  # never "/": every absolute path would go
+                pairs.setdefault(form.rstrip("/"), placeholder)
+    return sorted(pairs.items(), key=lambda pair: len(pair[0]), reverse=True)
 
 
 def _linked_component(root: Path, relative: str) -> str | None:
@@ -98,7 +116,9 @@ def _discard(repo: Path, worktree: Path, branch: str) -> None:
 
 
 def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalForge, sandbox: Sandbox, clock: Clock,
-         state_root: Path, remote: str | None) -> DocsResult:
+         state_root: Path, remote: str | None, home: Path | None = None) -> DocsResult:
+    """`home`: the user's home directory, replaced by `~` in the run records logged (the caller
+    reads the environment; this module does not)."""
     head = resolve_rev(repo, "HEAD")
     try:
         start = resolve_rev(repo, since)
@@ -118,7 +138,7 @@ def docs(repo: Path, *, since: str, model: Model, config: Config, forge: LocalFo
         return result
     try:
         result.created = skeleton.ensure(wiki)
-        result.logged_runs = _copy_run_records(state_root, wiki / "90_LOG")
+        result.logged_runs = _copy_run_records(state_root, wiki / "90_LOG", local_paths(repo, state_root, home))
     except safefile.FileRefused as exc:
         result.error = f"refused: {exc}"
         return result

@@ -38,7 +38,8 @@ def test_docs_loop_updates_the_wiki_on_its_own_branch_and_never_main(kv_repo):
     main_before = resolve_rev(repo, "main")
     run_dir = repo / ".git" / "loopbot" / "runs" / "kvstore-ttl-abc123"
     run_dir.mkdir(parents=True)
-    (run_dir / "report.md").write_text("# loopbot run `kvstore-ttl-abc123`\n\n**Outcome**: SUCCESS: goal met\n")
+    (run_dir / "report.md").write_text("# loopbot run `kvstore-ttl-abc123`\n\n**Outcome**: SUCCESS: goal met\n\n"
+                                       "- Push: pushed to origin\n")
 
     result = run_docs(repo, documenter(
         {"write": {"path": "wiki/10_DOMAIN/purging.md", "content": PAGE}},
@@ -125,3 +126,45 @@ def test_a_linked_folder_inside_the_wiki_is_refused(kv_repo, tmp_path):
     result = run_docs(repo, documenter(), resolve_rev(repo, "HEAD~1"))
     assert result.error is not None and "wiki/90_LOG is a symlink" in result.error
     assert list(outside.iterdir()) == []
+
+
+def _record(state_root: Path, run_id: str, outcome: str, push: str, extra: str = "") -> None:
+    run_dir = state_root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.md").write_text(f"# loopbot run `{run_id}`\n\n**Outcome**: {outcome}\n\n- Push: {push}\n{extra}")
+
+
+def test_only_pushed_runs_are_logged_and_without_this_machines_paths(kv_repo, tmp_path):
+    repo, origin = kv_repo
+    since = merge_a_change(repo)
+    state_root = repo / ".git" / "loopbot"
+    home = tmp_path / "home" / "alice"
+    worktree = state_root / "worktrees" / "pushed-1"
+    failing = (f"\n## Failed check\n\n    File \"{worktree}/kvstore.py\", line 3\n    {repo}/tests/test_ttl.py::test_x\n"
+               f"    config read from {home}/.config/thing and {repo.resolve()}/README.md\n")
+    _record(state_root, "pushed-1", "STOPPED: STAGNATED", "pushed to origin", failing)
+    _record(state_root, "local-experiment", "STOPPED: STAGNATED", "no remote configured")
+    _record(state_root, "push-refused", "SUCCESS: goal met", "push failed: remote rejected")
+    _record(state_root, "still-running", "running: iteration 2, next step evaluate", "pushed to origin")
+    result = docs(repo, since=since, model=documenter({"write": {"path": "wiki/10_DOMAIN/purging.md", "content": PAGE}}),
+                  config=Config(), forge=LocalForge(repo, state_root / "proposals"), sandbox=SubprocessSandbox(),
+                  clock=SystemClock(), state_root=state_root, remote="origin", home=home)
+    assert result.pushed and result.logged_runs == ["pushed-1.md"]
+    listing = git(origin, "ls-tree", "-r", "--name-only", result.branch, "wiki/90_LOG/").stdout.split()
+    assert [path for path in listing if not path.endswith("/README.md")] == ["wiki/90_LOG/pushed-1.md"]
+    page = git(origin, "show", f"{result.branch}:wiki/90_LOG/pushed-1.md").stdout
+    assert str(tmp_path) not in page and str(home) not in page and "/work/" not in page
+    assert 'File "<state-dir>/worktrees/pushed-1/kvstore.py"' in page
+    assert "<repo>/tests/test_ttl.py::test_x" in page and "~/.config/thing" in page and "<repo>/README.md" in page
+
+
+def test_a_real_reports_push_line_is_what_the_log_reads(make_loop, demo_script):
+    from loopbot.core.state import PushResult
+    from loopbot.report import render_report, says_pushed
+
+    loop = make_loop(demo_script)
+    final = loop.run()
+    assert final.push is not None and final.push.pushed and says_pushed(render_report(final))
+    local = final.model_copy(update={"push": PushResult(remote=None, branch=final.branch, sha=final.best.sha,
+                                                        pushed=False, message="no remote configured")})
+    assert not says_pushed(render_report(local))
