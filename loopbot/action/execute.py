@@ -20,6 +20,7 @@ from loopbot.forge.github.forge import GitHubForge
 from loopbot.forge.github.publisher import GitHubPublisher
 from loopbot.goal import slugify
 from loopbot.providers import ProviderEnv
+from loopbot.providers.preflight import preflight
 from loopbot.report import render_report
 from loopbot.session import Paths, create_run, held_secrets, open_session
 from loopbot.workspace.credentials import push_env
@@ -183,6 +184,7 @@ def _audit(job: Job) -> int:
     config, inputs = job.config, job.inputs
     spec = inputs.model or config.models.resolve(config.models.auditor)
     model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
+    preflight([model])  # an unreachable endpoint or a refused key: exit 2 before anything is made
     result = audit(inputs.checkout, model=model, config=config, forge=job.forge, sandbox=SubprocessSandbox(),
                    clock=SystemClock(), lessons=[])
     job.outputs["status"] = f"filed {len(result.filed)}"
@@ -200,6 +202,7 @@ def _docs(intent: Intent, job: Job) -> int:
     _restore_run_records(inputs)
     spec = inputs.model or config.models.resolve(config.models.documenter)
     model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
+    preflight([model])
     result = docs(inputs.checkout, since=intent.since or "HEAD~1", model=model, config=config,
                   forge=LocalForge(inputs.checkout, inputs.state_dir / "proposals"), sandbox=SubprocessSandbox(),
                   clock=SystemClock(), state_root=inputs.state_dir, remote="origin")
