@@ -71,6 +71,14 @@ def example_fixture():
 
 
 @pytest.fixture
+def fake():
+    """The fake GitHub alone; every request it saw must be in the allow-list and GitHub's description."""
+    fake = FakeGitHub(CONTRACTS / "github-openapi.trimmed.json")
+    yield fake
+    assert fake.violations == []
+
+
+@pytest.fixture
 def plan_body() -> str:
     return ttl_plan_body()
 

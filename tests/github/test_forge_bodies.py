@@ -11,18 +11,10 @@ import pytest
 from loopbot.forge.github import limits
 from loopbot.forge.github.forge import GitHubForge, connect
 from loopbot.plans import Plan
-from loopbot.testing.fake_github import FakeGitHub
 
 CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "github-openapi.trimmed.json"
 HUGE = "\n".join(f"line {n}: " + "x" * 60 for n in range(3000))  # ~200,000 characters
 NOTE = "characters left out"
-
-
-@pytest.fixture
-def fake():
-    fake = FakeGitHub(CONTRACT)
-    yield fake
-    assert fake.violations == []
 
 
 @pytest.fixture

@@ -15,13 +15,6 @@ ACTIONS_TOKEN = "ghs_" + "F" * 36
 API = "https://api.github.com/repos/acme/kvstore"
 
 
-@pytest.fixture
-def fake():
-    fake = FakeGitHub(CONTRACT)
-    yield fake
-    assert fake.violations == []
-
-
 def client(fake: FakeGitHub, token: str = ACTIONS_TOKEN) -> httpx.Client:
     return httpx.Client(transport=fake.transport(), headers={"authorization": f"token {token}"})
 

@@ -22,13 +22,6 @@ def _examples(example, plan_body):
     test_action._example, test_action._plan = example, plan_body
 
 
-@pytest.fixture
-def fake():
-    fake = FakeGitHub(CONTRACT)
-    yield fake
-    assert fake.violations == []
-
-
 def forge_for(fake: FakeGitHub) -> GitHubForge:
     return connect(owner="acme", repo="kvstore", api_url="https://api.github.com", token="ghs_" + "F" * 36,
                    transport=fake.transport(), sleep=lambda s: None)

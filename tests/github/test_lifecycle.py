@@ -29,6 +29,16 @@ def _runs(actions, issue: int) -> list[str]:
     return created
 
 
+def _on_pr(fake, pr: dict, body: str) -> dict:
+    """A writer's comment on the loop PR (GitHub keeps a PR's comments on its issue)."""
+    fake.issues.setdefault(pr["number"], {"number": pr["number"], "title": "t", "body": pr["body"],
+                                          "user": {"login": "github-actions[bot]"}, "labels": [], "state": "open",
+                                          "pull_request": {}})
+    payload = comment(pr["number"], body)
+    payload["issue"]["pull_request"] = {"url": "x"}
+    return payload
+
+
 def _state(actions, issue: int) -> LoopState:
     return LoopState.model_validate_json(git(actions.origin, "show", f"loop/state-{issue}:state.json").stdout)
 
@@ -62,11 +72,7 @@ def test_resume_after_a_budget_stop_continues_the_run_with_a_new_allowance(actio
     assert stopped.finished and stopped.stop_label == "BUDGET_EXHAUSTED(iterations)"
     (pr,) = fake.pulls.values()
 
-    payload = comment(pr["number"], "/loop resume")
-    payload["issue"]["pull_request"] = {"url": "x"}
-    fake.issues.setdefault(pr["number"], {"number": pr["number"], "title": "t", "body": pr["body"],
-                                          "user": {"login": "github-actions[bot]"}, "labels": [], "state": "open",
-                                          "pull_request": {}})
+    payload = _on_pr(fake, pr, "/loop resume")
     assert run(actions, "issue_comment", payload) == 0
     final = _state(actions, issue)
     assert final.run_id == stopped.run_id and final.iteration == 3 and final.reopenings == 1
@@ -89,11 +95,7 @@ def test_retry_on_the_loop_pr_starts_over_from_main(actions):
     assert run(actions, "issues", labeled(issue)) == 1
     first = _state(actions, issue)
     (pr,) = fake.pulls.values()
-    payload = comment(pr["number"], "/loop retry")
-    payload["issue"]["pull_request"] = {"url": "x"}
-    fake.issues.setdefault(pr["number"], {"number": pr["number"], "title": "t", "body": pr["body"],
-                                          "user": {"login": "github-actions[bot]"}, "labels": [], "state": "open",
-                                          "pull_request": {}})
+    payload = _on_pr(fake, pr, "/loop retry")
     run(actions, "issue_comment", payload)
     second = _state(actions, issue)
     main = git(actions.origin, "rev-parse", "main").stdout.strip()
