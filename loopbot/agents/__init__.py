@@ -1,0 +1,1 @@
+"""External agent CLIs (Claude Code, Codex, aider, a command template) as loopbot's maker."""
