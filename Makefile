@@ -14,6 +14,15 @@ tools/node_modules/.installed: tools/package.json
 	npm install --prefix tools --silent --no-audit --no-fund
 	touch $@
 
+# aider (PyPI) for the external-maker tests, in its own venv: it pins every dependency exactly,
+# which would clash with loopbot's. uv installs it in seconds (pip takes ~30 s).
+AIDER_VENV := tools/aider-venv
+$(AIDER_VENV)/.installed: tools/aider-requirements.txt
+	$(PYTHON) -m venv $(AIDER_VENV)
+	$(AIDER_VENV)/bin/python -m pip install --quiet uv
+	$(AIDER_VENV)/bin/uv pip install --quiet --python $(AIDER_VENV)/bin/python -r tools/aider-requirements.txt
+	touch $@
+
 .PHONY: demo test lint bench sandbox
 # Agent commands run in bubblewrap; the tests prove it, so they need it.
 sandbox:
@@ -28,7 +37,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint sandbox tools/node_modules/.installed
+test: lint sandbox tools/node_modules/.installed $(AIDER_VENV)/.installed
 	$(BIN)/python -m pytest -q -n 4
 
 bench: $(VENV)/.installed
