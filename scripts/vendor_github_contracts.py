@@ -6,6 +6,7 @@
   cut from @octokit/openapi's dereferenced api.github.com description: parameters and request bodies.
 - webhook-examples.json: the official example payloads of the events loopbot handles, from
   @octokit/webhooks-examples.
+- app-webhook-examples.json: every example of the events the App receives as webhooks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ EXAMPLES = "@octokit/webhooks-examples@7.6.1"
 # The events (and actions) loopbot handles.
 EVENTS = {"issues": {"labeled"}, "issue_comment": {"created"}, "pull_request_review": {"submitted"},
           "push": None, "workflow_dispatch": None}
+# The events the App (`loopbot serve`) receives as webhooks: every example of each, and ping.
+APP_EVENTS = ("ping", "issues", "issue_comment", "pull_request", "pull_request_review", "workflow_run",
+              "installation", "installation_repositories")
 OUT = ROOT / "tests" / "contracts"
 
 
@@ -51,12 +55,12 @@ def trim_openapi(package: Path) -> dict:
     return {"source": OPENAPI, "info": full["info"], "paths": paths}
 
 
-def pick_examples(package: Path) -> dict:
+def pick_examples(package: Path, wanted: dict[str, set[str] | None] = EVENTS) -> dict:
     index = json.loads((package / "api.github.com" / "index.json").read_text())
     events = {}
     for entry in index:
-        if entry["name"] in EVENTS:
-            actions = EVENTS[entry["name"]]
+        if entry["name"] in wanted:
+            actions = wanted[entry["name"]]
             events[entry["name"]] = [x for x in entry["examples"] if actions is None or x.get("action") in actions]
     return {"source": EXAMPLES, "events": events}
 
@@ -65,9 +69,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         openapi = trim_openapi(fetch(OPENAPI, Path(tmp)))
-        examples = pick_examples(fetch(EXAMPLES, Path(tmp)))
+        package = fetch(EXAMPLES, Path(tmp))
+        examples = pick_examples(package)
+        app_examples = pick_examples(package, dict.fromkeys(APP_EVENTS))
     (OUT / "github-openapi.trimmed.json").write_text(json.dumps(openapi, indent=1, sort_keys=True) + "\n")
     (OUT / "webhook-examples.json").write_text(json.dumps(examples, indent=1, sort_keys=True) + "\n")
+    (OUT / "app-webhook-examples.json").write_text(json.dumps(app_examples, indent=1, sort_keys=True) + "\n")
     print(f"{len(openapi['paths'])} paths, {sum(len(v) for v in examples['events'].values())} examples -> {OUT}")
 
 

@@ -23,6 +23,8 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"),
     ("DELETE", "/repos/{owner}/{repo}/issues/{issue_number}/labels/{name}"),
+    # the App's dashboard issue per repository, edited in place
+    ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"),
     # loop pull requests (opened as drafts; never merged)
     ("GET", "/repos/{owner}/{repo}/pulls"),
     ("POST", "/repos/{owner}/{repo}/pulls"),
