@@ -112,6 +112,8 @@ class Labels(_Strict):
     blocked: str = Field("loopbot:blocked", description="the loop stopped the line (a guard or an infrastructure failure)")
     done: str = Field("loopbot:done", description="the goal was met")
     stop: str = Field("loopbot:stop", description="set by /loop stop: the running loop stops after its current step")
+    draft: str = Field("loopbot:draft", description=(
+        "on a loop PR opened ready because the repository has no drafts; taken off when the goal is met"))
 
 
 class Limits(_Strict):
