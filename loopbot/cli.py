@@ -716,6 +716,19 @@ def action() -> None:
     raise typer.Exit(action_main(os.environ))
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on, 0 for any free one [default: 8080]")] = None,
+) -> None:
+    """Run the GitHub App: webhooks in, a durable queue, loops dispatched to Actions (docs/app.md).
+    Needs pip install 'loopbot[app]'; configured by LOOPBOT_* environment variables."""
+    from loopbot.app.serve import serve as run_app
+
+    with _bad_input():
+        run_app(os.environ, host=host, port=port)
+
+
 replay_app = typer.Typer(no_args_is_help=True, help="Serve recorded model exchanges, or record new ones.")
 app.add_typer(replay_app, name="replay")
 

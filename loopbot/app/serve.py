@@ -1,0 +1,110 @@
+"""`loopbot serve`: the App container's entrypoint. The one place the App reads its environment.
+
+Nothing of the `app` extra is imported at module level, so a missing extra is a message naming the
+install command, not an ImportError.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import socket
+import sys
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from loopbot.app.settings import AppSettings
+from loopbot.errors import LoopbotError
+
+if TYPE_CHECKING:
+    from loopbot.app.store import AppStore
+    from loopbot.app.web import Lifecycle
+
+EXTRA = ("starlette", "uvicorn", "sqlalchemy", "prometheus_client")
+INSTALL = "pip install 'loopbot[app]'"
+log = logging.getLogger("loopbot.app")
+
+
+def check_extra() -> None:
+    missing = [name for name in EXTRA if not _importable(name)]
+    if missing:
+        raise LoopbotError(f"loopbot serve needs the App's dependencies ({', '.join(missing)} missing): {INSTALL}")
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def serve(env: Mapping[str, str], *, host: str | None = None, port: int | None = None,
+          out: IO[str] = sys.stdout) -> None:
+    """Run until SIGTERM or SIGINT, then drain the workers and stop. Prints the address it listens on
+    (port 0 picks a free one) as the first line of `out`."""
+    check_extra()
+    overrides: dict[str, object] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = AppSettings.from_env(env, **overrides)
+    if not settings.webhook_secrets:
+        raise LoopbotError("set LOOPBOT_WEBHOOK_SECRET (comma-separated during a rotation): "
+                           "without it no delivery can be verified")
+    import uvicorn
+
+    from loopbot.app import logs
+    from loopbot.app.web import create_app
+
+    logs.configure()
+    store = _open_store(settings.database_url)
+    workers = _workers(store, settings)
+    app = create_app(settings, store, workers=workers)
+    listener = _bind(settings.host, settings.port)
+    bound = listener.getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"loopbot serve: listening on http://{shown}:{bound[1]}", file=out, flush=True)
+    config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False,
+                            timeout_graceful_shutdown=max(1, int(settings.drain_seconds) + 5))
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+        store.close()
+
+
+def _open_store(url: str) -> AppStore:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from loopbot.app.store import AppStore
+
+    try:
+        return AppStore.open(url)
+    except (SQLAlchemyError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise LoopbotError(f"LOOPBOT_DATABASE_URL cannot be opened: {first}") from None
+
+
+def _workers(store: AppStore, settings: AppSettings) -> Lifecycle | None:
+    """The backend's workers, when that module is installed; without them deliveries are still kept."""
+    try:
+        worker = importlib.import_module("loopbot.app.worker")
+    except ImportError:
+        log.warning("no workers: loopbot.app.worker is not available; deliveries are stored only")
+        return None
+    factory: Any = getattr(worker, "github_factory", None)
+    github = factory(settings) if callable(factory) else None
+    workers: Lifecycle = worker.Workers(store, settings, github, n=settings.workers)
+    return workers
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise LoopbotError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
