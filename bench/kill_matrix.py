@@ -3,6 +3,11 @@ its process group), on the small example repo and on one with 10,000 more files,
 the end and compared with an uninterrupted run of the same repo.
 
     python bench/kill_matrix.py [--chains 20] [--files 10000] [--seed N]
+    python bench/kill_matrix.py --every-step
+
+--every-step is the independent matrix that `make test` runs as one chain: for every step k of the
+small example, a run SIGKILLed after step k and one resume to the end, each compared with the
+uninterrupted run (kill_matrix_every_step_identical_ratio, target 1.0).
 
 Figures (one JSON object per line):
   kill_matrix_chains            chains run
@@ -62,12 +67,41 @@ def matrix(root: Path, label: str, chains: int, filler: int, rng: random.Random)
               flush=True)
 
 
+def every_step(root: Path) -> None:
+    uninterrupted = Case(root / "reference")
+    done = subprocess.run(uninterrupted.run_argv(), env=clean_env(), capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise SystemExit(f"the uninterrupted run failed: {done.stdout}{done.stderr}")
+    expected, steps = uninterrupted.outcome(), int(uninterrupted.state().steps_completed)
+
+    def one(step: int) -> bool:
+        case = Case(root / f"step-{step:02d}")
+        env = {**clean_env(), "LOOPBOT_FAULT_KILL_AFTER_STEP": str(step)}
+        subprocess.run(case.run_argv(), env=env, capture_output=True, text=True, timeout=900)
+        done = subprocess.run(case.resume_argv(), env=clean_env(), capture_output=True, text=True, timeout=900)
+        return done.returncode == 0 and case.outcome() == expected and \
+            case.state().spend.model_calls == case.delivered_calls()
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(one, range(1, steps + 1)))
+    for figure, value, unit, target in (
+        ("kill_matrix_every_step_points", steps, "steps", "-"),
+        ("kill_matrix_every_step_identical_ratio", sum(results) / steps, "ratio", "1.0"),
+    ):
+        print(json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, "target": target}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chains", type=int, default=20)
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--every-step", action="store_true", help="kill after each step k, resume once")
     args = parser.parse_args(argv)
+    if args.every_step:
+        with tempfile.TemporaryDirectory(prefix="loopbot-kills-") as tmp:
+            every_step(Path(tmp))
+        return 0
     rng = random.Random(args.seed)
     print(json.dumps({"figure": "kill_matrix_seed", "value": args.seed, "unit": "seed", "target": "-"}), flush=True)
     with tempfile.TemporaryDirectory(prefix="loopbot-kills-") as tmp:
