@@ -58,6 +58,7 @@ from loopbot.goal import MetricCheck, RunCheck
 from loopbot.messages import ModelReply, ModelRequest, TextBlock, Usage
 from loopbot.ports import Clock, Model, ModelError, Sandbox, Store
 from loopbot.prompts import render
+from loopbot.recording import NO_RECORDER, Recorder
 from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
 from loopbot.roles.maker import OutOfCalls, run_session
@@ -69,6 +70,8 @@ from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
 # about 10 seconds in all, so its push gets less.
 PUSH_TIMEOUT_SECONDS = 120.0
 SUSPEND_PUSH_TIMEOUT_SECONDS = 7.0
+# The push line of a run whose best work is its base: there is nothing to show, so no branch.
+NOTHING_PUSHED = "nothing pushed: no change"
 # Calls one iteration's reviewers may make: checker and goal-checker, each with one reminder.
 REVIEW_CALLS = 2 * (1 + NUDGES)
 
@@ -101,6 +104,8 @@ class Runner:
     cancel: Cancellation | None = None
     # The exit filter: commit messages pass it, and what is pushed is scanned with it first.
     redact: Redactor = NO_SECRETS
+    # The run's transcript: every model turn and tool call, as it happens.
+    recorder: Recorder = NO_RECORDER
 
     def __post_init__(self) -> None:
         # Set from a signal handler or `loopbot stop`: running commands are killed and an in-flight
@@ -318,9 +323,12 @@ class Runner:
                     # Answered and billed, but unusable: charged all the same.
                     self._charge(state, role, model.name, request, exc.usage, exc.cost_usd,
                                  time.monotonic() - started, accepted=False)
+                self.recorder.model_turn(request, model.name, None, seconds=time.monotonic() - started,
+                                         error=str(exc), usage=exc.usage, cost_usd=exc.cost_usd)
                 raise
             seconds = reply.seconds or (time.monotonic() - started)
             self._charge(state, role, model.name, request, reply.usage, reply.cost_usd, seconds, accepted=True)
+            self.recorder.model_turn(request, model.name, reply, seconds=seconds)
             if not making:
                 self._review_cost = max(self._review_cost, reply.cost_usd)
                 self._review_tokens = max(self._review_tokens, reply.usage.input_tokens + reply.usage.output_tokens
@@ -453,7 +461,7 @@ class Runner:
             self._gate(state, "planner"), self._toolbox(state, plan_mode=True), role="planner",
             system=self._render(state, "planner_system.md.j2", failures=state.consecutive_failures),
             context=self._context(state), iteration=state.iteration,
-            max_turns=state.config.execution.max_turns_per_iteration,
+            max_turns=state.config.execution.max_turns_per_iteration, recorder=self.recorder,
         )
         if result.diagnosis is None:
             state.current.maker_error = result.error or "plan mode ended without a diagnosis"
@@ -475,7 +483,7 @@ class Runner:
         result = run_session(
             self._gate(state, "maker"), toolbox, role="maker",
             system=self._render(state, "maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
-            max_turns=state.config.execution.max_turns_per_iteration,
+            max_turns=state.config.execution.max_turns_per_iteration, recorder=self.recorder,
         )
         record = state.current
         assert record is not None
@@ -583,7 +591,10 @@ class Runner:
 
     def _push(self, state: LoopState, sha: str, timeout: float) -> PushResult:
         """Every push passes the exit filter first, and is leased against the head loopbot last saw
-        on the remote (state.remote_head, updated here): a maintainer's commit is never overwritten."""
+        on the remote (state.remote_head, updated here): a maintainer's commit is never overwritten.
+        A branch with no commit beyond its base is never pushed: it would only look like work."""
+        if sha == state.base_sha:
+            return PushResult(remote=state.remote, branch=state.branch, sha=sha, pushed=False, message=NOTHING_PUSHED)
         refused = self._exit_filter(state, sha)
         if refused is not None:
             return refused
@@ -740,7 +751,7 @@ class Runner:
         if refused is not None:
             # Not a push to retry: the line stops, the work stays local for a human to look at.
             state.stop_reason, state.stop_detail = StopReason.ANDON, refused.message
-        elif not state.push.pushed and state.remote is not None:
+        elif not state.push.pushed and state.remote is not None and state.push.message != NOTHING_PUSHED:
             state.suspended = Suspension(reason=SuspendReason.PUSH_PENDING, detail=state.push.message)
             return state
         if state.status != Status.SUCCESS:

@@ -27,6 +27,7 @@ from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
 from loopbot.store.sqlite import SqliteStore
+from loopbot.transcript import Transcript
 from loopbot.workspace.git import (
     GitWorkspace,
     check_remote,
@@ -156,6 +157,7 @@ class Session:
     runner: Runner
     files: RunFiles
     redact: Redactor
+    transcript: Transcript | None = None
 
 
 def open_session(
@@ -216,12 +218,13 @@ def open_session(
             store.release(state.run_id)
         raise
     files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact)
+    transcript = Transcript(paths.run_dir(state.run_id), state.run_id, redact=redact, resumed=resume)
     runner = Runner(
         store=store, workspace=workspace, sandbox=sandbox, models=built,
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
-        lessons=store.lessons(state.repo), cancel=cancel, redact=redact,
+        lessons=store.lessons(state.repo), cancel=cancel, redact=redact, recorder=transcript,
     )
-    return Session(state=state, store=store, runner=runner, files=files, redact=redact)
+    return Session(state=state, store=store, runner=runner, files=files, redact=redact, transcript=transcript)
 
 
 def held_secrets(repo: Path, secrets: Sequence[str]) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 
 from loopbot.config import Config, SandboxConfig
 from loopbot.core.state import StopReason
+from loopbot.testing.origin import branch_head
 from loopbot.workspace.git import git, resolve_rev
 
 GITHUB_TOKEN = "ghp_" + "Q" * 18 + "hostile" + "7" * 11
@@ -68,7 +69,7 @@ def hostile(make_loop, kv_repo, tmp_path, monkeypatch):
         _assert_no_secret_anywhere(loop, summary_is_attack=summary != "done")
         if state.stop_reason == StopReason.ANDON:
             # Every line stop: rolled back to the base, and an incident naming each violation.
-            assert git(origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
+            assert branch_head(origin, state.branch) is None  # the base alone is never pushed
             incident = loop.session.files.incident_path.read_text()
             for violation in state.iterations[-1].violations:
                 assert violation.guard in incident
@@ -245,7 +246,7 @@ def test_disk_filling_is_capped(hostile):
     assert "No space left" in seen
     # The oversized file is outside scope: rolled back, never on the branch.
     assert state.iterations[0].violations[0].path == "big.bin"
-    assert "big.bin" not in git(hostile.origin, "ls-tree", "-r", "--name-only", state.branch).stdout
+    assert branch_head(hostile.origin, state.branch) is None  # rolled back to the base: nothing pushed
 
 
 def test_a_gigabyte_of_output_is_capped(hostile):
@@ -284,7 +285,7 @@ def test_workflows_and_bot_config_cannot_be_edited(hostile, tools):
     _, state = hostile(tools)
     assert state.stop_reason == StopReason.ANDON
     assert ".github" in state.stop_detail
-    assert git(hostile.origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
+    assert branch_head(hostile.origin, state.branch) is None  # the base alone is never pushed
 
 
 @pytest.mark.parametrize(
@@ -302,7 +303,7 @@ def test_deleting_or_weakening_tests_stops_the_line(hostile, tools, protect, gua
     _, state = hostile(tools, goal_protect=protect)
     assert state.stop_reason == StopReason.ANDON
     assert guard in [v.guard for v in state.iterations[0].violations]
-    assert git(hostile.origin, "rev-parse", state.branch).stdout.strip() == state.base_sha
+    assert branch_head(hostile.origin, state.branch) is None  # the base alone is never pushed
 
 
 def test_denied_commands_are_refused_and_stop_the_line(hostile):

@@ -24,6 +24,7 @@ from loopbot.messages import (
     ToolResult,
 )
 from loopbot.ports import ModelError
+from loopbot.recording import NO_RECORDER, Recorder
 from loopbot.roles import Gate
 from loopbot.tools.toolbox import Diagnosis, ToolBox
 
@@ -105,8 +106,10 @@ def run_session(
     iteration: int,
     max_turns: int,
     budget_chars: int = 400_000,
+    recorder: Recorder = NO_RECORDER,
 ) -> MakerResult:
-    """Run tool calls until `done` (or `diagnose` in plan mode), an error, or the turn limit."""
+    """Run tool calls until `done` (or `diagnose` in plan mode), an error, or the turn limit.
+    Each call's result, as the model is told it, goes to `recorder` (the run's transcript)."""
     result = MakerResult()
     blocks = [TextBlock(text=context)] if isinstance(context, str) else context
     messages = [Message(role="user", content=list(blocks))]
@@ -176,6 +179,8 @@ def run_session(
         nudges = 0
         messages.append(reply.message)
         outputs, finished = _run_calls(toolbox, calls, result)
+        for call, output in zip(calls, outputs, strict=True):
+            recorder.tool_call(request, call, output)
         messages.append(Message(role="user", content=list(outputs)))
         if finished:
             return result
