@@ -628,19 +628,27 @@ def init(
 ) -> None:
     """Set a repository up: .github/loopbot.yml (every default, commented out), the three workflows
     (pinned to a release of the action) and, with --goal, a first goal. Existing files are kept
-    unless --force."""
+    unless --force; an existing config is always kept, and its labels go into the workflows."""
+    import shlex
+
     from loopbot.scaffold import ACTION_REF, init_files, write
 
     with _bad_input():
         root = repo_root(repo)
-        written = write(root, init_files(goal), force=force)
+        kept = root / CONFIG_PATH  # a link is no config of this repository's: --force replaces it
+        existing = load_config(kept) if kept.is_file() and not kept.is_symlink() else None
+        written = write(root, init_files(goal, existing), force=force)
+    if existing is not None:
+        out.print(f"kept {CONFIG_PATH} (the run workflow starts loops on its labels.run)")
+    run_label = (existing or Config()).labels.run
     for path in written:
         out.print(f"wrote {path.relative_to(root)}")
     out.print(f"\nThe workflows use {ACTION_REF}. Next:")
     out.print("  1. add the secret ANTHROPIC_API_KEY (or OPENAI_API_KEY) to the repository")
     out.print("  2. allow Actions to open pull requests: Settings > Actions > General > Workflow permissions >")
     out.print("     'Allow GitHub Actions to create and approve pull requests'")
-    out.print("  3. create the run label: gh label create loopbot:run --description 'loopbot: run this plan'")
+    out.print(f"  3. create the run label: gh label create {shlex.quote(run_label)} "
+              "--description 'loopbot: run this plan'")
     out.print("  (docs/github-setup.md has the details and the GitHub App set-up)")
     if goal is not None:
         out.print(f"  then edit goals/{goal}.yaml and try it locally: loopbot run goals/{goal}.yaml")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopbot import __version__
-from loopbot.config import CONFIG_PATH
+from loopbot.config import CONFIG_PATH, Config, Labels
+from loopbot.core.workflow_label import unsafe_label, with_run_label
 from loopbot.errors import InputError, Problem
 from loopbot.goal import parse_goal
 
@@ -39,13 +40,19 @@ def templates() -> dict[str, Path]:
     return {p.stem: p for p in sorted(_data("goals", "goals").glob("*.yaml"))}
 
 
-def workflow_text(name: str, ref: str = ACTION_REF) -> str:
+def workflow_text(name: str, ref: str = ACTION_REF, labels: Labels | None = None) -> str:
     """A workflow as this repository runs it, with the action taken from the release `ref`
-    instead of this checkout (`uses: ./`)."""
+    instead of this checkout (`uses: ./`), and the run workflow's label filter naming the
+    configured `labels.run` (a workflow cannot read the config)."""
     source = (_data("workflows", ".github/workflows") / name).read_text(encoding="utf-8")
     text, count = _LOCAL_ACTION.subn(lambda m: f"{m.group('lead')}uses: {ref}", source)
     if count == 0:
         raise InputError([Problem(name, None, None, "", "the shipped workflow names no local action (uses: ./)")])
+    if labels is not None:
+        problem = unsafe_label(labels.run)
+        if problem:
+            raise InputError([Problem(CONFIG_PATH, None, None, "labels.run", f"{labels.run!r}: {problem}")])
+        text = with_run_label(text, labels.run)
     return f"# Written by `loopbot init` (loopbot {__version__}); the action is pinned to {ref}.\n" + text
 
 
@@ -72,11 +79,15 @@ class Planned:
     text: str
 
 
-def init_files(goal_template: str | None = None) -> list[Planned]:
+def init_files(goal_template: str | None = None, config: Config | None = None) -> list[Planned]:
+    """The files `loopbot init` writes. `config` is the repository's existing config: it is kept
+    (never rewritten, so the workflows and the config cannot disagree) and its labels go into the
+    workflows; without one, the config with every default commented out is written too."""
     from loopbot.docsgen import commented_config
 
-    files = [Planned(CONFIG_PATH, commented_config())]
-    files += [Planned(f".github/workflows/{name}", workflow_text(name)) for name in WORKFLOWS]
+    files = [] if config is not None else [Planned(CONFIG_PATH, commented_config())]
+    labels = config.labels if config is not None else Labels()
+    files += [Planned(f".github/workflows/{name}", workflow_text(name, labels=labels)) for name in WORKFLOWS]
     if goal_template is not None:
         files.append(Planned(f"goals/{goal_template}.yaml", goal_text(goal_template)))
     return files

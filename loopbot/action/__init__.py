@@ -22,10 +22,11 @@ import httpx
 
 from loopbot.action.execute import Job, execute
 from loopbot.action.facts import GitHubFacts
-from loopbot.action.inputs import ActionInputs, read_config
+from loopbot.action.inputs import ActionInputs, read_config, read_default_branch_file
 from loopbot.config import Config
 from loopbot.core.route import MARK, Repo, route
 from loopbot.core.state import LoopState
+from loopbot.core.workflow_label import run_label_of
 from loopbot.errors import InputError, LoopbotError
 from loopbot.forge.github.forge import PermissionUnknown, connect
 
@@ -43,13 +44,23 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
         forge = connect(owner=inputs.owner, repo=inputs.repo, api_url=inputs.api_url, token=inputs.token,
                         app_id=inputs.app_id, private_key=inputs.private_key, transport=transport, sleep=sleep)
         repo = Repo(inputs.full_name, inputs.default_branch, inputs.self_logins)
-        facts = GitHubFacts(forge, inputs.checkout)
         try:
             config = inputs.config()
         except InputError as exc:
             outputs["status"] = "invalid_config"
-            _say_config_is_invalid(exc, inputs, facts, repo)
+            _say_config_is_invalid(exc, inputs, GitHubFacts(forge, inputs.checkout), repo)
             raise
+        forge.labels = config.labels
+        facts = GitHubFacts(forge, inputs.checkout, remote=config.push.remote)
+        mismatch = _workflow_label_mismatch(inputs, config)
+        if mismatch is not None:
+            if inputs.event == "issues" and inputs.payload.get("action") == "labeled":
+                # The label that started this job is not the one loopbot starts loops on (or the
+                # other way round): said, instead of a label that silently does nothing.
+                outputs["status"] = "label_mismatch"
+                print(f"::error::{mismatch}; nothing was started")
+                return 2
+            print(f"::warning::{mismatch}")
         intent = route(inputs.event, inputs.payload, config, facts, repo, mode=inputs.mode, now=_now())
         print(f"loopbot: {inputs.event}.{inputs.payload.get('action')} → {intent.kind}"
               + (f" ({intent.why})" if intent.why and intent.why != intent.kind else ""))
@@ -71,6 +82,20 @@ def _say_config_is_invalid(error: InputError, inputs: ActionInputs, facts: GitHu
     problems = "\n".join(f"- {p}" for p in error.problems)
     facts.forge.comment(intent.where, f"{MARK}\n@{intent.actor} loopbot's config is not valid, so nothing ran:"
                                       f"\n\n{problems}\n\nFix it on the default branch and ask again.")
+
+
+def _workflow_label_mismatch(inputs: ActionInputs, config: Config) -> str | None:
+    """The running workflow's label filter and the config's labels.run, when they disagree and
+    the workflow says which label it filters on."""
+    if inputs.workflow_path is None:
+        return None
+    text = read_default_branch_file(inputs.checkout, inputs.default_branch, inputs.workflow_path)
+    label = run_label_of(text) if text else None
+    if label is None or label == config.labels.run:
+        return None
+    return (f"{inputs.workflow_path} starts loops on the label {label!r}, but labels.run in {inputs.config_path} "
+            f"is {config.labels.run!r}: change one to match (`loopbot init --force` writes the workflows "
+            "with the configured labels)")
 
 
 def _now() -> datetime:

@@ -72,14 +72,15 @@ def execute(intent: Intent, job: Job) -> int:
 def _loop(intent: Intent, job: Job) -> int:
     assert intent.plan is not None and intent.goal is not None
     number, goal, inputs = intent.plan, intent.goal, job.inputs
-    remote, checkout = "origin", inputs.checkout
+    remote, checkout = job.config.push.remote, inputs.checkout
     git(checkout, "fetch", "--quiet", remote, check=False)
     secrets = secrets_from_env(dict(inputs.env))
     push_token = job.forge.push_token()  # App credentials: loop pushes start the repository's workflows
     if push_token:
         secrets = [*secrets, push_token]
-    store = state_store(checkout, number, redact=Redactor(held_secrets(checkout, secrets)),
-                        cancel_check=lambda: job.config.labels.stop in job.forge.issue(number).labels)
+    stop_label = job.config.labels.stop
+    store = state_store(checkout, remote, number, stop_label=stop_label, redact=Redactor(held_secrets(checkout, secrets)),
+                        cancel_check=lambda: stop_label in job.forge.issue(number).labels)
     latest = job.facts.state(number)
     job.forge.remove_label(number, job.config.labels.stop)
     branch = f"loop/{number}-{slugify(goal.id, 30)}"
@@ -162,12 +163,12 @@ def _feedback(pr: int, job: Job) -> str:
     return job.forge.review_feedback(pr, trusted=trusted)
 
 
-def _restore_run_records(inputs: ActionInputs) -> None:
+def _restore_run_records(inputs: ActionInputs, remote: str) -> None:
     """The records of runs on other runners, from the memory branch, where the docs loop looks."""
     from loopbot.store.git_memory import GitMemory
 
     runs = Paths(inputs.state_dir)
-    for run_id, records in GitMemory(inputs.checkout, "origin").runs().items():
+    for run_id, records in GitMemory(inputs.checkout, remote).runs().items():
         directory = runs.run_dir(run_id)
         directory.mkdir(parents=True, exist_ok=True)
         for name, text in records.items():
@@ -199,13 +200,13 @@ def _docs(intent: Intent, job: Job) -> int:
     from loopbot.wiki.update import docs
 
     config, inputs = job.config, job.inputs
-    _restore_run_records(inputs)
+    _restore_run_records(inputs, config.push.remote)
     spec = inputs.model or config.models.resolve(config.models.documenter)
     model = build_model(spec, models=config.models, env=ProviderEnv.from_mapping(inputs.env))
     preflight([model])
     result = docs(inputs.checkout, since=intent.since or "HEAD~1", model=model, config=config,
                   forge=LocalForge(inputs.checkout, inputs.state_dir / "proposals"), sandbox=SubprocessSandbox(),
-                  clock=SystemClock(), state_root=inputs.state_dir, remote="origin")
+                  clock=SystemClock(), state_root=inputs.state_dir, remote=config.push.remote)
     if result.pushed:
         pr = job.forge.open_pr(result.branch, inputs.default_branch, f"docs: wiki for {result.branch[10:]}",
                                result.body())

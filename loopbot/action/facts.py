@@ -14,14 +14,15 @@ from loopbot.forge.github.forge import GitHubForge, PermissionUnknown
 from loopbot.store.git_state import GitStateStore
 
 
-def state_store(checkout: Path, plan: int, **kwargs: Any) -> GitStateStore:
-    return GitStateStore(checkout, "origin", f"loop/state-{plan}", **kwargs)
+def state_store(checkout: Path, remote: str, plan: int, **kwargs: Any) -> GitStateStore:
+    return GitStateStore(checkout, remote, f"loop/state-{plan}", **kwargs)
 
 
 @dataclass
 class GitHubFacts:
     forge: GitHubForge
     checkout: Path
+    remote: str = "origin"  # push.remote: where the loop's state lives
     problems: list[str] = field(default_factory=list)  # permission lookups that failed, said in the log
     _prs: list[LoopPr] | None = None
     _bodies: dict[int, str] = field(default_factory=dict)
@@ -54,7 +55,7 @@ class GitHubFacts:
     def state(self, plan: int) -> LoopState | None:
         """The newest run on the plan's state branch (the loop reuses it: one fetch per job)."""
         if plan not in self._states:
-            self._states[plan] = state_store(self.checkout, plan).latest()
+            self._states[plan] = state_store(self.checkout, self.remote, plan).latest()
         return self._states[plan]
 
     def latest(self, plan: int) -> LatestRun | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ class ActionInputs:
     output_path: str | None
     summary_path: str | None
     self_logins: frozenset[str]
+    workflow_path: str | None = None  # the running workflow's file (GITHUB_WORKFLOW_REF), if it says
+    runner: str = ""  # who runs this job (workflow run, attempt, host): the holder a state lease names
 
     @property
     def full_name(self) -> str:
@@ -82,6 +85,8 @@ class ActionInputs:
             state_dir=Path(env.get("RUNNER_TEMP") or "/tmp") / "loopbot",
             output_path=env.get("GITHUB_OUTPUT") or None, summary_path=env.get("GITHUB_STEP_SUMMARY") or None,
             self_logins=SELF_LOGINS | ({f"{app_slug}[bot]"} if app_slug else frozenset()),
+            workflow_path=_workflow_path(env.get("GITHUB_WORKFLOW_REF", ""), f"{owner}/{repo}"),
+            runner=_runner(env),
         )
 
     def config(self) -> Config:
@@ -95,15 +100,42 @@ class ActionInputs:
 
 def read_config(checkout: Path, default_branch: str, path: str) -> Config:
     """The repo config from the default branch only: a pull request can never change the bot's config."""
+    ref = _default_branch_ref(checkout, default_branch)
+    if ref is None:
+        # Never HEAD: on a pull request's checkout that is the PR's own config. Fail closed.
+        raise InputError([Problem(f"{default_branch}:{path}", None, None, "", (
+            f"the default branch {default_branch!r} is not in the checkout, so the config cannot be read from "
+            "it; check out with `fetch-depth: 0` (or fetch the default branch) before loopbot runs"))])
+    shown = git(checkout, "show", f"{ref}:{path}", check=False)
+    return parse_config(shown.stdout, f"{default_branch}:{path}") if shown.returncode == 0 else Config()
+
+
+def read_default_branch_file(checkout: Path, default_branch: str, path: str) -> str | None:
+    """A file as the default branch has it (where the workflows of issue and comment events come
+    from); None when the checkout has no default branch or the branch no such file."""
+    ref = _default_branch_ref(checkout, default_branch)
+    shown = git(checkout, "show", f"{ref}:{path}", check=False) if ref else None
+    return shown.stdout if shown is not None and shown.returncode == 0 else None
+
+
+def _default_branch_ref(checkout: Path, default_branch: str) -> str | None:
+    # actions/checkout names its remote origin, whatever push.remote says: the config is read there.
     for ref in (f"refs/remotes/origin/{default_branch}", f"refs/heads/{default_branch}"):
-        if git(checkout, "rev-parse", "--verify", "--quiet", ref, check=False).returncode != 0:
-            continue
-        shown = git(checkout, "show", f"{ref}:{path}", check=False)
-        return parse_config(shown.stdout, f"{default_branch}:{path}") if shown.returncode == 0 else Config()
-    # Never HEAD: on a pull request's checkout that is the PR's own config. Fail closed.
-    raise InputError([Problem(f"{default_branch}:{path}", None, None, "", (
-        f"the default branch {default_branch!r} is not in the checkout, so the config cannot be read from it; "
-        "check out with `fetch-depth: 0` (or fetch the default branch) before loopbot runs"))])
+        if git(checkout, "rev-parse", "--verify", "--quiet", ref, check=False).returncode == 0:
+            return ref
+    return None
+
+
+def _workflow_path(workflow_ref: str, full_name: str) -> str | None:
+    """GITHUB_WORKFLOW_REF is owner/repo/<path>@<ref>: the path, when it is this repository's workflow."""
+    path = workflow_ref.removeprefix(f"{full_name}/").rpartition("@")[0]
+    return path if workflow_ref.startswith(f"{full_name}/") and path.startswith(".github/workflows/") else None
+
+
+def _runner(env: Mapping[str, str]) -> str:
+    run_id = env.get("GITHUB_RUN_ID", "").strip()
+    job = f"workflow run {run_id} attempt {env.get('GITHUB_RUN_ATTEMPT') or '1'}" if run_id else "a run"
+    return f"{job} on {env.get('RUNNER_NAME') or socket.gethostname()}"
 
 
 def _cost(text: str, problems: list[Problem]) -> float | None:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from loopbot.config import Labels
 from loopbot.core.andon import Lesson
 from loopbot.core.budgets import Charge, Spend
 from loopbot.core.redact import NO_SECRETS
@@ -21,11 +22,12 @@ LEDGER_FILE = "ledger.jsonl"
 
 class GitStateStore:
     def __init__(self, repo: Path, remote: str | None, branch: str, *,
-                 cancel_check: Callable[[], bool] = lambda: False, redact: Callable[[str], str] = NO_SECRETS):
+                 cancel_check: Callable[[], bool] = lambda: False, redact: Callable[[str], str] = NO_SECRETS,
+                 stop_label: str = Labels().stop):
         if not branch.startswith("loop/"):
             raise StateError("state branches are loop/*")
         self.repo, self.remote, self.branch = repo, remote, branch
-        self.cancel_check = cancel_check
+        self.cancel_check, self.stop_label = cancel_check, stop_label
         self.redact = redact
         self.ref = f"refs/heads/{branch}"
         self._ledger: list[tuple[str, Charge]] | None = None
@@ -126,7 +128,7 @@ class GitStateStore:
         return [latest] if latest else []
 
     def request_cancel(self, run_id: str) -> None:
-        raise StateError("on GitHub a loop is stopped with `/loop stop` (the loopbot:stop label)")
+        raise StateError(f"on GitHub a loop is stopped with `/loop stop` (the {self.stop_label} label)")
 
     def cancel_requested(self, run_id: str) -> bool:
         return self.cancel_check()

@@ -57,17 +57,29 @@ def test_the_written_workflows_are_actionlint_clean(fresh_repo):
 
 
 def test_init_refuses_to_overwrite_anything_without_force(fresh_repo):
+    workflow = fresh_repo / ".github" / "workflows" / "loopbot-docs.yml"
+    workflow.parent.mkdir(parents=True)
+    workflow.write_text("mine\n")
+    result = cli("init", "--repo", str(fresh_repo), "--goal", "feature")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{workflow}: exists; nothing was written (--force overwrites it)" in result.stderr
+    assert workflow.read_text() == "mine\n"
+    assert not (fresh_repo / ".github" / "loopbot.yml").exists() and not (fresh_repo / "goals").exists()
+    forced = cli("init", "--repo", str(fresh_repo), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "uses: " in workflow.read_text()
+
+
+def test_an_existing_config_is_kept_even_with_force(fresh_repo):
+    """The workflows are written from it: a config reset to defaults would disagree with them."""
     config = fresh_repo / ".github" / "loopbot.yml"
     config.parent.mkdir()
     config.write_text("budgets: {max_iterations: 2}\n")
-    result = cli("init", "--repo", str(fresh_repo), "--goal", "feature")
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert f"{config}: exists; nothing was written (--force overwrites it)" in result.stderr
-    assert config.read_text() == "budgets: {max_iterations: 2}\n"
-    assert not (fresh_repo / ".github" / "workflows").exists() and not (fresh_repo / "goals").exists()
-    forced = cli("init", "--repo", str(fresh_repo), "--force")
-    assert forced.returncode == 0, forced.stderr
-    assert load_config(config) == Config()
+    for flags in ((), ("--force",)):
+        result = cli("init", "--repo", str(fresh_repo), *flags)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "kept .github/loopbot.yml" in result.stdout
+        assert config.read_text() == "budgets: {max_iterations: 2}\n"
 
 
 def test_force_replaces_a_link_and_never_writes_through_it(fresh_repo, tmp_path):

@@ -21,6 +21,7 @@ from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, Toke
 from githubkit.exception import GraphQLFailed, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.response import Response
 
+from loopbot.config import Labels
 from loopbot.core import memory
 from loopbot.errors import InputError, LoopbotError, Problem
 from loopbot.forge.github import limits
@@ -31,8 +32,6 @@ CHECK_NAME = "loopbot / goal"
 WRITERS = frozenset({"admin", "maintain", "write"})
 # Lists longer than this many pages are refused rather than read without end.
 MAX_PAGES = 100
-# A pull request opened ready because the repository has no drafts: not ready until the goal is met.
-NOT_READY_LABEL = "loopbot:draft"
 # The repository setting that lets the Actions token open pull requests, as GitHub's UI names it.
 ACTIONS_PR_SETTING = ("Settings → Actions → General → Workflow permissions → "
                       "\"Allow GitHub Actions to create and approve pull requests\"")
@@ -168,6 +167,9 @@ class GitHubForge:
                  wall: Callable[[], float] = time.time):
         self.gh, self.owner, self.repo, self.policy = github, owner, repo, policy
         self.wall = wall
+        # The repository's configured labels (plans are filed and found by labels.plan, a PR opened
+        # ready for want of drafts gets labels.draft); the composition root sets them once read.
+        self.labels = Labels()
         self._permissions: dict[str, str] = {}
         self._own_prs: set[int] = set()  # PRs GitHub said are the token's own (no change requests)
         self._check_heads: list[str] = []  # heads this forge made or updated a check run for, oldest first
@@ -328,9 +330,9 @@ class GitHubForge:
                 raise
 
     # -- plans --------------------------------------------------------------------------------
-    def plans(self, label: str = "loopbot:plan") -> list[FiledPlan]:
+    def plans(self) -> list[FiledPlan]:
         found = []
-        for item in self._list(self.gh.rest.issues.list_for_repo, labels=label, state="open"):
+        for item in self._list(self.gh.rest.issues.list_for_repo, labels=self.labels.plan, state="open"):
             if "pull_request" in item:
                 continue  # the issues list holds pull requests too
             body = item.get("body") or ""
@@ -348,8 +350,9 @@ class GitHubForge:
                                    scope=scope))
         return found
 
-    def file_plan(self, plan: Plan, body: str, *, date: str, label: str = "loopbot:plan") -> FiledPlan:
-        data = self._call(self.gh.rest.issues.create, title=plan.title, body=limits.fit(body), labels=[label])
+    def file_plan(self, plan: Plan, body: str, *, date: str) -> FiledPlan:
+        data = self._call(self.gh.rest.issues.create, title=plan.title, body=limits.fit(body),
+                          labels=[self.labels.plan])
         return FiledPlan(ref=f"#{data['number']}", title=plan.title, fingerprint=plan.fingerprint, open=True,
                          tokens=plan.tokens, scope=plan.scope)
 
@@ -364,10 +367,9 @@ class GitHubForge:
         pulls = self._call(self.gh.rest.pulls.list, head=f"{self.owner}:{branch}", state="all", per_page=10)
         return self._pull(pulls[0]) if pulls else None
 
-    def open_pr(self, branch: str, base: str, title: str, body: str, *,
-                not_ready_label: str = NOT_READY_LABEL) -> PullRequest:
+    def open_pr(self, branch: str, base: str, title: str, body: str) -> PullRequest:
         """A draft PR for the loop branch, or the one that exists already. Where the repository has
-        no drafts, a ready PR labelled `not_ready_label` (mark_ready takes the label off). A
+        no drafts, a ready PR labelled `labels.draft` (mark_ready takes the label off). A
         repository that lets no Actions token open PRs raises PullRequestsNotPermitted."""
         existing = self.find_pr(branch)
         if existing is not None:
@@ -380,22 +382,22 @@ class GitHubForge:
             pass
         pull = self._pull(self._call(self.gh.rest.pulls.create, head=branch, base=base, title=title, body=body,
                                      draft=False))
-        self.add_labels(pull.number, not_ready_label)
-        return dataclasses.replace(pull, labels=(*pull.labels, not_ready_label))
+        self.add_labels(pull.number, self.labels.draft)
+        return dataclasses.replace(pull, labels=(*pull.labels, self.labels.draft))
 
     def update_pr(self, pr: PullRequest, body: str) -> None:
         body = limits.fit(body)
         if pr.body != body:
             self._call(self.gh.rest.pulls.update, pr.number, body=body)
 
-    def mark_ready(self, pr: PullRequest, *, not_ready_label: str = NOT_READY_LABEL) -> None:
+    def mark_ready(self, pr: PullRequest) -> None:
         """Draft → ready for review (only GraphQL can do it); a PR opened ready for want of drafts
         loses its not-ready label. GitHub's GraphQL errors (which come in a 200) raise GitHubError."""
         if pr.draft:
             self._graphql("mutation($id: ID!) { markPullRequestReadyForReview(input: {pullRequestId: $id}) "
                           "{ clientMutationId } }", {"id": pr.node_id})
-        if not_ready_label in pr.labels:
-            self.remove_label(pr.number, not_ready_label)
+        if self.labels.draft in pr.labels:
+            self.remove_label(pr.number, self.labels.draft)
 
     def loop_prs(self) -> list[dict[str, Any]]:
         """Open PRs from loop/* branches of this repository: a fork's branch of that name is not one."""
