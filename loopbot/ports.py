@@ -36,6 +36,14 @@ class ModelError(Exception):
 
 
 @dataclass(frozen=True)
+class Bind:
+    """A host path shown inside the sandbox at the same path, for one command."""
+
+    path: Path
+    writable: bool = False
+
+
+@dataclass(frozen=True)
 class CommandResult:
     exit_code: int
     output: str  # stdout and stderr interleaved, head and tail kept under the cap
@@ -57,8 +65,11 @@ class Sandbox(Protocol):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         network: bool = False,
+        binds: Sequence[Bind] = (),
     ) -> CommandResult:
-        """`network` only for the setup step, which runs the base's own code (never the maker's)."""
+        """`network` only for the setup step, which runs the base's own code (never the maker's).
+        `binds`: host paths shown at the same place for this command only (an agent's session
+        folder, its install folder, the model proxy's socket)."""
         ...
 
     def share_read_only(self, path: Path) -> None:

@@ -18,13 +18,13 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopbot.cancel import Cancellation
 from loopbot.config import SandboxConfig
-from loopbot.ports import CommandResult
+from loopbot.ports import Bind, CommandResult
 from loopbot.sandbox.pids import PidsCgroup
 from loopbot.sandbox.subprocess_runner import clean_env, stream_capped
 from loopbot.workspace.git import git_configs
@@ -247,7 +247,8 @@ class BubblewrapSandbox:
                     args += ["--ro-bind", "/dev/null", os.path.join(root, name)]
         return args
 
-    def _bwrap_args(self, cwd: Path, network: bool, config_fds: Mapping[str, int]) -> list[str]:
+    def _bwrap_args(self, cwd: Path, network: bool, config_fds: Mapping[str, int],
+                    binds: Sequence[Bind] = ()) -> list[str]:
         assert self.bwrap is not None
         worktree = str(self.worktree.resolve())
         common = str(self.git_common_dir.resolve())
@@ -274,6 +275,10 @@ class BubblewrapSandbox:
         for shared in self._read_only:
             if self._shareable(shared):
                 args += ["--ro-bind", str(shared), str(shared)]
+        # This command's own: given on purpose by loopbot (an agent's session folder and socket).
+        for bind in binds:
+            real = str(bind.path.resolve())
+            args += ["--bind" if bind.writable else "--ro-bind", real, real]
         args += ["--clearenv", "--chdir", str(cwd.resolve())]
         return args
 
@@ -294,9 +299,9 @@ class BubblewrapSandbox:
                     os.close(fd)
 
     def command_argv(self, command: str, *, cwd: Path, timeout_seconds: float, env: Mapping[str, str] | None,
-                     network: bool, config_fds: Mapping[str, int]) -> list[str]:
+                     network: bool, config_fds: Mapping[str, int], binds: Sequence[Bind] = ()) -> list[str]:
         """The whole argv of one sandboxed command (without the cgroup wrapper)."""
-        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd, network, config_fds)]
+        argv = [*self._limits(timeout_seconds), *self._bwrap_args(cwd, network, config_fds, binds)]
         for key, value in self._env(env).items():
             argv += ["--setenv", key, value]
         return [*argv, "--", "/bin/sh", "-c", command]
@@ -321,6 +326,7 @@ class BubblewrapSandbox:
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         network: bool = False,
+        binds: Sequence[Bind] = (),
     ) -> CommandResult:
         if self.bwrap is None:
             raise SandboxUnavailable("bwrap is not installed")
@@ -329,7 +335,7 @@ class BubblewrapSandbox:
         try:
             with self.config_fds() as fds:
                 argv = self.command_argv(command, cwd=cwd, timeout_seconds=timeout_seconds, env=env,
-                                         network=network, config_fds=fds)
+                                         network=network, config_fds=fds, binds=binds)
                 if cgroup is not None:
                     # Enter the cgroup first, then become bwrap: every descendant is counted.
                     argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.procs), *argv]

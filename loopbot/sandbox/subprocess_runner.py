@@ -13,11 +13,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from loopbot.cancel import Cancellation
-from loopbot.ports import CommandResult
+from loopbot.ports import Bind, CommandResult
 from loopbot.sandbox.output import CappedOutput
 from loopbot.sandbox.pids import PidsCgroup
 
@@ -78,6 +78,7 @@ class SubprocessSandbox:
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         network: bool = False,  # never isolated here
+        binds: Sequence[Bind] = (),  # every path is reachable already
     ) -> CommandResult:
         started = time.monotonic()
         # Descendants that leave the process group (setsid, daemons) are found by this mark, or
