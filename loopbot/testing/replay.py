@@ -1,4 +1,4 @@
-"""A loopback server that speaks the Anthropic Messages API and the OpenAI chat API, replaying
+"""A loopback server that speaks the Anthropic Messages API and OpenAI's chat and Responses APIs, replaying
 recorded exchanges (a cassette) and injecting faults. The real SDKs talk to it over HTTP.
 
 It holds requests to the APIs' contracts (a request the real API would refuse gets a 400), and
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
 from loopbot.providers.profiles import UnknownModel, known, lookup
+from loopbot.testing import openai_stream
 from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
 MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
@@ -54,10 +55,11 @@ class Fault(_Strict):
 
 
 class Exchange(_Strict):
-    api: Literal["anthropic", "openai"]
+    api: Literal["anthropic", "openai", "responses"]
     match: Match = Field(default_factory=Match)
     fault: Fault | None = None
-    # Anthropic: {content: [...], stop_reason}; OpenAI: {message: {...}, finish_reason}.
+    # Anthropic: {content: [...], stop_reason}; OpenAI: {message: {...}, finish_reason};
+    # Responses: {output: [items], status} (message, function_call, custom_tool_call items; ids filled in).
     response: dict[str, Any] | None = None
     times: int = Field(1, ge=1, description="how many requests this exchange answers")
 
@@ -304,6 +306,8 @@ def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
     messages = body.get("messages")
     if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
         raise ContractError("model and messages are required")
+    if "stream_options" in body and body.get("stream") is not True:
+        raise ContractError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
     pending: set[str] = set()
     for index, message in enumerate(messages):
         role = message.get("role")
@@ -319,6 +323,76 @@ def check_openai(body: dict[str, Any], headers: dict[str, str]) -> None:
             if any(not isinstance(c.get("id"), str) or not c["id"] for c in calls):
                 raise ContractError(f"messages.{index}.tool_calls: every call needs a string id")
             pending = {c["id"] for c in calls}
+
+
+_RESPONSES_ITEMS = ("message", "function_call", "function_call_output", "custom_tool_call",
+                    "custom_tool_call_output", "reasoning", "item_reference")
+_CALLS = {"function_call": "function_call_output", "custom_tool_call": "custom_tool_call_output"}
+
+
+def check_responses(body: dict[str, Any], headers: dict[str, str], stored: set[str]) -> None:
+    """POST /v1/responses as the API takes it; `stored` holds the ids of responses kept (store)."""
+    if not headers.get("authorization", "").startswith("Bearer "):
+        raise ContractError("missing bearer authorization")
+    if not isinstance(body.get("model"), str):
+        raise ContractError("Missing required parameter: 'model'.")
+    previous = body.get("previous_response_id")
+    if previous is not None and previous not in stored:
+        raise ContractError(f"Previous response with id '{previous}' not found.", 404)
+    given = body.get("input")
+    if given is None and previous is None:
+        raise ContractError("Missing required parameter: 'input'.")
+    if "stream_options" in body and body.get("stream") is not True:
+        raise ContractError("The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+    limit = body.get("max_output_tokens")
+    if limit is not None and (not isinstance(limit, int) or limit < 16):
+        raise ContractError(f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, "
+                            f"but got {limit} instead.")
+    names = [t.get("name") for t in body.get("tools", []) if t.get("type") in ("function", "custom")]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and _TOOL_NAME.match(n) for n in names):
+        raise ContractError("Invalid 'tools': tool names must be unique and match ^[a-zA-Z0-9_-]{1,64}$")
+    if body.get("tool_choice") == "required" and not body.get("tools"):
+        raise ContractError("Tool choice 'required' must be specified with 'tools' parameter.")
+    items = [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else given or []
+    if not isinstance(items, list):
+        raise ContractError("Invalid type for 'input': expected a string or an array of input items.")
+    calls: dict[str, str] = {}  # call_id -> the output item type that must answer it
+    answered: set[str] = set()
+    for index, item in enumerate(items):
+        kind = item.get("type", "message")  # an item with a role and no type is a message
+        if kind not in _RESPONSES_ITEMS:
+            raise ContractError(f"Invalid value: '{kind}'. Supported values are: "
+                                + ", ".join(f"'{k}'" for k in _RESPONSES_ITEMS) + f". (input[{index}].type)")
+        if kind == "message" and item.get("role") not in ("user", "assistant", "system", "developer"):
+            raise ContractError(f"Invalid value: '{item.get('role')}'. Supported values are: 'assistant', "
+                                f"'system', 'developer', and 'user'. (input[{index}].role)")
+        if kind in _CALLS:
+            calls[str(item.get("call_id"))] = _CALLS[kind]
+        elif kind in _CALLS.values():
+            call_id = str(item.get("call_id"))
+            if calls.get(call_id) != kind:
+                raise ContractError(f"No tool call found for {kind.replace('_', ' ')} with call_id {call_id}.")
+            answered.add(call_id)
+        elif kind == "reasoning" and body.get("store") is False and not item.get("encrypted_content"):
+            raise ContractError(f"Item with id '{item.get('id')}' not found. Items are not persisted when "
+                                "`store` is set to false. Try again with `store` set to true, or remove this "
+                                "item from your input.", 404)
+    missing = [call_id for call_id in calls if call_id not in answered]
+    if missing:
+        raise ContractError(f"No tool output found for function call {missing[0]}.")
+
+
+def check_responses_model(body: dict[str, Any], rules: ModelRules) -> None:
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and limit > rules.max_output_tokens:
+        raise ContractError(f"max_output_tokens is too large: {limit}. This model supports at most "
+                            f"{rules.max_output_tokens} output tokens, whereas you provided {limit}.")
+    tokens = approx_tokens(_json(body.get("instructions", "")) + _json(body.get("tools", []))
+                           + _json(body.get("input", "")))
+    if tokens > rules.context_window:
+        raise ContractError(f"Your input exceeds the context window of this model ({tokens} tokens > "
+                            f"{rules.context_window}). Please adjust your input and try again.",
+                            kind="context_length_exceeded")
 
 
 # -- the models API (what loopbot's preflight asks) ---------------------------------------------
@@ -395,6 +469,7 @@ class ReplayServer(LoopbackServer):
         self.lookups: list[tuple[str, str, int]] = []
         self.misses: list[str] = []
         self.cache = PromptCache()
+        self.stored_responses: set[str] = set()  # Responses API ids kept (store), for previous_response_id
         super().__init__(self._handler(), port)
 
     def _take(self, api: str, system: str, text: str) -> Exchange | None:
@@ -442,6 +517,14 @@ class ReplayServer(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_stream(self, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream; charset=utf-8")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 # Both APIs have GET /v1/models[/{id}]: the SDK's headers say which one is asked.
@@ -462,19 +545,26 @@ class ReplayServer(LoopbackServer):
                 length = int(self.headers.get("content-length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                api = "anthropic" if self.path.rstrip("/").endswith("/messages") else (
-                    "openai" if self.path.rstrip("/").endswith("/chat/completions") else "")
+                bare = self.path.split("?", 1)[0].rstrip("/")
+                api = "anthropic" if bare.endswith("/messages") else (
+                    "openai" if bare.endswith("/chat/completions") else (
+                        "responses" if bare.endswith("/responses") else ""))
                 if not api:
                     self._send(404, {"error": {"message": f"no such endpoint {self.path}"}})
                     return
                 try:
                     check_key(api, headers, server.cassette)
-                    (check_anthropic if api == "anthropic" else check_openai)(body, headers)
+                    if api == "responses":
+                        check_responses(body, headers, server.stored_responses)
+                    else:
+                        (check_anthropic if api == "anthropic" else check_openai)(body, headers)
                     rules = rules_for(api, str(body.get("model")), server.cassette)
                     if rules is None:
                         raise ContractError(f"model: {body.get('model')}", 404, "not_found_error")
                     if api == "anthropic":
                         check_anthropic_model(body, rules, server.issued_thinking)
+                    elif api == "responses":
+                        check_responses_model(body, rules)
                     else:
                         check_openai_model(body, rules)
                 except ContractError as exc:
@@ -513,8 +603,16 @@ class ReplayServer(LoopbackServer):
                 response = exchange.response
                 if api == "anthropic" and rules.thinking:
                     response = server.think(response)
-                payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, response)
+                if api == "responses":
+                    payload = _responses_reply(server.cache, body, response)
+                    if body.get("store", True):
+                        server.stored_responses.add(payload["id"])
+                else:
+                    payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, response)
                 server.received.append(Received(api, body, 200, payload["usage"]))
+                if body.get("stream") is True and api != "anthropic":
+                    self._send_stream(_openai_stream(api, body, payload))
+                    return
                 self._send(200, payload)
 
         return Handler
@@ -528,6 +626,8 @@ def _error(api: str, kind: str, message: str) -> dict[str, Any]:
 
 def _summary(api: str, body: dict[str, Any]) -> tuple[str, str]:
     """The system prompt and all message text, for matching."""
+    if api == "responses":
+        return _responses_summary(body)
     if api == "anthropic":
         system = body.get("system", "")
         system_text = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
@@ -586,3 +686,75 @@ def _openai_reply(cache: PromptCache, body: dict[str, Any], response: dict[str, 
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
                   "prompt_tokens_details": {"cached_tokens": cached}},
     }
+
+
+# -- the Responses API and OpenAI streaming --------------------------------------------------------
+
+def _responses_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    given = body.get("input")
+    return [{"type": "message", "role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+
+
+def _responses_summary(body: dict[str, Any]) -> tuple[str, str]:
+    """Instructions and system/developer messages; then user and assistant text and tool outputs."""
+    system = [str(body.get("instructions") or "")]
+    texts: list[str] = []
+    for item in _responses_items(body):
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content")
+            text = content if isinstance(content, str) else " ".join(
+                str(part.get("text", "")) for part in content or [] if isinstance(part, dict))
+            (system if item.get("role") in ("system", "developer") else texts).append(text)
+        elif kind.endswith("_output"):
+            output = item.get("output")
+            texts.append(output if isinstance(output, str) else _json(output))
+    return " ".join(t for t in system if t), "\n".join(texts)
+
+
+_ITEM_PREFIX = {"message": "msg", "function_call": "fc", "custom_tool_call": "ctc", "reasoning": "rs"}
+
+
+def _responses_reply(cache: PromptCache, body: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha1(_json(body).encode()).hexdigest()[:20]
+    output: list[dict[str, Any]] = []
+    for number, item in enumerate(response.get("output", [])):
+        kind = item["type"]
+        filled = {"id": f"{_ITEM_PREFIX.get(kind, 'item')}_replay_{digest}_{number}", **item}
+        if kind == "message":
+            content = item.get("content", [])
+            parts = [{"type": "output_text", "text": content}] if isinstance(content, str) else content
+            filled.update(role="assistant", status="completed",
+                          content=[{"annotations": [], "logprobs": [], **part} for part in parts])
+        elif kind in ("function_call", "custom_tool_call"):
+            filled.setdefault("call_id", f"call_replay_{digest}_{number}")
+            if kind == "function_call":
+                filled.setdefault("status", "completed")
+        output.append(filled)
+    # Tools lead the prompt as in the chat API, then instructions and the input items.
+    prompt, cached = cache.openai(_json(body.get("tools", [])) + _json(body.get("instructions") or "")
+                                  + "".join(_json(i) for i in _responses_items(body)))
+    completion = max(1, approx_tokens(_json(output)))
+    status = response.get("status", "completed")
+    return {
+        "id": f"resp_replay_{digest}", "object": "response", "created_at": 1_700_000_000, "status": status,
+        "error": None, "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"), "max_output_tokens": body.get("max_output_tokens"),
+        "model": body["model"], "output": output, "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": body.get("reasoning") or {"effort": None, "summary": None}, "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0), "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools", []),
+        "top_p": body.get("top_p", 1.0), "truncation": body.get("truncation", "disabled"),
+        "metadata": body.get("metadata") or {}, "user": None,
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
+                  "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": prompt + completion},
+    }
+
+
+def _openai_stream(api: str, body: dict[str, Any], payload: dict[str, Any]) -> bytes:
+    if api == "responses":
+        return openai_stream.events_sse(openai_stream.response_events(payload))
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return openai_stream.chat_sse(openai_stream.chat_chunks(payload, include_usage=include_usage))
