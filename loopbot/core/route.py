@@ -9,7 +9,10 @@ Authority, in one place:
 - the goal that runs is the body a writer approved (the labeled event's, or the issue's at the
   writer's `/loop run`), constrained by the config; a later edit asks for a fresh approval;
 - a loop PR (a `loop/<issue>-…` branch of this repository, open) maps to its plan issue by its
-  branch, never by its text; `/loop` on any other PR gets a reply saying loops run from plan issues.
+  branch, never by its text; `/loop` on any other PR gets a reply saying loops run from plan issues;
+- a box ticked on the App's dashboard issue (core/dashboard.py) is the `/loop` command it names,
+  from the person who edited the issue, with the same check; it never approves a goal: resume and
+  retry go on only with the goal a writer approved for that loop.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from loopbot.config import Config
-from loopbot.core import commands
+from loopbot.core import commands, dashboard
 from loopbot.core.github_goal import constrain
 from loopbot.errors import InputError
 from loopbot.goal import Goal
@@ -156,6 +159,8 @@ def trigger_of(event: str, payload: Mapping[str, Any]) -> str | None:
         issue = _obj(payload, "issue")
         if issue.get("number") is None:
             return None
+        if payload.get("action") == "edited":  # a dashboard tick: this edit, whoever redelivers it
+            return f"edit:{issue['number']}:{issue.get('updated_at')}"
         return f"label:{issue['number']}:{_obj(payload, 'label').get('name')}:{issue.get('updated_at')}"
     return None
 
@@ -198,7 +203,22 @@ def route(event: str, payload: Mapping[str, Any], config: Config, facts: Facts, 
         return router.comment()
     if event == "pull_request_review" and action == "submitted":
         return router.review()
+    if event == "issues" and action == "edited":
+        found = route_dashboard(payload, config, facts, repo, now=now)
+        return found[0] if found else Intent("ignore", "an edit that ticked no dashboard box")
     return Intent("ignore", f"nothing to do for {event}.{action}")
+
+
+def route_dashboard(payload: Mapping[str, Any], config: Config, facts: Facts, repo: Repo, *,
+                    now: datetime | None = None) -> list[Intent]:
+    """An `issues.edited` of the dashboard issue: one intent per box it ticked (a click on GitHub
+    saves one box, so usually one). Anything else edited asks for nothing."""
+    issue = _obj(payload, "issue")
+    previous = _obj(_obj(payload, "changes"), "body").get("from")
+    if not isinstance(previous, str) or dashboard.MARKER not in str(issue.get("body") or ""):
+        return []
+    router = _Router("issues", payload, config, facts, repo, now)
+    return [router.tick(tick) for tick in dashboard.ticked(previous, str(issue.get("body") or ""))]
 
 
 def _docs(payload: Mapping[str, Any], repo: Repo) -> Intent:
@@ -312,6 +332,24 @@ class _Router:
         if not may_steer(kind):
             return Intent("ignore", "a review from someone who cannot steer loops")  # asks for no reply
         return self._start("run", plan, pr, str(user["login"]), approved=None, feedback_pr=pr)
+
+    def tick(self, tick: dashboard.Tick) -> Intent:
+        sender = _obj(self.payload, "sender")
+        where = _number(_obj(self.payload, "issue").get("number"))
+        kind = actor_kind(sender, self.facts, self.config, self.repo)
+        if kind == "self":
+            return Intent("ignore", "loopbot's own dashboard edit")
+        login = str(sender.get("login") or "")
+        if not may_steer(kind):
+            return self._refused(kind, where or tick.issue, login, f"`/loop {tick.action}` (a dashboard box)")
+        if tick.action == "stop":
+            return Intent("stop", "stop", where=tick.issue, plan=tick.issue, actor=login)
+        if self.facts.latest(tick.issue) is None:
+            # Nothing approved to go on with: a box never approves the issue's current text.
+            return Intent("refuse", "not_approved", where=tick.issue, plan=tick.issue, actor=login, reply=(
+                f"{MARK}\n@{login} no loop has run on this issue, so the dashboard cannot {tick.action} it: approve "
+                "the issue's goal here (add the run label, or comment `/loop run`)."))
+        return self._start(tick.action, tick.issue, tick.issue, login, approved=None)
 
     # -- shared ----------------------------------------------------------------------------------
     def _refused(self, kind: ActorKind, where: int, login: str, what: str) -> Intent:
