@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loopbot.agents.spec import AgentMaker
 from loopbot.core.budgets import Budgets
 from loopbot.yamlfile import parse_yaml, read_yaml_file, validate_located
 
@@ -216,6 +217,9 @@ class Config(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     wiki: WikiConfig = Field(default_factory=WikiConfig)
     bots: list[str] = Field(default_factory=list, description="bot accounts allowed to trigger loops")
+    maker: AgentMaker | None = Field(None, description=(
+        "an agent CLI as the maker instead of the built-in one: {agent: claude-code} (or codex, aider), or "
+        "{command: [...]}; a goal's maker: wins"))
 
     @field_validator("sandbox", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from loopbot.agents.spec import AgentMaker
 from loopbot.core import regex
 from loopbot.core.budgets import BudgetOverrides
 from loopbot.yamlfile import parse_yaml, read_yaml_file, validate_located
@@ -155,6 +156,7 @@ class Goal(_Strict):
     boundaries: Boundaries = Field(default_factory=Boundaries)
     budgets: BudgetOverrides = Field(default_factory=BudgetOverrides)
     models: GoalModels = Field(default_factory=GoalModels)
+    maker: AgentMaker | None = Field(None, description="an agent CLI as this goal's maker (over the config's)")
     priority: Priority = Priority.ROUTINE
     context: str | None = Field(None, description="background for the maker (issue text, links)")
 

@@ -22,7 +22,7 @@ def test_config_errors_are_located():
     assert "c.yml:2:3: budgets.max_cost_usd: Input should be greater than 0" in found
     assert "c.yml:4:3: limits.max_plans_per_run: Input should be less than or equal to 5" in found
     assert "c.yml:5:1: surprise: unknown key (allowed: models, budgets, labels, limits, commands, execution, push, " \
-        "sandbox, gate, wiki, bots)" in found
+        "sandbox, gate, wiki, bots, maker)" in found
 
 
 @pytest.mark.parametrize("text", ["sandbox: off\n", "sandbox: 'off'\n", "sandbox: {mode: off}\n", "sandbox: false\n"])

@@ -65,7 +65,7 @@ def test_unknown_keys_are_rejected_at_their_line():
     found = problems("id: x\ngoal: g\nacceptance:\n  - run: 'true'\n    retries: 3\nowner: me\n")
     assert "g.yaml:5:5: acceptance.0.retries: unknown key (allowed: run, name, expect_exit, timeout_seconds)" in found
     assert "g.yaml:6:1: owner: unknown key (allowed: id, goal, chunks, acceptance, scope, boundaries, budgets, " \
-        "models, priority, context)" in found
+        "models, maker, priority, context)" in found
 
 
 def test_missing_acceptance_is_rejected():
