@@ -347,6 +347,11 @@ class FakeGitHub:
         if issue is None:
             return httpx.Response(404, json={"message": "Not Found"})
         if len(parts) == 1:
+            if method == "PATCH":
+                refused = _too_long("Issue", body.get("body"))
+                if refused is not None:
+                    return refused
+                issue.update({k: body[k] for k in ("title", "body", "state") if k in body})
             return ok(issue)
         if parts[1] == "comments":
             if method == "POST":
