@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
 from loopbot.providers.profiles import UnknownModel, known, lookup
-from loopbot.testing import openai_stream
+from loopbot.testing import anthropic_stream, openai_stream
 from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
 MIN_CACHEABLE_TOKENS = 1024  # below this, a cache breakpoint is ignored (as by the APIs)
@@ -250,6 +250,13 @@ def check_anthropic(body: dict[str, Any], headers: dict[str, str]) -> None:
         raise ContractError("missing anthropic-version header")
     if not isinstance(body.get("model"), str) or not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
         raise ContractError("model and a positive max_tokens are required")
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise ContractError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= body["max_tokens"]:
+            raise ContractError("`max_tokens` must be greater than `thinking.budget_tokens`")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
         raise ContractError("messages must be a non-empty list starting with a user message")
@@ -525,6 +532,30 @@ class ReplayServer(LoopbackServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_HEAD(self) -> None:
+                # Claude Code asks HEAD / of its base URL before its first call (a reachability check).
+                with server._lock:
+                    server.lookups.append(("anthropic", f"HEAD {self.path}", 200))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def _count_tokens(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+                """POST /v1/messages/count_tokens: the prompt's tokens as the server counts them; not billed."""
+                try:
+                    check_key("anthropic", headers, server.cassette)
+                    if not isinstance(body.get("model"), str) or not isinstance(body.get("messages"), list):
+                        raise ContractError("model and messages are required")
+                    if rules_for("anthropic", body["model"], server.cassette) is None:
+                        raise ContractError(f"model: {body['model']}", 404, "not_found_error")
+                except ContractError as exc:
+                    self._send(exc.status, _error("anthropic", exc.kind, str(exc)))
+                    return
+                counted = _json(body.get("tools", [])) + _json(body.get("system", "")) + _json(body["messages"])
+                with server._lock:
+                    server.lookups.append(("anthropic", self.path, 200))
+                self._send(200, {"input_tokens": approx_tokens(counted)})
+
             def do_GET(self) -> None:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 # Both APIs have GET /v1/models[/{id}]: the SDK's headers say which one is asked.
@@ -546,6 +577,9 @@ class ReplayServer(LoopbackServer):
                 body = json.loads(self.rfile.read(length) or b"{}")
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 bare = self.path.split("?", 1)[0].rstrip("/")
+                if bare.endswith("/messages/count_tokens"):
+                    self._count_tokens(body, headers)
+                    return
                 api = "anthropic" if bare.endswith("/messages") else (
                     "openai" if bare.endswith("/chat/completions") else (
                         "responses" if bare.endswith("/responses") else ""))
@@ -610,8 +644,9 @@ class ReplayServer(LoopbackServer):
                 else:
                     payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, response)
                 server.received.append(Received(api, body, 200, payload["usage"]))
-                if body.get("stream") is True and api != "anthropic":
-                    self._send_stream(_openai_stream(api, body, payload))
+                if body.get("stream") is True:
+                    self._send_stream(anthropic_stream.message_sse(payload) if api == "anthropic"
+                                      else _openai_stream(api, body, payload))
                     return
                 self._send(200, payload)
 
