@@ -14,11 +14,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from loopbot.config import Price
+
 # What the agent sends as its API key; the proxy refuses anything else and never forwards it.
 PLACEHOLDER_KEY = "loopbot-proxy-placeholder-key"
 Api = Literal["anthropic", "openai"]
 
 _APPROACH = re.compile(r"^\s*\**APPROACH:?\**:?\s*(.+)$", re.MULTILINE | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where the agent's calls really go. `base_url` as the provider's SDK takes it: Anthropic
+    without /v1 (https://api.anthropic.com), OpenAI with it (https://api.openai.com/v1)."""
+
+    api: Api
+    base_url: str
+    api_key: str
+    price: Price | None = None
+
+    def url(self, path: str) -> str:
+        base = self.base_url.rstrip("/")
+        if self.api == "openai" and base.endswith("/v1") and (path == "/v1" or path.startswith("/v1/")):
+            path = path[3:]
+        return base + path
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import anthropic
 
+from loopbot.agents.base import Upstream
 from loopbot.config import ProviderConfig
 from loopbot.core.context import approx_tokens
 from loopbot.messages import (
@@ -156,6 +157,11 @@ class AnthropicModel:
             raise ModelError(f"anthropic API unreachable: {exc}") from None
         except ValueError as exc:  # a 200 whose body is not JSON
             raise ModelError(f"anthropic API answered with something that is not a Messages reply: {exc}") from None
+
+    def upstream(self) -> Upstream:
+        """Where an agent maker's calls go through loopbot's proxy (loopbot.agents): this model's
+        endpoint, key and price."""
+        return Upstream("anthropic", str(self.client.base_url), self.client.api_key or "", self.price)
 
     def complete(self, request: ModelRequest) -> ModelReply:
         started = time.monotonic()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import openai
 from openai.types.chat import ChatCompletion
 
+from loopbot.agents.base import Upstream
 from loopbot.config import ProviderConfig
 from loopbot.core.textcalls import PROTOCOL, parse_text_calls, render_call
 from loopbot.messages import (
@@ -99,6 +100,11 @@ class OpenAICompatModel:
         self.max_tokens = min(settings.max_output_tokens, profile.max_output_tokens)
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=settings.max_retries,
                                     timeout=settings.timeout_seconds)
+
+    def upstream(self) -> Upstream:
+        """Where an agent maker's calls go through loopbot's proxy (loopbot.agents): this model's
+        endpoint, key and price."""
+        return Upstream("openai", str(self.client.base_url), self.client.api_key, self.price)
 
     def complete(self, request: ModelRequest) -> ModelReply:
         started = time.monotonic()

@@ -1,0 +1,426 @@
+"""The host-side model proxy an agent CLI reaches from inside the sandbox (through relay.py).
+
+It listens on a unix socket that loopbot binds into the sandbox, and for each request:
+refuses a key other than PLACEHOLDER_KEY; asks the budget before any model call is forwarded
+(a refusal is an API-shaped 400 the CLI stops on); swaps in the real key; forwards to the
+configured provider; streams the answer back as it comes (SSE passed through); reads the call's
+usage from the answer (streamed message_start/message_delta, or the JSON body) and charges it;
+and records the exchange, redacted. The real key lives only in this process.
+
+Model calls are serialised: the budget is asked with everything before it charged, so a session
+overshoots `max_cost_usd` by one call at most, as the built-in maker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from loopbot.agents.base import PLACEHOLDER_KEY, Api, Upstream
+from loopbot.messages import ToolCall, ToolResult, Usage
+from loopbot.providers import cost_usd
+
+# Hop-by-hop and per-connection headers, never forwarded either way; keys are replaced.
+_DROP_REQUEST = {"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
+                 "x-api-key", "authorization", "accept-encoding", "te", "upgrade"}
+_DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
+BODY_LIMIT = 32 * 1024 * 1024
+RECORD_BYTES = 200_000  # one recorded request or response body, at most
+
+
+@dataclass(frozen=True)
+class ProxyCall:
+    """One model call the proxy forwarded: the ledger's figures, and for the transcript the reply
+    (text, tool calls, stop reason) and the tool results the request carried back."""
+
+    model: str
+    status: int
+    usage: Usage
+    cost_usd: float
+    seconds: float
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: str = ""
+    results: tuple[ToolResult, ...] = ()
+    error: str | None = None
+
+
+class Billing(Protocol):
+    """The runner's budget, asked from the proxy's threads (one model call at a time)."""
+
+    def admit(self) -> str | None:
+        """None to forward the next model call; else why it is refused (a budget used up)."""
+        ...
+
+    def charge(self, call: ProxyCall) -> None:
+        """Record an answered call in the spend ledger."""
+        ...
+
+
+Record = Callable[[dict[str, Any]], None]
+
+
+def is_model_call(method: str, path: str) -> bool:
+    """A call the provider bills: Anthropic messages, OpenAI chat completions or responses.
+    count_tokens, the models list and preflight HEADs pass without a charge."""
+    bare = path.split("?", 1)[0].rstrip("/")
+    return method == "POST" and bare.endswith(("/messages", "/chat/completions", "/responses", "/completions"))
+
+
+@dataclass
+class UsageReader:
+    """The usage of one answer, read from its bytes as they stream past (or from a JSON body)."""
+
+    api: Api
+    streamed: bool
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    stop_reason: str = ""
+    error: str | None = None
+    # Anthropic content blocks by index: text, or a tool call with its streamed JSON.
+    blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _buffer: bytes = b""
+    _body: bytearray = field(default_factory=bytearray)
+
+    def text(self) -> str:
+        return "".join(b.get("text", "") for _, b in sorted(self.blocks.items()) if b.get("type") == "text")
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        calls = []
+        for _, block in sorted(self.blocks.items()):
+            if block.get("type") != "tool_use":
+                continue
+            arguments: Any = block.get("input")
+            if arguments is None:
+                try:
+                    arguments = json.loads(block.get("json") or "{}")
+                except ValueError:
+                    arguments = {"unreadable": block.get("json", "")}
+            calls.append(ToolCall(id=str(block.get("id", "")), name=str(block.get("name", "")),
+                                  input=arguments if isinstance(arguments, dict) else {"value": arguments}))
+        return tuple(calls)
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.streamed:
+            if len(self._body) < BODY_LIMIT:
+                self._body += chunk
+            return
+        self._buffer += chunk
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            line = line.strip()
+            if line.startswith(b"data:"):
+                self._event(line[5:].strip())
+
+    def finish(self) -> Usage:
+        if self.streamed:
+            if self._buffer.strip().startswith(b"data:"):
+                self._event(self._buffer.strip()[5:].strip())
+        else:
+            with contextlib.suppress(ValueError):
+                self._take(json.loads(bytes(self._body) or b"{}"))
+        return self.usage
+
+    def _event(self, data: bytes) -> None:
+        if data == b"[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(event, dict):
+            self._take(event)
+
+    def _take(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "message_start":  # Anthropic stream: input side, and the first output count
+            message = event.get("message") or {}
+            self.model = str(message.get("model") or self.model)
+            self._anthropic(message.get("usage") or {})
+        elif kind == "content_block_start":
+            self.blocks[int(event.get("index", 0))] = dict(event.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block = self.blocks.setdefault(int(event.get("index", 0)), {})
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                block["text"] = block.get("text", "") + str(delta.get("text", ""))
+            elif delta.get("type") == "input_json_delta":
+                block.pop("input", None)  # the start's {} placeholder: the deltas are the input
+                block["json"] = block.get("json", "") + str(delta.get("partial_json", ""))
+        elif kind == "message_delta":  # Anthropic stream: cumulative output (and input, when given)
+            self.stop_reason = str((event.get("delta") or {}).get("stop_reason") or self.stop_reason)
+            self._anthropic(event.get("usage") or {})
+        elif kind == "error":
+            self.error = str((event.get("error") or {}).get("message") or event)
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):  # OpenAI Responses
+            response = event.get("response") or {}
+            self.model = str(response.get("model") or self.model)
+            self._openai(response.get("usage") or {})
+        elif kind == "message":  # an Anthropic JSON reply
+            self.model = str(event.get("model") or self.model)
+            self.stop_reason = str(event.get("stop_reason") or "")
+            self.blocks = {i: dict(b) for i, b in enumerate(event.get("content") or []) if isinstance(b, dict)}
+            self._anthropic(event.get("usage") or {})
+        elif isinstance(event.get("usage"), dict):  # OpenAI chat (JSON or the stream's last chunk)
+            self.model = str(event.get("model") or self.model)
+            self._openai(event["usage"])
+
+    def _anthropic(self, usage: dict[str, Any]) -> None:
+        def number(key: str, old: int) -> int:
+            value = usage.get(key)
+            return int(value) if isinstance(value, int) else old
+
+        self.usage = Usage(input_tokens=number("input_tokens", self.usage.input_tokens),
+                           output_tokens=number("output_tokens", self.usage.output_tokens),
+                           cache_write_tokens=number("cache_creation_input_tokens", self.usage.cache_write_tokens),
+                           cache_read_tokens=number("cache_read_input_tokens", self.usage.cache_read_tokens))
+
+    def _openai(self, usage: dict[str, Any]) -> None:
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0)) or 0
+        completion = usage.get("completion_tokens", usage.get("output_tokens", 0)) or 0
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        self.usage = Usage(input_tokens=int(prompt) - int(cached), output_tokens=int(completion),
+                           cache_read_tokens=int(cached))
+
+
+def refusal(api: Api, message: str) -> tuple[int, dict[str, Any]]:
+    """An error the CLI's SDK reads as final (400, no retry), in the API's own shape."""
+    if api == "anthropic":
+        return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    return 400, {"error": {"message": message, "type": "invalid_request_error", "code": "budget_exhausted"}}
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+class AgentProxy:
+    """`with AgentProxy(socket_path, upstream, billing, record):` serves until the block ends."""
+
+    def __init__(self, socket_path: Path, upstream: Upstream, billing: Billing, record: Record,
+                 redact: Callable[[str], str], *, timeout_seconds: float = 600.0):
+        self.socket_path = socket_path
+        self.upstream = upstream
+        self.billing = billing
+        self.record = record
+        self.redact = redact
+        self.refused: list[str] = []
+        self.calls = 0
+        self._serial = threading.Lock()
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_seconds, connect=30.0))
+        if socket_path.exists():
+            socket_path.unlink()
+        self._server = _UnixHTTPServer(str(socket_path), self._handler())
+        os.chmod(socket_path, 0o600)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> AgentProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._client.close()
+        self.socket_path.unlink(missing_ok=True)
+
+    def _note(self, entry: dict[str, Any]) -> None:
+        self.record(json.loads(self.redact(json.dumps(entry))))
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def address_string(self) -> str:  # a unix socket has no client address
+                return "sandbox"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy._serve(self)
+
+            def do_POST(self) -> None:
+                proxy._serve(self)
+
+            def do_HEAD(self) -> None:
+                proxy._serve(self)
+
+            def do_PUT(self) -> None:
+                proxy._serve(self)
+
+            def do_DELETE(self) -> None:
+                proxy._serve(self)
+
+        return Handler
+
+    # -- one request ------------------------------------------------------------------------
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        method, path = handler.command, handler.path
+        length = int(handler.headers.get("content-length") or 0)
+        if length > BODY_LIMIT:
+            self._reply(handler, 413, {"error": {"message": "request too large"}})
+            return
+        body = handler.rfile.read(length) if length else b""
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _DROP_REQUEST}
+        sent_key = handler.headers.get("x-api-key") or handler.headers.get("authorization", "").removeprefix("Bearer ")
+        if sent_key and sent_key.strip() != PLACEHOLDER_KEY:
+            # Only the placeholder loopbot gave the agent: a key it found elsewhere is not used.
+            self._reply(handler, 401, {"type": "error", "error": {
+                "type": "authentication_error", "message": "loopbot proxy: unknown key"}})
+            return
+        if self.upstream.api == "anthropic":
+            headers["x-api-key"] = self.upstream.api_key
+        else:
+            headers["authorization"] = f"Bearer {self.upstream.api_key}"
+        headers["accept-encoding"] = "identity"  # usage is read from the bytes as they pass
+        if not is_model_call(method, path):
+            self._forward(handler, method, path, headers, body, billed=False)
+            return
+        with self._serial:
+            reason = self.billing.admit()
+            if reason is not None:
+                self.refused.append(reason)
+                status, payload = refusal(self.upstream.api, f"loopbot: {reason}; no further model calls")
+                self._note({"t": round(time.time(), 3), "method": method, "path": path, "status": status,
+                            "refused": reason, "request": _shown(body)})
+                self._reply(handler, status, payload, {"x-should-retry": "false"})
+                return
+            self._forward(handler, method, path, headers, body, billed=True)
+
+    def _forward(self, handler: BaseHTTPRequestHandler, method: str, path: str, headers: dict[str, str],
+                 body: bytes, *, billed: bool) -> None:
+        started = time.monotonic()
+        streamed = _asks_stream(body)
+        reader = UsageReader(self.upstream.api, streamed=streamed)
+        kept = bytearray()
+        status = 502
+        try:
+            request = self._client.build_request(method, self.upstream.url(path), headers=headers, content=body)
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            self._reply(handler, 502, {"type": "error", "error": {
+                "type": "api_error", "message": f"loopbot proxy: provider unreachable: {type(exc).__name__}"}})
+            self._note({"t": round(time.time(), 3), "method": method, "path": path, "status": 502,
+                        "error": type(exc).__name__, "request": _shown(body)})
+            return
+        try:
+            status = response.status_code
+            handler.send_response(status)
+            for key, value in response.headers.items():
+                if key.lower() not in _DROP_RESPONSE:
+                    handler.send_header(key, value)
+            chunked = method != "HEAD"
+            if chunked:
+                handler.send_header("transfer-encoding", "chunked")
+            handler.end_headers()
+            for chunk in _chunks(response):
+                reader.feed(chunk)
+                if len(kept) < RECORD_BYTES:
+                    kept += chunk[:RECORD_BYTES - len(kept)]
+                if chunked:
+                    handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    handler.wfile.flush()
+            if chunked:
+                handler.wfile.write(b"0\r\n\r\n")
+                handler.wfile.flush()
+        except OSError:
+            handler.close_connection = True  # the agent went away mid-answer: it is still billed
+        finally:
+            response.close()
+            usage = reader.finish()
+            seconds = time.monotonic() - started
+            entry: dict[str, Any] = {"t": round(time.time(), 3), "method": method, "path": path, "status": status,
+                                     "seconds": round(seconds, 3), "request": _shown(body),
+                                     "response": kept.decode("utf-8", "replace")}
+            if billed:
+                self.calls += 1
+                cost = 0.0
+                if self.upstream.price is not None:
+                    cost = cost_usd(self.upstream.price, input_tokens=usage.input_tokens,
+                                    output_tokens=usage.output_tokens, cache_write=usage.cache_write_tokens,
+                                    cache_read=usage.cache_read_tokens)
+                entry.update(usage=usage.model_dump(), cost_usd=cost)
+                if status < 400 or usage.input_tokens or usage.output_tokens:
+                    error = reader.error or (None if status < 400 else f"HTTP {status}: {kept[:300].decode('utf-8', 'replace')}")
+                    self.billing.charge(ProxyCall(
+                        model=reader.model or _model_of(body), status=status, usage=usage, cost_usd=cost,
+                        seconds=seconds, text=reader.text(), tool_calls=reader.tool_calls(),
+                        stop_reason=reader.stop_reason, results=_tool_results(body), error=error))
+            self._note(entry)
+
+    @staticmethod
+    def _reply(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any],
+               headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(data)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def _chunks(response: httpx.Response) -> Iterator[bytes]:
+    # Decoded: should the provider compress anyway, the agent gets plain bytes (the header is dropped).
+    yield from response.iter_bytes()
+
+
+def _asks_stream(body: bytes) -> bool:
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("stream") is True
+
+
+def _model_of(body: bytes) -> str:
+    try:
+        parsed = json.loads(body) if body else {}
+    except ValueError:
+        return ""
+    return str(parsed.get("model", "")) if isinstance(parsed, dict) else ""
+
+
+def _shown(body: bytes) -> Any:
+    """A request body as recorded: parsed JSON when it is JSON, else text; capped."""
+    text = body[:RECORD_BYTES].decode("utf-8", "replace")
+    try:
+        return json.loads(body) if len(body) <= RECORD_BYTES else text
+    except ValueError:
+        return text
+
+
+def _tool_results(body: bytes) -> tuple[ToolResult, ...]:
+    """The tool results an Anthropic request carries back (its last message's): the agent's own
+    tools' outputs, for the transcript."""
+    try:
+        parsed = json.loads(body) if body else {}
+        messages = parsed.get("messages") or []
+        content = messages[-1].get("content") if messages else None
+    except (ValueError, AttributeError):
+        return ()
+    found = []
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "tool_result":
+            inner = block.get("content")
+            text = inner if isinstance(inner, str) else "".join(
+                part.get("text", "") for part in inner or [] if isinstance(part, dict))
+            found.append(ToolResult(tool_use_id=str(block.get("tool_use_id", "")), content=text,
+                                    is_error=bool(block.get("is_error"))))
+    return tuple(found)

@@ -1,0 +1,162 @@
+"""One external agent session: the maker step of an iteration, run by an agent CLI.
+
+The session folder (the agent's fresh HOME, the task, the CLI's output) is kept in the run's
+folder for whoever looks afterwards; the proxy's socket lives in a short private folder (a
+socket path has at most 107 bytes). Inside the sandbox the relay gives the agent its base URL;
+outside, the proxy holds the key and the budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from loopbot.agents.base import AgentAdapter, AgentOutcome, AgentSession, Upstream, approach_from
+from loopbot.agents.proxy import AgentProxy, Billing
+from loopbot.ports import Bind, CommandResult
+from loopbot.roles.maker import MakerResult
+
+RELAY = Path(__file__).with_name("relay.py")
+OUTPUT_BYTES = 8 * 1024 * 1024  # of the CLI's stdout read back for parsing (its tail when longer)
+
+
+class BindingSandbox(Protocol):
+    def run(self, command: str, *, cwd: Path, timeout_seconds: float, env: dict[str, str] | None = None,
+            network: bool = False, binds: tuple[Bind, ...] = ()) -> CommandResult: ...
+
+
+@dataclass
+class SessionReport:
+    """What a session left: the outcome, the model calls the proxy forwarded and refused."""
+
+    outcome: AgentOutcome
+    calls: int
+    refused: list[str]
+    folder: Path
+    exit_code: int
+    timed_out: bool
+
+
+@dataclass
+class ExternalMaker:
+    """The maker step with an agent CLI: `run` is called once per iteration by the runner."""
+
+    adapter: AgentAdapter
+    upstream: Upstream
+    model: str  # the provider's model id
+    run_dir: Path
+    redact: Callable[[str], str]
+    wall_seconds: float = 900.0
+    max_turns: int | None = None
+    reports: list[SessionReport] = field(default_factory=list)
+
+    def run(self, sandbox: BindingSandbox, worktree: Path, task: str, *, iteration: int, billing: Billing,
+            max_turns: int) -> MakerResult:
+        report = self.session(sandbox, worktree, task, iteration=iteration, billing=billing,
+                              max_turns=self.max_turns or max_turns)
+        self.reports.append(report)
+        outcome = report.outcome
+        result = MakerResult(approach=outcome.approach, summary=outcome.final_message.strip()[:2000],
+                             calls=report.calls, notes=list(outcome.notes))
+        if report.refused:
+            # The budget ended the session: its work is evaluated, as when the built-in maker's
+            # calls run out. Not the agent's error.
+            result.notes.append(f"the proxy refused a model call: {report.refused[0]}")
+        elif report.timed_out:
+            result.notes.append(f"the session was killed at its wall limit ({self.wall_seconds:g}s)")
+        elif outcome.error:
+            result.error = f"{self.adapter.name}: {outcome.error}"
+        elif report.exit_code != 0 and not outcome.final_message:
+            result.error = f"{self.adapter.name} exited {report.exit_code} without a final message"
+        result.summary = result.summary or (result.notes[-1] if result.notes else "")
+        return result
+
+    def session(self, sandbox: BindingSandbox, worktree: Path, task: str, *, iteration: int, billing: Billing,
+                max_turns: int) -> SessionReport:
+        folder = self._fresh_folder(iteration)
+        home = folder / "home"
+        home.mkdir(mode=0o700)
+        (folder / "task.md").write_text(task, encoding="utf-8")
+        shutil.copyfile(RELAY, folder / "relay.py")
+        sockets = Path(tempfile.mkdtemp(prefix="loopbot-proxy-"))
+        socket_path = sockets / "proxy.sock"
+        port = _free_port()
+        session = AgentSession(task_file=str(folder / "task.md"), task=task, worktree=str(worktree.resolve()),
+                               config_dir=str(home), proxy_url=f"http://127.0.0.1:{port}", model=self.model,
+                               max_turns=max_turns, wall_seconds=self.wall_seconds)
+        argv = self.adapter.command(session)
+        command = shlex.join([_python(), str(folder / "relay.py"), str(socket_path), str(port),
+                              str(folder / "stdout.jsonl"), str(folder / "stderr.log"), "--", *argv])
+        binds = (Bind(folder, writable=True), Bind(sockets), *(Bind(p) for p in self.adapter.host_paths()))
+        log = folder / "proxy.jsonl"
+        lock = threading.Lock()
+
+        def record(entry: dict[str, Any]) -> None:
+            with lock, log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+        try:
+            with AgentProxy(socket_path, self.upstream, billing, record, self.redact) as proxy:
+                result = sandbox.run(f"exec {command}", cwd=worktree, timeout_seconds=self.wall_seconds,
+                                     env=self.adapter.env(session), binds=binds)
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
+        stdout = _tail(folder / "stdout.jsonl")
+        stderr = _tail(folder / "stderr.log")
+        if result.exit_code != 0 and not stderr.strip():
+            # The relay's own complaint (the CLI could not start) is in the sandbox's output.
+            stderr = result.output
+        outcome = self.adapter.parse(stdout, stderr)
+        if not outcome.approach:
+            outcome.approach = approach_from(outcome.final_message)
+        return SessionReport(outcome=outcome, calls=proxy.calls, refused=list(proxy.refused), folder=folder,
+                             exit_code=result.exit_code, timed_out=result.timed_out)
+
+    def _fresh_folder(self, iteration: int) -> Path:
+        base = self.run_dir / "agent"
+        base.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            # A step replayed after a kill gets a new folder: the old one is evidence, not state.
+            folder = base / f"iteration-{iteration}" if attempt == 1 else base / f"iteration-{iteration}.{attempt}"
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+                return folder
+        raise RuntimeError(f"no free session folder under {base}")
+
+
+def _python() -> str:
+    """An interpreter the sandbox shows: the system's, else the one running loopbot (its real path,
+    never a virtualenv inside the repository, which the sandbox hides)."""
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    return system or os.path.realpath(sys.executable)
+
+
+def _free_port() -> int:
+    # Inside bubblewrap the loopback is the sandbox's own, so any port is free; without it (sandbox
+    # off) a port free on the host is taken.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - OUTPUT_BYTES))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
