@@ -40,6 +40,15 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     # App credentials -> installation token
     ("GET", "/repos/{owner}/{repo}/installation"),
     ("POST", "/app/installations/{installation_id}/access_tokens"),
+    # the App (`loopbot serve`): its installations' repositories, a loop command dispatched to the
+    # repository's workflow, that workflow's runs (was a dispatch sent?), and the loop's state and
+    # config read from their branches (a commit's tree, then the file's blob)
+    ("GET", "/installation/repositories"),
+    ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"),
+    ("GET", "/repos/{owner}/{repo}/actions/runs"),
+    ("GET", "/repos/{owner}/{repo}/commits"),
+    ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
+    ("GET", "/repos/{owner}/{repo}/git/blobs/{file_sha}"),
     # draft -> ready for review exists only in GraphQL; its mutations are listed below
     ("POST", "/graphql"),
 })
