@@ -88,6 +88,7 @@ loops = Table(
     Column("repo", String(300), nullable=False),
     Column("issue", Integer, nullable=False),
     Column("installation_id", Integer),
+    Column("ref", String(300), nullable=False, default=""),  # the default branch a dispatch runs on
     Column("run_id", String(300), nullable=False, default=""),
     # dispatched|queued|running|success|failed|stopped|blocked (see registry.STATUSES)
     Column("status", String(20), nullable=False),

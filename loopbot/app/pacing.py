@@ -16,9 +16,10 @@ PER_MINUTE = 80
 PER_HOUR = 500
 
 
-def reserve(conn: Connection, installation_id: int, now: float) -> float:
+def reserve(conn: Connection, installation_id: int, now: float, max_wait: float | None = None) -> float:
     """The earliest time ≥ now a write fits all three limits; recorded, so the next one is after it.
-    Runs in the caller's write transaction (the pacing row is locked for its length)."""
+    A slot further than `max_wait` ahead is returned but not taken (the caller requeues its job
+    rather than hold a worker). Runs in the caller's write transaction (the pacing row is locked)."""
     row = _locked_row(conn, installation_id)
     conn.execute(delete(pacing_writes).where(pacing_writes.c.installation_id == installation_id,
                                              pacing_writes.c.at <= now - 3600))
@@ -33,6 +34,8 @@ def reserve(conn: Connection, installation_id: int, now: float) -> float:
             at = hour[len(hour) - PER_HOUR] + 3600
         else:
             break
+    if max_wait is not None and at - now > max_wait:
+        return at
     conn.execute(insert(pacing_writes).values(installation_id=installation_id, at=at))
     conn.execute(update(pacing).where(pacing.c.installation_id == installation_id)
                  .values(next_write_at=at + SPACING_SECONDS))

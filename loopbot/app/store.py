@@ -281,11 +281,11 @@ class AppStore:
                 dispatches.c.repo == repo, dispatches.c.issue == issue, dispatches.c.state == "sent")) or 0)
 
     # -- pacing -----------------------------------------------------------------------------------
-    def reserve_write(self, installation_id: int) -> float:
+    def reserve_write(self, installation_id: int, max_wait: float | None = None) -> float:
         """When this installation's next content-creating write may be sent (wall clock); the slot
-        is taken, shared with every worker and replica on this database."""
+        is taken (unless it is more than `max_wait` ahead), shared with every worker and replica."""
         with self.write() as conn:
-            return pacing.reserve(conn, installation_id, self.now())
+            return pacing.reserve(conn, installation_id, self.now(), max_wait)
 
     def block_writes(self, installation_id: int, until: float) -> None:
         with self.write() as conn:

@@ -14,7 +14,9 @@ pull request's author cannot request changes on or approve it; GraphQL errors co
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -153,6 +155,18 @@ class FakeGitHub:
         self._login = "github-actions[bot]"
         # Refusals queued for requests matching (method, path pattern): (status, message).
         self.refusals: list[tuple[str, re.Pattern[str], int, str]] = []
+        # The App's side: installations that may mint tokens (and when the tokens expire), the
+        # installation's repositories, workflows by file name (their workflow_dispatch inputs, or
+        # None when the workflow has no such trigger), their runs, and branches with files.
+        self.installation_ids: set[int] = {42}
+        self.token_expires_at = "2099-01-01T00:00:00Z"
+        self.tokens_minted = 0
+        self.installation_repos: list[str] = [f"{owner}/{repo}"]
+        self.workflows: dict[str, dict[str, Any]] = {}
+        self.workflow_runs: list[dict[str, Any]] = []
+        self.branches: dict[str, dict[str, Any]] = {}
+        self.trees: dict[str, list[dict[str, Any]]] = {}
+        self.blobs: dict[str, str] = {}
 
     # -- setup helpers ------------------------------------------------------------------------
     def add_issue(self, title: str, body: str, *, labels: list[str] | None = None, author: str = "alice") -> int:
@@ -250,6 +264,69 @@ class FakeGitHub:
         """A pull request as GitHub shows it: its labels are its issue's."""
         return {**self.pulls[number], "labels": copy.deepcopy((self.issues.get(number) or {}).get("labels", []))}
 
+    # -- the App's side -----------------------------------------------------------------------
+    def add_workflow(self, file: str, inputs: dict[str, bool] | None, *, run_name: str = "") -> None:
+        """A workflow in .github/workflows/: its workflow_dispatch inputs (name -> required), or None
+        for a workflow without that trigger; `run_name` formats a dispatched run's title from its inputs."""
+        self.workflows[file] = {"id": next(self._ids), "path": f".github/workflows/{file}", "inputs": inputs,
+                                "run_name": run_name}
+
+    def set_branch(self, name: str, files: dict[str, str], *, date: str = "2026-01-01T00:00:00Z") -> str:
+        """A branch whose newest commit holds `files` (path -> text); returns the commit's sha."""
+        def tree(prefix: str) -> str:
+            entries: list[dict[str, Any]] = []
+            dirs = sorted({p[len(prefix):].split("/")[0] for p in files
+                                        if p.startswith(prefix) and "/" in p[len(prefix):]})
+            for directory in dirs:
+                entries.append({"path": directory, "mode": "040000", "type": "tree",
+                                "sha": tree(f"{prefix}{directory}/")})
+            for path, text in sorted(files.items()):
+                rest = path[len(prefix):]
+                if path.startswith(prefix) and "/" not in rest:
+                    sha = hashlib.sha1(f"blob {text}".encode()).hexdigest()
+                    self.blobs[sha] = text
+                    entries.append({"path": rest, "mode": "100644", "type": "blob", "sha": sha,
+                                    "size": len(text.encode())})
+            sha = hashlib.sha1(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+            self.trees[sha] = entries
+            return sha
+
+        root = tree("")
+        commit = hashlib.sha1(f"{name} {root} {date}".encode()).hexdigest()
+        self.branches[name] = {"sha": commit, "tree": root, "date": date}
+        return commit
+
+    def _dispatch(self, workflow_id: str, body: dict[str, Any]) -> httpx.Response:
+        """As GitHub answers a workflow_dispatch: 404 for an unknown workflow, 422 when it has no
+        workflow_dispatch trigger, an input it does not declare or a required one missing, or the
+        ref is no branch; 204 and a queued run otherwise."""
+        workflow = self.workflows.get(workflow_id) or next(
+            (w for w in self.workflows.values() if str(w["id"]) == workflow_id), None)
+        if workflow is None:
+            return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS, "status": "404"})
+        declared = workflow["inputs"]
+        if declared is None:
+            return httpx.Response(422, json={"message": "Workflow does not have 'workflow_dispatch' trigger",
+                                             "documentation_url": DOCS, "status": "422"})
+        inputs = body.get("inputs") or {}
+        unexpected = sorted(set(inputs) - set(declared))
+        if unexpected:
+            return httpx.Response(422, json={"message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
+                                             "documentation_url": DOCS, "status": "422"})
+        missing = [name for name, required in declared.items() if required and not inputs.get(name)]
+        if missing:
+            return httpx.Response(422, json={"message": f"Required input '{missing[0]}' not provided",
+                                             "documentation_url": DOCS, "status": "422"})
+        if self.branches and body["ref"] not in self.branches:
+            return httpx.Response(422, json={"message": f"No ref found for: {body['ref']}",
+                                             "documentation_url": DOCS, "status": "422"})
+        title = workflow["run_name"].format(**inputs) if workflow["run_name"] else workflow["path"]
+        self.workflow_runs.append({"id": next(self._ids), "name": "loopbot run", "display_title": title,
+                                   "event": "workflow_dispatch", "status": "queued", "conclusion": None,
+                                   "path": workflow["path"], "head_branch": body["ref"], "inputs": dict(inputs),
+                                   "actor": {"login": self._login}})
+        return httpx.Response(204)
+
     # -- the API ------------------------------------------------------------------------------
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -306,9 +383,38 @@ class FakeGitHub:
         if parts == ["installation"]:
             self.auth_seen.append("jwt")
             return ok({"id": 42})
-        if path == "/app/installations/42/access_tokens":
+        if path.startswith("/app/installations/") and path.endswith("/access_tokens"):
+            if int(path.split("/")[3]) not in self.installation_ids:
+                return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})
             self.auth_seen.append("installation-token")
-            return ok({"token": self.installation_token, "expires_at": "2099-01-01T00:00:00Z"}, 201)
+            self.tokens_minted += 1
+            return ok({"token": self.installation_token, "expires_at": self.token_expires_at}, 201)
+        if path == "/installation/repositories":
+            repos = [{"full_name": name, "name": name.split("/")[1], "owner": {"login": name.split("/")[0]}}
+                     for name in self.installation_repos]
+            return self._page(path, query, repos, key="repositories")
+        if parts[:2] == ["actions", "workflows"] and parts[3:] == ["dispatches"]:
+            return self._dispatch(parts[2], body)
+        if parts[:2] == ["actions", "runs"]:
+            event = query["event"][0] if query.get("event") else None
+            runs = [r for r in reversed(self.workflow_runs) if event in (None, r["event"])]
+            return self._page(f"{base}/actions/runs", query, runs, key="workflow_runs")
+        if parts == ["commits"]:
+            branch = self.branches.get((query.get("sha") or [""])[0])
+            if branch is None:
+                return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})
+            return self._page(path, query, [{"sha": branch["sha"], "commit": {
+                "committer": {"date": branch["date"]}, "tree": {"sha": branch["tree"]}}}])
+        if parts[:2] == ["git", "trees"] and len(parts) == 3:
+            if parts[2] not in self.trees:
+                return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})
+            return ok({"sha": parts[2], "tree": self.trees[parts[2]], "truncated": False})
+        if parts[:2] == ["git", "blobs"] and len(parts) == 3:
+            if parts[2] not in self.blobs:
+                return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})
+            text = self.blobs[parts[2]]
+            return ok({"sha": parts[2], "size": len(text.encode()), "encoding": "base64",
+                       "content": base64.b64encode(text.encode()).decode()})
         if parts[:1] == ["issues"]:
             return self._issues(method, parts[1:], query, body, ok)
         if parts[:1] == ["pulls"]:
