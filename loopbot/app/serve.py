@@ -90,10 +90,18 @@ def _workers(store: AppStore, settings: AppSettings) -> Lifecycle | None:
     except ImportError:
         log.warning("no workers: loopbot.app.worker is not available; deliveries are stored only")
         return None
-    factory: Any = getattr(worker, "github_factory", None)
-    github = factory(settings) if callable(factory) else None
-    workers: Lifecycle = worker.Workers(store, settings, github, n=settings.workers)
+    workers: Lifecycle = worker.Workers(store, settings, _github_app(settings), n=settings.workers)
     return workers
+
+
+def _github_app(settings: AppSettings) -> Any:
+    """The App's GitHub clients (loopbot.app.dispatch.GitHubApp), or None without credentials:
+    deliveries are still stored and dispatch waits (/readyz says why)."""
+    if settings.credentials_missing() is not None or settings.app_id is None or settings.private_key is None:
+        return None
+    from loopbot.app.dispatch import GitHubApp
+
+    return GitHubApp(settings.app_id, settings.private_key, settings.github_api_url)
 
 
 def _bind(host: str, port: int) -> socket.socket:
