@@ -15,6 +15,7 @@ from loopbot.agents.codex import INSTALL, Codex, find_binary
 from loopbot.config import SandboxConfig
 from loopbot.ports import Bind
 from loopbot.sandbox.bubblewrap import BubblewrapSandbox
+from loopbot.testing.agent_harness import REAL_KEY, run_session
 from loopbot.testing.replay import Cassette, Exchange, ReplayServer
 
 MODEL = "gpt-5.5"  # in Codex's own model catalog, so it offers apply_patch as it does for real
@@ -169,3 +170,24 @@ def test_the_native_binary_is_found_in_either_npm_layout(tmp_path: Path):
     assert find_binary(tmp_path / "b" / "codex", "x86_64") == (
         tmp_path / "b/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
     assert find_binary(tmp_path / "b" / "codex", "riscv64") is None
+
+
+def test_through_loopbots_proxy_and_sandbox_the_work_is_done_and_no_key_is_left(tmp_path: Path):
+    adapter = codex_or_skip()
+    final = "APPROACH: patch notes.txt, then check it.\nnotes.txt is final."
+    cassette = Cassette(exchanges=scripted("cat notes.txt > seen.txt", final), any_model=True)
+    done = run_session(tmp_path, adapter, cassette, model=MODEL, task="Make notes.txt final.",
+                       files={"notes.txt": "draft\n"})
+    assert done.report.exit_code == 0 and done.report.outcome.error is None
+    assert (done.worktree / "seen.txt").read_text() == "final\n"
+    assert done.report.outcome.approach == "patch notes.txt, then check it."
+    # The proxy swapped the placeholder for the key (the server takes no other) and charged
+    # each streamed response's usage from its response.completed event.
+    assert [r.status for r in done.server.received] == [200, 200]
+    served = [r.usage or {} for r in done.server.received]
+    assert [c.usage.output_tokens for c in done.ledger.charged] == [u["output_tokens"] for u in served]
+    assert [c.usage.cache_read_tokens for c in done.ledger.charged] == [
+        u["input_tokens_details"]["cached_tokens"] for u in served]
+    left = done.left_behind()
+    assert any("/home/" in name for name in left)  # codex's own state is in the session's home
+    assert [name for name, data in left.items() if REAL_KEY.encode() in data] == []
