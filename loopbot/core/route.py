@@ -17,6 +17,7 @@ Authority, in one place:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -155,6 +156,9 @@ def trigger_of(event: str, payload: Mapping[str, Any]) -> str | None:
     if event == "pull_request_review":
         review = _obj(payload, "review")
         return f"review:{review['id']}" if review.get("id") is not None else None
+    if event == "workflow_dispatch":
+        delivery = _obj(payload, "inputs").get("delivery")
+        return f"dispatch:{delivery}" if isinstance(delivery, str) and delivery else None
     if event == "issues":
         issue = _obj(payload, "issue")
         if issue.get("number") is None:
@@ -192,6 +196,8 @@ def may_steer(kind: ActorKind) -> bool:
 def route(event: str, payload: Mapping[str, Any], config: Config, facts: Facts, repo: Repo,
           *, mode: Mode = "auto", now: datetime | None = None) -> Intent:
     action = payload.get("action")
+    if mode in ("auto", "run") and event == "workflow_dispatch" and _obj(payload, "inputs").get("command"):
+        return _Router(event, payload, config, facts, repo, now).dispatched()
     if mode == "audit" or (mode == "auto" and event in ("schedule", "workflow_dispatch")):
         return Intent("audit")
     if mode == "docs" or (mode == "auto" and event == "push"):
@@ -350,6 +356,43 @@ class _Router:
                 f"{MARK}\n@{login} no loop has run on this issue, so the dashboard cannot {tick.action} it: approve "
                 "the issue's goal here (add the run label, or comment `/loop run`)."))
         return self._start(tick.action, tick.issue, tick.issue, login, approved=None)
+
+    def dispatched(self) -> Intent:
+        """A workflow_dispatch with a loop command: the App sends these after its own authority
+        check, and a writer may dispatch one by hand. GitHub lets only those with write access (or
+        an App an admin granted actions: write) dispatch a workflow; a human dispatcher is checked
+        again here like a commenter. What runs is held to the same rules as a command: with an
+        `approved` digest, only the issue body it names; without one (by hand, the App's API or
+        reconciler), only a loop a writer approved before, its goal unchanged."""
+        inputs = _obj(self.payload, "inputs")
+        verb = str(inputs.get("command") or "").strip().lower()
+        raw = str(inputs.get("issue") or "").strip()
+        number = int(raw) if raw.isdigit() and int(raw) > 0 else None
+        if verb not in commands.VERBS or verb == "context" or number is None:
+            # Only by hand: the inputs issue (a number) and command (run, resume, retry, stop, status).
+            return Intent("refuse", "bad_dispatch", exit_code=2, reply=None)
+        sender = _obj(self.payload, "sender")
+        login = str(sender.get("login") or "")
+        kind = actor_kind(sender, self.facts, self.config, self.repo)
+        if kind in ("reader", "unknown") or not login:
+            return self._refused(kind if login else "unknown", number, login, f"`/loop {verb}` (a dispatch)")
+        plan = next((pr.plan for pr in self.facts.loop_prs() if pr.number == number and pr.plan), number)
+        if verb in ("status", "stop"):
+            return Intent(verb, verb, where=number, plan=plan, actor=login)
+        body = self.facts.issue_body(plan)
+        digest = str(inputs.get("approved") or "").strip().lower()
+        if digest and digest != hashlib.sha256(body.strip().encode()).hexdigest():
+            return Intent("refuse", "edited_after_approval", where=number, plan=plan, actor=login, reply=(
+                f"{MARK}\nThe issue was edited after the loop was approved, so no loop ran. Read the current "
+                "text and approve it again (remove and add the label, or comment `/loop run`)."))
+        if not digest and self.facts.latest(plan) is None:
+            return Intent("refuse", "not_approved", where=number, plan=plan, actor=login, reply=(
+                f"{MARK}\nNo loop has run on this issue, so a dispatch cannot start one: approve the issue's goal "
+                "(add the run label, or comment `/loop run`)."))
+        # On a loop PR the approval check is the PR's (the goal the loop ran); on the issue, the digest's.
+        approved = body if digest and plan == number else None
+        return self._start(verb, plan, number, login, approved=approved,
+                           feedback_pr=number if plan != number else None)
 
     # -- shared ----------------------------------------------------------------------------------
     def _refused(self, kind: ActorKind, where: int, login: str, what: str) -> Intent:
