@@ -39,7 +39,7 @@ def trial(root: Path, kill_at: int | None) -> tuple[dict, int]:
         test_kill_github.go(actions, "issues", test_action.labeled(issue), transport)
     except test_kill_github.Killed:
         test_kill_github.go(actions, "issue_comment", test_action.comment(issue, "/loop resume"),
-                            test_kill_github.dying_after(fake, None))
+                            test_kill_github.dying_after(fake, None), later=True)
     assert fake.violations == [], fake.violations
     return test_kill_github.outcome(actions, issue), count[0]
 

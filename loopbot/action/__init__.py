@@ -37,7 +37,8 @@ OUTPUTS = ("loop_id", "status", "pr_number", "cost")
 
 def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None = None,
                sleep: Callable[[float], None] = time.sleep,
-               on_checkpoint: Callable[[LoopState], None] | None = None) -> int:
+               on_checkpoint: Callable[[LoopState], None] | None = None,
+               lease_clock: Callable[[], float] = time.time) -> int:
     inputs = ActionInputs.from_env(env)
     outputs: dict[str, str] = {}
     try:
@@ -64,7 +65,7 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
         intent = route(inputs.event, inputs.payload, config, facts, repo, mode=inputs.mode, now=_now())
         print(f"loopbot: {inputs.event}.{inputs.payload.get('action')} → {intent.kind}"
               + (f" ({intent.why})" if intent.why and intent.why != intent.kind else ""))
-        job = Job(inputs, config, forge, facts, repo, on_checkpoint, outputs)
+        job = Job(inputs, config, forge, facts, repo, on_checkpoint, outputs, lease_clock)
         return execute(intent, job)
     except InputError:
         outputs.setdefault("status", "invalid_input")

@@ -13,16 +13,19 @@ from loopbot.action.inputs import ActionInputs
 from loopbot.clock import SystemClock
 from loopbot.config import Config
 from loopbot.core.decide import reopen, reopenable
+from loopbot.core.lease import HEARTBEAT_SECONDS
 from loopbot.core.redact import Redactor, secrets_from_env
 from loopbot.core.route import MARK, Intent, Repo, actor_kind, may_steer
 from loopbot.core.state import LoopState, Status
+from loopbot.errors import LeaseLost
 from loopbot.forge.github.forge import GitHubForge
 from loopbot.forge.github.publisher import GitHubPublisher
 from loopbot.goal import slugify
 from loopbot.providers import ProviderEnv
 from loopbot.providers.preflight import preflight
 from loopbot.report import render_report
-from loopbot.session import Paths, create_run, held_secrets, open_session
+from loopbot.session import Paths, Session, create_run, held_secrets, open_session
+from loopbot.store.git_state import GitStateStore, LeaseBusy
 from loopbot.workspace.credentials import push_env
 from loopbot.workspace.git import git, resolve_rev
 
@@ -36,6 +39,7 @@ class Job:
     repo: Repo
     on_checkpoint: Callable[[LoopState], None] | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    lease_clock: Callable[[], float] = time.time  # the heartbeat of the plan's lease (epoch seconds)
 
 
 def execute(intent: Intent, job: Job) -> int:
@@ -79,10 +83,11 @@ def _loop(intent: Intent, job: Job) -> int:
     if push_token:
         secrets = [*secrets, push_token]
     stop_label = job.config.labels.stop
+    # The plan's lease names this job, so another runner on the plan is told who holds it.
     store = state_store(checkout, remote, number, stop_label=stop_label, redact=Redactor(held_secrets(checkout, secrets)),
-                        cancel_check=lambda: stop_label in job.forge.issue(number).labels)
+                        cancel_check=lambda: stop_label in job.forge.issue(number).labels,
+                        runner=inputs.runner, clock=job.lease_clock, heartbeat_seconds=HEARTBEAT_SECONDS)
     latest = job.facts.state(number)
-    job.forge.remove_label(number, job.config.labels.stop)
     branch = f"loop/{number}-{slugify(goal.id, 30)}"
     paths = Paths(inputs.state_dir)
     if intent.kind == "resume" and latest is not None:
@@ -117,10 +122,38 @@ def _loop(intent: Intent, job: Job) -> int:
         if feedback:
             update["feedback"] = "## Review feedback from a human\n\n" + feedback
         state = state.model_copy(update=update)
-    # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting.
-    session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
-                           provider_env=ProviderEnv.from_mapping(inputs.env),
-                           resume=intent.kind == "resume" or state.steps_completed > 0 or state.suspended is not None)
+    # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting:
+    # both take the plan's lease, so nothing is written to GitHub before it is held.
+    try:
+        session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
+                               provider_env=ProviderEnv.from_mapping(inputs.env),
+                               resume=intent.kind == "resume" or state.steps_completed > 0 or state.suspended is not None)
+    except LeaseBusy as busy:
+        return _busy(intent, job, busy)
+    job.forge.remove_label(number, stop_label)
+    try:
+        return _run(job, session, state, store, number, push_token)
+    except LeaseLost as lost:
+        # Another runner took the plan over (this one's lease went stale): stop, write nothing more.
+        job.outputs["status"] = "lease_lost"
+        print(f"::error::{lost}")
+        return 2
+    finally:
+        store.close()
+
+
+def _busy(intent: Intent, job: Job, busy: LeaseBusy) -> int:
+    """Another runner holds the plan (another workflow, a manual dispatch, the App): said where asked."""
+    job.outputs["status"] = busy.status
+    print(f"::warning::{busy}")
+    if intent.where is not None:
+        job.forge.comment(intent.where, f"{MARK}\n@{intent.actor} {busy}.")
+    return 0
+
+
+def _run(job: Job, session: Session, state: LoopState, store: GitStateStore, number: int,
+         push_token: str | None) -> int:
+    inputs = job.inputs
     if push_token:
         server, forge = inputs.server_url, job.forge
         # Asked for at each push: a loop outlives an installation token's hour. State pushes keep

@@ -4,10 +4,12 @@ description) and a local bare origin as the outside world, real git and bubblewr
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from loopbot.action import run_action
+from loopbot.core.lease import LEASE_SECONDS
 from loopbot.core.state import LoopState
 from loopbot.forge.github.publisher import progress_marker
 from loopbot.workspace.git import git
@@ -48,6 +50,11 @@ def comment(number: int, body: str, login: str = "alice", user_type: str = "User
     payload["comment"].update({"body": body})
     payload["comment"]["user"].update({"login": login, "type": user_type})
     return payload
+
+
+def stale_lease_clock() -> float:
+    """Time on a runner that starts after an earlier runner's lease on the plan went stale."""
+    return time.time() + LEASE_SECONDS + 1
 
 
 def run(actions, event, payload, **kwargs) -> int:
@@ -100,8 +107,16 @@ def test_a_killed_run_resumes_on_a_fresh_runner_without_duplicates(actions):
         run(actions, "issues", labeled(issue), on_checkpoint=die_mid_loop)
     assert len(fake.pulls) == 1 and len(fake.reviews.get(next(iter(fake.pulls)), [])) == 0
 
-    # A fresh machine: a new clone, a new temp dir; the state comes from origin's loop/state-<n>.
+    # At once, the dead runner's lease is fresh: it could as well be alive (another workflow, the
+    # App), so the resume is refused as busy, said on the issue, and nothing else is written.
+    writes = len(fake.comments_on(issue))
     assert run(actions, "issue_comment", comment(issue, "/loop resume")) == 0
+    assert actions.outputs()["status"] == "busy"
+    (busy,) = fake.comments_on(issue)[writes:]
+    assert "@alice" in busy["body"] and "is being run by" in busy["body"] and "/loop resume" in busy["body"]
+    # Later, on a fresh machine (a new clone, a new temp dir): the lease went stale, the state comes
+    # from origin's loop/state-<n>.
+    assert run(actions, "issue_comment", comment(issue, "/loop resume"), lease_clock=stale_lease_clock) == 0
 
     (pr,) = fake.pulls.values()
     assert pr["draft"] is False
