@@ -14,7 +14,7 @@ from loopbot.testing.fake_github import FakeGitHub
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 RUN_NAME = "loopbot {command} #{issue} [{delivery}]"  # as .github/workflows/loopbot-run.yml names its runs
-INPUTS = {"issue": True, "command": True, "delivery": True, "approved": False}
+INPUTS = {"issue": True, "command": True, "delivery": False, "approved": False}  # as loopbot-run.yml declares them
 
 
 @cache
