@@ -19,8 +19,9 @@ from loopbot.core.events import (
     PhaseStarted,
     Pushed,
 )
+from loopbot.core.outputtail import last_line
 from loopbot.core.state import LoopState
-from loopbot.report import simulated
+from loopbot.report import iteration_result, simulated
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -84,13 +85,30 @@ class ProgressDisplay:
         kept = "kept" if event.kept else "rolled back"
         self._print((f"iteration {event.iteration}: {event.decision}", color),
                     f" score {event.score:.2f} ({kept}) · {record.approach or '-'}")
+        told = False
         if record.maker_error:  # the iteration failed before anything was evaluated: say why
             self._print("  ", ("failed", "red"), f": {_clip(record.maker_error)}")
-        failed = [v.name for v in record.verdicts if not v.passed]
-        if failed:
-            self._print(f"  failed checks: {', '.join(failed)}")
+            told = True
+        for verdict in record.verdicts:
+            if not verdict.passed:  # how it failed: the exit code and the runner's last line
+                said = [f"exit {verdict.exit_code}"] if verdict.exit_code is not None else []
+                said += [_clip(last_line(verdict.evidence))] if last_line(verdict.evidence) else []
+                self._print("  ", ("failed check", "red"), f" {verdict.name}: {' · '.join(said) or 'failed'}")
+                told = True
         if record.checker is not None and record.checker.decision == "REJECT":
             for reason in record.checker.reasons:
                 self._print("  ", ("checker REJECT", "red"), f": {_clip(reason)}")
-        for v in record.violations:
-            self._print("  ", (f"guard {v.guard}", "red"), f": {v.path}")
+            told = True
+        if record.goal_check is not None and not record.goal_check.met:
+            unmet = [c for c in record.goal_check.criteria if not c.met]
+            for c in unmet:
+                self._print("  ", ("goal NOT MET", "red"), f": {_clip(c.criterion)} — {_clip(c.evidence)}")
+            if not unmet:
+                self._print("  ", ("goal NOT MET", "red"), f": {_clip(record.goal_check.summary or '-')}")
+            told = True
+        for violation in record.violations:
+            self._print("  ", (f"guard {violation.guard}", "red"), f": {violation.path}")
+            told = True
+        if not told and event.decision != "SUCCESS" and not record.blocked_fingerprint:
+            # Whatever else ended it (a spec conflict, an incomplete session): the report's words.
+            self._print("  ", ("failed", "red"), f": {_clip(iteration_result(record))}")

@@ -14,8 +14,10 @@ from loopbot.report import render_report
 
 
 class RunFiles:
-    def __init__(self, directory: Path, *, sandbox_note: str = "", redact: Callable[[str], str] = NO_SECRETS):
+    def __init__(self, directory: Path, *, sandbox_note: str = "", redact: Callable[[str], str] = NO_SECRETS,
+                 web_url: str | None = None):
         self.directory = directory
+        self.web_url = web_url  # the repository's page on GitHub, for links to the pushed branch
         self.redact = redact
         self.incident_path = directory / "incident.md"
         directory.mkdir(parents=True, exist_ok=True)
@@ -38,5 +40,5 @@ class RunFiles:
 
     def write_report(self, state: LoopState) -> None:
         tmp = self.report_path.with_suffix(".tmp")
-        tmp.write_text(self.redact(render_report(state, sandbox_note=self.sandbox_note)), encoding="utf-8")
+        tmp.write_text(self.redact(render_report(state, sandbox_note=self.sandbox_note, web_url=self.web_url)), encoding="utf-8")
         tmp.replace(self.report_path)

@@ -36,6 +36,7 @@ from loopbot.core.decide import (
 from loopbot.core.diffview import render_change
 from loopbot.core.drift import drift
 from loopbot.core.harness import check_harness, project_modules
+from loopbot.core.outputtail import output_tail
 from loopbot.core.paths import ALWAYS_DENIED, is_test_path, matches
 from loopbot.core.redact import NO_SECRETS, Redactor
 from loopbot.core.scoring import held_to_baseline, iteration_score
@@ -352,8 +353,11 @@ class Runner:
         self.store.record_spend(state.run_id, charge)
         charge.charge_to(state.spend)
         if state.current is not None:
-            state.current.model_calls += 1
-            state.current.model_seconds += seconds
+            record = state.current
+            record.model_calls += 1
+            record.model_seconds += seconds
+            record.role_costs[role] = record.role_costs.get(role, 0.0) + cost
+            record.role_seconds[role] = record.role_seconds.get(role, 0.0) + seconds
 
     # -- steps -----------------------------------------------------------------------------
     # -- the setup step ---------------------------------------------------------------------
@@ -667,8 +671,10 @@ class Runner:
         record.timings["evaluate_wall"] = self.clock.monotonic() - started
         record.score = iteration_score(record.verdicts, None)
         for verdict in record.verdicts:
-            self._emit(events.CheckRan(name=verdict.name, passed=verdict.passed, score=verdict.score,
-                                       seconds=verdict.duration_seconds), state)
+            self._emit(events.CheckRan(
+                name=verdict.name, passed=verdict.passed, score=verdict.score, seconds=verdict.duration_seconds,
+                command=verdict.command, exit_code=verdict.exit_code,
+                output_tail="" if verdict.passed else output_tail(verdict.evidence)), state)
         state.phase = after_evaluate(record)
         return state
 

@@ -17,6 +17,7 @@ from loopbot.config import CONFIG_PATH, Config, ModelsConfig, load_config
 from loopbot.core.paths import find_test_files
 from loopbot.core.redact import Redactor, secrets_in_git_config
 from loopbot.core.state import LoopState, Phase, Snapshot
+from loopbot.core.weblinks import repo_web_url
 from loopbot.errors import InputError, LeaseHeld, LoopbotError, Problem
 from loopbot.goal import Goal, slugify
 from loopbot.ports import Clock, Model, Store
@@ -175,6 +176,7 @@ def open_session(
     resume: bool = False,
     cancel: Cancellation | None = None,
     preflight: bool = True,
+    web_url: str | None = None,
 ) -> Session:
     """Validate, record, then act.
 
@@ -184,6 +186,9 @@ def open_session(
     names, its lease taken — before either is made; a resumed run's lease is claimed (one owner)
     before its worktree is touched, and the worktree is repaired or recreated. A start that fails
     leaves nothing behind.
+
+    `web_url`: the repository's page (GitHub Enterprise: server URL and repository); without it,
+    a github.com remote's URL gives it. The report links the pushed branch there.
     """
     # The secrets loopbot holds: the caller's, and the credentials in the repository's git configs.
     redact = Redactor(held_secrets(Path(state.repo), secrets))
@@ -217,7 +222,10 @@ def open_session(
         elif resume:
             store.release(state.run_id)
         raise
-    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact)
+    if web_url is None and state.remote is not None:
+        remote_url = git(repo, "remote", "get-url", state.remote, check=False).stdout
+        web_url = repo_web_url(remote_url)
+    files = RunFiles(paths.run_dir(state.run_id), sandbox_note=sandbox_note, redact=redact, web_url=web_url)
     transcript = Transcript(paths.run_dir(state.run_id), state.run_id, redact=redact, resumed=resume)
     runner = Runner(
         store=store, workspace=workspace, sandbox=sandbox, models=built,

@@ -93,6 +93,10 @@ class CheckRan(_Event):
     passed: bool
     score: float
     seconds: float
+    # A failed check says how: the command run, its exit code and the tail of what it printed.
+    command: str | None = None
+    exit_code: int | None = None
+    output_tail: str = ""
 
 
 @dataclass(frozen=True)

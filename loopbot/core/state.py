@@ -73,6 +73,8 @@ class Verdict(BaseModel):
     evidence: str = ""
     duration_seconds: float = 0.0
     exit_code: int | None = None
+    # The shell command that was run (None for a file check): what a reader runs to see it fail.
+    command: str | None = None
     value: float | None = None
     # Tests the command reported (pytest or unittest output): passed, and run (not skipped).
     tests_passed: int | None = None
@@ -146,6 +148,9 @@ class IterationRecord(BaseModel):
     chunks_completed: list[int] = Field(default_factory=list)
     model_calls: int = 0
     model_seconds: float = 0.0
+    # What each role's calls in this iteration cost, and how long they took (the report's table).
+    role_costs: dict[str, float] = Field(default_factory=dict)
+    role_seconds: dict[str, float] = Field(default_factory=dict)
     maker_error: str | None = None
     refusals: list[GuardViolation] = Field(default_factory=list)
     spec_conflict: SpecConflict | None = None

@@ -38,6 +38,7 @@ class Evaluator:
     name: str
     kind: str
     check: Callable[[Path, Sandbox], Verdict]
+    command: str | None = None  # the shell command a run or metric check runs
 
     def __call__(self, root: Path, sandbox: Sandbox) -> Verdict:
         started = time.monotonic()
@@ -48,6 +49,8 @@ class Evaluator:
                               evidence=f"evaluator error: {type(exc).__name__}: {exc}")
         if not verdict.duration_seconds:
             verdict = verdict.model_copy(update={"duration_seconds": time.monotonic() - started})
+        if verdict.command is None and self.command is not None:
+            verdict = verdict.model_copy(update={"command": self.command})
         return verdict
 
 
@@ -64,7 +67,7 @@ def _command(name: str, kind: str, command: str, timeout: float, expect_exit: in
                        duration_seconds=result.duration_seconds, exit_code=result.exit_code,
                        tests_passed=counts[0] if counts else None, tests_run=counts[1] if counts else None)
 
-    return Evaluator(name, kind, check)
+    return Evaluator(name, kind, check, command)
 
 
 def _file(check_: FileCheck) -> Evaluator:
@@ -128,7 +131,7 @@ def _metric(check_: MetricCheck) -> Evaluator:
                        value=value, exit_code=0, duration_seconds=result.duration_seconds,
                        evidence=f"{check_.metric} = {value:g} (target {bounds})")
 
-    return Evaluator(name, "metric", check)
+    return Evaluator(name, "metric", check, check_.run)
 
 
 def build(goal: Goal, commands: Commands) -> list[Evaluator]:
@@ -180,7 +183,7 @@ def on_base_tests(evaluators: Sequence[Evaluator], note: str) -> list[Evaluator]
             return verdict.model_copy(update={"name": name, "kind": "base_tests",
                                               "evidence": f"{note}\n{verdict.evidence}"})
 
-        return Evaluator(name, "base_tests", check)
+        return Evaluator(name, "base_tests", check, ev.command)
 
     return [renamed(ev) for ev in evaluators if ev.kind in ("run", "metric", "test")]
 

@@ -13,7 +13,7 @@ def test_quiet_hides_the_bar_but_keeps_the_iteration_log(kv_repo):
     result = cli("run", str(KVSTORE / "goal.yaml"), "--repo", str(repo), "--model",
                  f"scripted:{KVSTORE / 'script.yaml'}", "-q", env={"FORCE_COLOR": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
-    for line in ("iteration 1: RETRY", "failed checks: unit tests", "checker REJECT", "iteration 3: SUCCESS"):
+    for line in ("iteration 1: RETRY", "unit tests: exit 1 · FAILED (failures=", "checker REJECT", "iteration 3: SUCCESS"):
         assert line in result.stderr, result.stderr
     assert "━" not in result.stderr and "calls 0/" not in result.stderr  # no bar, even on a terminal
     report = Path(next(line.split(None, 1)[1] for line in result.stdout.splitlines() if line.startswith("report:")))
