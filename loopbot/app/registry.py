@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loopbot.app.db import costs, installations, loops, repositories
+from loopbot.app.db import costs, installations, jobs, loops, repositories
 from loopbot.app.store import AppStore, LoopRow
 
 # dispatched: the App asked Actions to run it; running: a run or its state says so; suspended: the
@@ -50,6 +50,8 @@ def installation(store: AppStore, installation_id: int, account: str, *, suspend
         conn.execute(statement.on_conflict_do_update(index_elements=[installations.c.id], set_=values))
         if deleted:
             conn.execute(delete(repositories).where(repositories.c.installation_id == installation_id))
+            conn.execute(update(jobs).where(jobs.c.installation_id == installation_id, jobs.c.state == "pending")
+                         .values(state="dead", last_error="the installation was deleted", updated_at=now))
 
 
 def add_repositories(store: AppStore, installation_id: int, names: Iterable[str]) -> None:
@@ -90,7 +92,7 @@ def is_active(store: AppStore, installation_id: int) -> bool:
 
 # -- loops --------------------------------------------------------------------------------------
 def _ensure(conn: Connection, repo: str, issue: int, installation_id: int | None, now: float) -> int:
-    conn.execute(_upsert(conn)(loops).values(repo=repo, issue=issue, installation_id=installation_id,
+    conn.execute(_upsert(conn)(loops).values(repo=repo, issue=issue, installation_id=installation_id, ref="",
                                              run_id="", status="dispatched", cost_usd=0.0, updated_at=now,
                                              resumes=0, detail="", workflow_run_done=False)
                  .on_conflict_do_nothing(index_elements=[loops.c.repo, loops.c.issue]))
@@ -100,7 +102,7 @@ def _ensure(conn: Connection, repo: str, issue: int, installation_id: int | None
 
 
 def dispatched(store: AppStore, repo: str, issue: int, installation_id: int | None, command: str, *,
-               automatic: bool = False) -> int:
+               ref: str = "", automatic: bool = False) -> int:
     """A run/resume/retry dispatch was sent: the loop is on its way (a resume the reconciler asked
     for counts against its bound; a human's command starts the count again)."""
     now = store.now()
@@ -110,6 +112,8 @@ def dispatched(store: AppStore, repo: str, issue: int, installation_id: int | No
                                      "workflow_run_done": False, "detail": f"{command} dispatched"}
         if installation_id is not None:
             values["installation_id"] = installation_id
+        if ref:
+            values["ref"] = ref
         if automatic:
             values["resumes"] = loops.c.resumes + 1
         else:
@@ -189,3 +193,11 @@ def active(store: AppStore) -> Sequence[Liveness]:
     return [Liveness(LoopRow(r.id, r.repo, r.issue, r.run_id, r.status, r.heartbeat_at, r.cost_usd,
                              r.workflow_run_id, r.dispatched_at, r.updated_at, r.detail),
                      r.installation_id, r.resumes, r.workflow_run_done) for r in rows]
+
+
+def plan_loop(store: AppStore, repo: str, issue: int) -> tuple[int | None, str] | None:
+    """(installation, default branch) the registry knows for this plan's loop."""
+    with store.read() as conn:
+        row = conn.execute(select(loops.c.installation_id, loops.c.ref)
+                           .where(loops.c.repo == repo, loops.c.issue == issue)).first()
+    return (row.installation_id, row.ref) if row is not None else None

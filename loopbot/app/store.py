@@ -26,6 +26,7 @@ from loopbot.ports import Clock
 
 OUTCOMES = ("queued", "routed", "ignored", "refused", "failed", "dead")
 COMMANDS = ("stop", "resume", "retry")
+INSTALLATION_EVENTS = frozenset({"installation", "installation_repositories"})
 DispatchState = Literal["new", "pending", "sent"]
 
 
@@ -141,8 +142,10 @@ class AppStore:
                     delivery_id=delivery.delivery_id, event=delivery.event, action=delivery.action,
                     installation_id=delivery.installation_id, repo=repo, body=delivery.body,
                     received_at=delivery.received_at, outcome="queued", detail=""))
+                # An installation's own events are never held by its suspension (unsuspend is one).
+                gate = None if delivery.event in INSTALLATION_EVENTS else delivery.installation_id
                 self._enqueue(conn, "delivery", rank, repo or "", plan_key(repo or "", number),
-                              delivery.installation_id, {"delivery_id": delivery.delivery_id},
+                              gate, {"delivery_id": delivery.delivery_id},
                               dedupe=f"delivery:{delivery.delivery_id}", at=delivery.received_at)
         except IntegrityError:
             return False

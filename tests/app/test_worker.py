@@ -1,0 +1,270 @@
+"""The worker: deliveries routed by loopbot's router with facts from the (fake) GitHub, commands
+dispatched once, refusals and status as comments, installation and workflow_run events, and the
+reconciler's bounded resume, then blocked. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+from typing import Any
+
+import pytest
+
+from loopbot.app import registry
+from loopbot.app.reconcile import ReconcilePolicy, reconcile
+from loopbot.app.settings import AppSettings
+from loopbot.app.store import AppStore, Delivery
+from loopbot.app.worker import Processor, Workers
+from tests.app.helpers import World, world
+from tests.github.conftest import example, ttl_plan_body
+
+REPO = "acme/kvstore"
+
+
+@pytest.fixture
+def w(database_url: str) -> World:
+    made = world(database_url, permissions={"alice": "write", "eve": "read"})
+    yield made
+    assert made.fake.violations == []
+
+
+def processor(w: World) -> Processor:
+    return Processor(w.store, w.app, w.dispatcher)
+
+
+def drain(p: Processor, worker: str = "w") -> int:
+    done = 0
+    while p.run(worker, per_repo=2):
+        done += 1
+    return done
+
+
+def deliver(store: AppStore, event: str, payload: dict[str, Any], delivery_id: str) -> str:
+    payload.setdefault("installation", {"id": 42})
+    payload["repository"] = {**payload.get("repository", {}), "full_name": REPO, "default_branch": "main"}
+    assert store.accept_delivery(Delivery(delivery_id, event, payload.get("action"), 42, REPO,
+                                          json.dumps(payload).encode(), store.now()))
+    return delivery_id
+
+
+def labeled(w: World, login: str = "alice") -> tuple[int, dict[str, Any]]:
+    number = w.fake.add_issue("TTL", ttl_plan_body())
+    payload = example("issues", "labeled")
+    payload["issue"].update({"number": number, "body": ttl_plan_body(), "labels": []})
+    payload["issue"].pop("pull_request", None)
+    payload["label"]["name"] = "loopbot:run"
+    payload["sender"] = {"login": login, "type": "User", "id": 1}
+    return number, payload
+
+
+def comment(number: int, body: str, login: str) -> dict[str, Any]:
+    payload = example("issue_comment", "created")
+    payload["issue"].update({"number": number, "body": ttl_plan_body()})
+    payload["issue"].pop("pull_request", None)
+    payload["comment"].update({"body": body, "user": {"login": login, "type": "User", "id": 2}, "id": 555})
+    return payload
+
+
+def outcome(store: AppStore, delivery_id: str) -> tuple[str, str]:
+    found = store.delivery(delivery_id)
+    assert found is not None
+    return found[1].outcome, found[1].detail
+
+
+def test_a_writers_label_is_dispatched_once_even_when_its_worker_dies(w: World) -> None:
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-label")
+    p = processor(w)
+    job = w.store.claim("dies", per_repo=2, lease_seconds=60)
+    assert job is not None
+    p.handle(job)  # dispatched, then the worker dies before it marks the job done
+    w.clock.advance(61)
+    assert drain(p) == 1  # claimed again after the lease
+    assert [r["inputs"] for r in w.fake.workflow_runs] == [{
+        "issue": str(number), "command": "run", "delivery": "d-label",
+        "approved": hashlib.sha256(ttl_plan_body().strip().encode()).hexdigest()}]
+    assert outcome(w.store, "d-label") == ("routed", f"run dispatched for #{number} (sent before)")
+    (loop,) = w.store.loops(REPO)
+    assert (loop.issue, loop.status) == (number, "dispatched")
+
+
+def test_a_readers_command_gets_the_routers_refusal_and_nothing_is_dispatched(w: World) -> None:
+    number, _ = labeled(w)
+    deliver(w.store, "issue_comment", comment(number, "/loop run", "eve"), "d-eve")
+    assert drain(processor(w)) == 1
+    assert w.fake.workflow_runs == []
+    (said,) = w.fake.comments_on(number)
+    assert "@eve" in said["body"] and "write" in said["body"]
+    assert outcome(w.store, "d-eve")[0] == "refused"
+
+
+def test_status_is_a_comment_and_stop_a_dispatch(w: World) -> None:
+    number, _ = labeled(w)
+    deliver(w.store, "issue_comment", comment(number, "/loop status", "alice"), "d-status")
+    deliver(w.store, "issue_comment", comment(number, "/loop stop", "alice"), "d-stop")
+    assert drain(processor(w)) == 2
+    (said,) = w.fake.comments_on(number)
+    assert "No loop has run for this issue yet." in said["body"]
+    assert [r["inputs"]["command"] for r in w.fake.workflow_runs] == ["stop"]
+
+
+def test_the_repositorys_config_is_read_from_its_default_branch(w: World) -> None:
+    w.fake.set_branch("main", {".github/loopbot.yml": "labels:\n  run: go\n", "README.md": "hi\n"})
+    _, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-default-label")  # loopbot:run is not this repo's run label
+    payload = json.loads(json.dumps(payload))
+    payload["label"]["name"] = "go"
+    deliver(w.store, "issues", payload, "d-go")
+    assert drain(processor(w)) == 2
+    assert outcome(w.store, "d-default-label")[0] == "ignored"
+    assert [r["inputs"]["delivery"] for r in w.fake.workflow_runs] == ["d-go"]
+
+
+def test_a_refused_dispatch_is_dead_at_once_and_the_issue_hears_why(w: World) -> None:
+    w.fake.add_workflow("loopbot-run.yml", {"issue": True, "command": True})  # an old workflow
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-old")
+    assert drain(processor(w)) == 1
+    (dead,) = w.store.dead_letters()
+    assert dead.attempts == 1 and "Unexpected inputs" in dead.last_error
+    assert outcome(w.store, "d-old")[0] == "dead"
+    (said,) = w.fake.comments_on(number)
+    assert "could not start the loop" in said["body"] and "workflow_dispatch" in said["body"]
+
+
+def test_without_app_credentials_deliveries_wait_and_installation_events_still_count(w: World) -> None:
+    _, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-waits")
+    created = {"action": "created", "installation": {"id": 42, "account": {"login": "acme"}},
+               "repositories": [{"full_name": REPO}]}
+    deliver(w.store, "installation", created, "d-install")
+    bare = Processor(w.store, None, None)
+    assert drain(bare) == 2
+    assert outcome(w.store, "d-waits") == ("queued", "")
+    assert w.store.queue_depth()["routine"] == 1  # back in the queue, no attempt spent
+    assert registry.repository_names(w.store, 42) == [REPO]
+    w.clock.advance(61)
+    assert drain(processor(w)) == 1 and len(w.fake.workflow_runs) == 1
+
+
+def test_installation_events_keep_the_registry_and_a_suspended_installation_waits(w: World) -> None:
+    def event(action: str, **more: Any) -> dict[str, Any]:
+        return {"action": action, "installation": {"id": 77, "account": {"login": "umbrella"}}, **more}
+
+    p = processor(w)
+    w.store.accept_delivery(Delivery("i1", "installation", "created", 77, None, json.dumps(event(
+        "created", repositories=[{"full_name": "umbrella/a"}, {"full_name": "umbrella/b"}])).encode(), 0.0))
+    w.store.accept_delivery(Delivery("i2", "installation_repositories", "added", 77, None, json.dumps(event(
+        "added", repositories_added=[{"full_name": "umbrella/c"}],
+        repositories_removed=[{"full_name": "umbrella/a"}])).encode(), 0.0))
+    w.store.accept_delivery(Delivery("i3", "installation", "suspend", 77, None,
+                                     json.dumps(event("suspend")).encode(), 0.0))
+    assert drain(p) == 3
+    assert registry.repository_names(w.store, 77) == ["umbrella/b", "umbrella/c"]
+    w.fake.installation_ids.add(77)
+    waiting = w.store.enqueue("command", "security", REPO, 1, {"issue": 1, "command": "stop"},
+                              installation_id=77)
+    assert p.run("w", per_repo=2) is False  # a suspended installation's job waits
+    w.store.accept_delivery(Delivery("i4", "installation", "unsuspend", 77, None,
+                                     json.dumps(event("unsuspend")).encode(), 0.0))
+    assert p.run("w", per_repo=2)  # the unsuspend itself is not held
+    assert p.run("w", per_repo=2)  # and now the waiting job runs (its stop is dispatched)
+    assert [r["inputs"]["command"] for r in w.fake.workflow_runs] == ["stop"]
+    waiting = w.store.enqueue("command", "reconcile", REPO, 2, {"issue": 2, "command": "stop"},
+                              installation_id=77)
+    w.store.accept_delivery(Delivery("i5", "installation", "deleted", 77, None,
+                                     json.dumps(event("deleted")).encode(), 0.0))
+    drain(p)
+    assert registry.repository_names(w.store, 77) == []
+    job = w.store.job(waiting)
+    assert job is not None and (job.state, job.last_error) == ("dead", "the installation was deleted")
+
+
+def test_a_workflow_run_event_names_the_loops_run(w: World) -> None:
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-1")
+    drain(processor(w))
+    run = {"action": "in_progress", "workflow_run": {"id": 9001, "display_title": f"loopbot run #{number} [d-1]",
+                                                     "status": "in_progress", "conclusion": None}}
+    deliver(w.store, "workflow_run", run, "d-run")
+    other = {"action": "completed", "workflow_run": {"id": 9002, "display_title": "CI", "conclusion": "success"}}
+    deliver(w.store, "workflow_run", other, "d-ci")
+    drain(processor(w))
+    (loop,) = w.store.loops(REPO)
+    assert (loop.workflow_run_id, loop.status) == (9001, "running")
+    assert outcome(w.store, "d-ci")[0] == "ignored"
+
+
+def test_the_reconciler_resumes_a_stale_loop_a_bounded_number_of_times_then_blocks_it(w: World) -> None:
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-1")
+    p = processor(w)
+    drain(p)
+    policy = ReconcilePolicy(stale_after_s=600, max_resumes=2)
+    assert reconcile(w.store, policy) == []  # just dispatched: alive
+    for round_ in (1, 2):
+        w.clock.advance(601)
+        (decision,) = reconcile(w.store, policy)
+        assert decision.action == "resume" and "no heartbeat" in decision.reason
+        assert w.store.queue_depth()["reconcile"] == 1
+        reconcile(w.store, policy)  # a second round before the resume is sent adds no second job
+        assert w.store.queue_depth()["reconcile"] == 1
+        drain(p)
+        assert [r["inputs"]["command"] for r in w.fake.workflow_runs] == ["run", *["resume"] * round_]
+    w.clock.advance(601)
+    (decision,) = reconcile(w.store, policy)
+    assert decision.action == "blocked"
+    drain(p)
+    (loop,) = w.store.loops(REPO)
+    assert loop.status == "blocked" and "after 2 automatic resume(s)" in loop.detail
+    (said,) = w.fake.comments_on(number)
+    assert "looks stuck" in said["body"] and "/loop resume" in said["body"]
+    assert len(w.fake.workflow_runs) == 3
+    w.clock.advance(601)
+    assert reconcile(w.store, policy) == []  # blocked: a human decides
+
+
+def test_a_run_that_completed_without_a_final_state_is_resumed(w: World) -> None:
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-1")
+    p = processor(w)
+    drain(p)
+    registry.workflow_run(w.store, REPO, number, 5, completed=True, conclusion="failure")
+    (decision,) = reconcile(w.store, ReconcilePolicy())
+    assert decision.action == "resume" and "completed without a final state" in decision.reason
+    seen = registry.Observed("r1", "success", w.clock.wall(), 1.5)
+    # Finished after all (its events were lost): recorded, not resumed.
+    registry.dispatched(w.store, REPO, number, 42, "run")
+    registry.workflow_run(w.store, REPO, number, 6, completed=True, conclusion="success")
+    assert reconcile(w.store, ReconcilePolicy(), observe=lambda live: seen) == []
+    (loop,) = w.store.loops(REPO)
+    assert (loop.status, loop.cost_usd) == ("success", 1.5)
+
+
+def test_the_async_workers_carry_out_jobs_and_drain_on_stop(w: World) -> None:
+    _, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-async")
+    settings = AppSettings(per_repo_concurrency=2, reconcile_interval_s=3600)
+    workers = Workers(w.store, settings, w.app, n=2, sleep=w.dispatcher.sleep)
+    ran = threading.Event()
+
+    class Telling(Processor):
+        def run(self, worker: str, per_repo: int) -> bool:
+            did = super().run(worker, per_repo)
+            if did:
+                ran.set()
+            return did
+
+    workers.processor = Telling(w.store, w.app, w.dispatcher)
+
+    async def scenario() -> None:
+        await workers.start()
+        workers.wake()
+        assert await asyncio.to_thread(ran.wait, 30)
+        await workers.stop(drain_seconds=30)
+
+    asyncio.run(scenario())
+    assert outcome(w.store, "d-async")[0] == "routed"
+    assert len(w.fake.workflow_runs) == 1
