@@ -169,7 +169,7 @@ class Aider:
             reply = reply[:failed] + tail[length:]
         elif any(_FAILED.match(line.strip()) for line in stderr.splitlines()):
             error = "aider: " + next(line.strip() for line in stderr.splitlines() if _FAILED.match(line.strip()))
-        final = "\n".join(_without_edit_blocks(reply)).strip()
+        final = "\n".join(_without_edit_blocks(_without_file_list(reply))).strip()
         if error is None and not reports:
             last = (stderr.strip() or stdout.strip())[-600:]
             error = f"aider ended without an answer from the model: {last or 'no output'}"
@@ -184,6 +184,15 @@ def _count(text: str | None) -> int:
     if not text:
         return 0
     return round(float(text[:-1]) * 1000) if text.endswith("k") else int(float(text))
+
+
+def _without_file_list(lines: list[str]) -> list[str]:
+    """The reply without the list of files in the chat that aider prints before it: the leading
+    lines that are a path alone (no spaces), and the blank lines between them."""
+    for index, line in enumerate(lines):
+        if line.strip() and (" " in line.strip() or line.startswith("```")):
+            return lines[index:]
+    return lines
 
 
 def _without_edit_blocks(lines: list[str]) -> list[str]:

@@ -146,3 +146,14 @@ def test_a_repositorys_own_aider_config_and_env_file_change_none_of_loopbots_set
     assert names == [".aider.conf.yml", ".env", ".git", "calc.py"]  # no .gitignore, no stolen.md
     log = subprocess.run(["git", "log", "--oneline"], cwd=done.worktree, capture_output=True, text=True).stdout
     assert len(log.splitlines()) == 1  # aider committed nothing
+
+
+def test_the_final_message_is_the_reply_without_the_chat_file_list_and_edit_blocks():
+    stdout = "\n".join(["Repo-map: disabled", "", "", "README.md", "", "kvstore.py", "",
+                        "APPROACH: expire lazily.", "One helper does it.", "", "kvstore.py", "```python",
+                        "<<<<<<< SEARCH", "x", "=======", "y", ">>>>>>> REPLACE", "```", "",
+                        "Tokens: 1.9k sent, 37 received. Cost: $0.0041 message, $0.0041 session.",
+                        "Applied edit to kvstore.py"])
+    outcome = Aider().parse(stdout, "")
+    assert outcome.final_message == "APPROACH: expire lazily.\nOne helper does it."
+    assert outcome.notes == ["1 edit(s) applied"]
