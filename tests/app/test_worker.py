@@ -268,3 +268,53 @@ def test_the_async_workers_carry_out_jobs_and_drain_on_stop(w: World) -> None:
     asyncio.run(scenario())
     assert outcome(w.store, "d-async")[0] == "routed"
     assert len(w.fake.workflow_runs) == 1
+
+
+def _state_json(tmp_path, *, finished: bool) -> str:
+    """A real LoopState as the Action pushes it to loop/state-<issue>."""
+    import subprocess
+
+    from loopbot.config import Config
+    from loopbot.core.state import Phase, Status
+    from loopbot.goal import parse_goal
+    from loopbot.session import Paths, create_run
+
+    repo = tmp_path / "repo"
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "f").write_text("x\n")
+    subprocess.run(["git", "-C", str(repo), "add", "f"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "i"],
+                   check=True)
+    goal = parse_goal("id: t\ngoal: g\nacceptance:\n  - run: 'true'\n", "g.yaml")
+    state = create_run(goal, "g.yaml", repo, paths=Paths(tmp_path / "state"), model="scripted:x", config=Config(),
+                       run_id="t-1-1", remote=None)
+    state.spend.cost_usd = 0.75
+    if finished:
+        state = state.model_copy(update={"phase": Phase.DONE, "status": Status.SUCCESS})
+    return state.model_dump_json()
+
+
+def test_status_and_the_reconciler_read_the_loops_state_from_its_branch(w: World, tmp_path) -> None:
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-1")
+    p = processor(w)
+    drain(p)
+    w.fake.set_branch(f"loop/state-{number}", {"state.json": _state_json(tmp_path, finished=False)},
+                      date="2023-11-14T22:30:00Z")
+    deliver(w.store, "issue_comment", comment(number, "/loop status", "alice"), "d-status")
+    drain(p)
+    (said,) = w.fake.comments_on(number)
+    assert "t-1-1" in said["body"], said["body"]
+    (loop,) = w.store.loops(REPO)
+    assert (loop.run_id, loop.status, loop.cost_usd) == ("t-1-1", "running", 0.75)
+    assert loop.heartbeat_at == 1_700_001_000.0  # the state branch's commit time
+    # It finished and its events were lost: the reconciler reads that and does not resume it.
+    w.fake.set_branch(f"loop/state-{number}", {"state.json": _state_json(tmp_path / "b", finished=True)})
+    w.clock.advance(10**5)
+    workers = Workers(w.store, AppSettings(), w.app)
+    workers.processor = p
+    asyncio.run(workers.reconcile_once())
+    (loop,) = w.store.loops(REPO)
+    assert loop.status == "success" and w.store.queue_depth()["reconcile"] == 0
+    assert w.store.cost_by_repo(3, w.clock.wall()) == {REPO: {"2023-11-14": 0.75}}  # booked once, when seen
