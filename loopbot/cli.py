@@ -216,6 +216,8 @@ def _summary(state: LoopState, session: Session, *, to: Console | None = None) -
     say.print(f"worktree: {state.worktree}")
     say.print(f"report:   {session.files.report_path}")
     say.print(f"events:   {session.files.events_path}")
+    if session.transcript is not None:
+        say.print(f"transcript: {session.transcript.markdown_path}")
     if state.suspended is not None:
         say.print(f"run id:   {state.run_id}  (resumable: loopbot resume {state.run_id}; "
                   f"or loopbot abandon {state.run_id})")
@@ -234,7 +236,8 @@ def _final_record(state: LoopState, session: Session, code: int) -> dict[str, An
             "exit_code": code, "iterations": len(state.iterations), "model_calls": state.spend.model_calls,
             "cost_usd": state.spend.cost_usd, "cost_simulated": simulated(state), "branch": state.branch,
             "pushed": bool(state.push and state.push.pushed), "worktree": state.worktree,
-            "report": str(session.files.report_path), "events": str(session.files.events_path)}
+            "report": str(session.files.report_path), "events": str(session.files.events_path),
+            "transcript": str(session.transcript.jsonl_path) if session.transcript else None}
 
 
 def _finish(final: LoopState, session: Session, *, as_json: bool) -> NoReturn:

@@ -19,6 +19,10 @@ def test_quiet_hides_the_bar_but_keeps_the_iteration_log(kv_repo):
     report = Path(next(line.split(None, 1)[1] for line in result.stdout.splitlines() if line.startswith("report:")))
     cost = next(line for line in report.read_text().splitlines() if line.startswith("- Cost:"))
     assert "simulated" in cost, cost
+    # The printed transcript path holds the run's model turns.
+    transcript = Path(next(line.split(None, 1)[1] for line in result.stdout.splitlines()
+                           if line.startswith("transcript:")))
+    assert transcript.name == "transcript.md" and "## Iteration 3 · goal_checker · turn 0" in transcript.read_text()
 
 
 def test_the_demo_says_its_cost_is_simulated_and_removes_its_temp_dir(tmp_path):
