@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -92,6 +93,11 @@ def test_reworded_approach_is_blocked_after_three_failures_and_refused_unevaluat
     assert refused.mode == "plan" and "Five whys" in refused.diagnosis
     planner_tools = {t.name for r in loop.model.requests if r.role == "planner" for t in r.tools}
     assert planner_tools == {"list", "read", "search", "diagnose"}
+    # The planner's turns and tool calls are in the run's transcript like the maker's.
+    lines = (loop.session.files.directory / "transcript.jsonl").read_text().splitlines()
+    planned = [e for e in map(json.loads, lines) if e.get("role") == "planner"]
+    assert [(e["kind"], e.get("name")) for e in planned] == [
+        ("model_turn", None), ("tool_result", "read"), ("model_turn", None), ("tool_result", "diagnose")]
     assert state.stop_label == "BUDGET_EXHAUSTED(iterations)"
 
 
