@@ -4,13 +4,16 @@ which the documentation loop files in the wiki's 90_LOG/. A fresh Actions runner
 every earlier runner learned.
 
 Writers race (two plan issues finishing at once), so a write is fetch, merge, commit and a push
-that is never forced: a rejected push fetches the other's commit and merges again.
+that is never forced: a rejected push fetches the other's commit and merges again. A write is
+incremental: the new tree is the previous commit's with only the changed paths replaced (on a
+temporary index), so its cost does not grow with the number of records kept.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -69,9 +72,9 @@ class GitMemory:
         redacted = [Lesson(self.redact(lesson.text), lesson.level, lesson.source) for lesson in lessons]
         now = self.clock()
 
-        def change(files: dict[str, str]) -> None:
-            book = _parse_book(files.get(LESSONS_FILE))
-            files[LESSONS_FILE] = json.dumps(book.add(redacted, run_id, now).model_dump(), indent=1) + "\n"
+        def change(files: _Changes) -> None:
+            book = _parse_book(files.read(LESSONS_FILE))
+            files.write(LESSONS_FILE, json.dumps(book.add(redacted, run_id, now).model_dump(), indent=1) + "\n")
 
         self._write(change, f"loopbot memory: lessons from {run_id or 'a run'}")
 
@@ -80,10 +83,10 @@ class GitMemory:
         if not _RUN_ID.match(run_id):
             raise StateError(f"not a run id: {run_id!r}")
 
-        def change(files: dict[str, str]) -> None:
+        def change(files: _Changes) -> None:
             for name, text in records.items():
                 if name in _RECORD_NAMES and text:
-                    files[f"runs/{run_id}/{name}"] = self.redact(text)
+                    files.write(f"runs/{run_id}/{name}", self.redact(text))
 
         self._write(change, f"loopbot memory: the record of {run_id}")
 
@@ -99,19 +102,15 @@ class GitMemory:
         shown = git(self.repo, "show", f"{tip}:{LESSONS_FILE}", check=False)
         return _parse_book(shown.stdout if shown.returncode == 0 else None)
 
-    def _files(self, tip: str | None) -> dict[str, str]:
-        if tip is None:
-            return {}
-        listing = git(self.repo, "ls-tree", "-r", "--name-only", "-z", tip).stdout
-        return {path: git(self.repo, "show", f"{tip}:{path}").stdout for path in filter(None, listing.split("\0"))}
-
-    def _write(self, change: Callable[[dict[str, str]], None], message: str) -> None:
+    def _write(self, change: Callable[[_Changes], None], message: str) -> None:
         for _ in range(PUSH_ATTEMPTS):
             self.fetch()
             parent = self._tip()
-            files = self._files(parent)
+            files = _Changes(self.repo, parent)
             change(files)
-            commit = self._commit(files, message, parent)
+            if not files.written:
+                return
+            commit = self._commit(files.written, message, parent)
             if self.remote is None:
                 git(self.repo, "update-ref", self.ref, commit)
                 return
@@ -122,14 +121,29 @@ class GitMemory:
                 return
         raise StateError(f"could not update {self.ref} on {self.remote}: {PUSH_ATTEMPTS} pushes were rejected")
 
-    def _commit(self, files: Mapping[str, str], message: str, parent: str | None) -> str:
-        entries = []
-        for path in sorted(files):
-            blob = git(self.repo, "hash-object", "-w", "--stdin", input_text=files[path]).stdout.strip()
-            entries.append((path, blob))
-        tree = _tree(self.repo, entries)
+    def _commit(self, written: Mapping[str, str], message: str, parent: str | None) -> str:
+        tree = _tree_with(self.repo, parent, written)
         args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
         return git(self.repo, *args).stdout.strip()
+
+
+class _Changes:
+    """What a write reads (from the parent commit, one path at a time) and the paths it writes."""
+
+    def __init__(self, repo: Path, parent: str | None):
+        self.repo, self.parent = repo, parent
+        self.written: dict[str, str] = {}
+
+    def read(self, path: str) -> str | None:
+        if path in self.written:
+            return self.written[path]
+        if self.parent is None:
+            return None
+        shown = git(self.repo, "show", f"{self.parent}:{path}", check=False)
+        return shown.stdout if shown.returncode == 0 else None
+
+    def write(self, path: str, text: str) -> None:
+        self.written[path] = text
 
 
 def _parse_book(text: str | None) -> LessonBook:
@@ -141,16 +155,15 @@ def _parse_book(text: str | None) -> LessonBook:
         return LessonBook()  # a damaged book is started again rather than stopping every loop
 
 
-def _tree(repo: Path, entries: Sequence[tuple[str, str]]) -> str:
-    """A nested tree from (path, blob) pairs, built bottom-up with mktree."""
-    children: dict[str, list[tuple[str, str]]] = {}
+def _tree_with(repo: Path, parent: str | None, written: Mapping[str, str]) -> str:
+    """The parent commit's tree with `written` paths replaced or added, built on a temporary index
+    (read-tree, update-index, write-tree): the unchanged records are neither read nor hashed."""
     lines = []
-    for path, blob in entries:
-        head, _, rest = path.partition("/")
-        if rest:
-            children.setdefault(head, []).append((rest, blob))
-        else:
-            lines.append(f"100644 blob {blob}\t{head}")
-    for name, nested in children.items():
-        lines.append(f"040000 tree {_tree(repo, nested)}\t{name}")
-    return git(repo, "mktree", input_text="".join(f"{line}\n" for line in sorted(lines, key=lambda x: x.split("\t")[1]))).stdout.strip()
+    for path in sorted(written):
+        blob = git(repo, "hash-object", "-w", "--stdin", input_text=written[path]).stdout.strip()
+        lines.append(f"100644 {blob}\t{path}\n")
+    with tempfile.TemporaryDirectory(prefix="loopbot-memory-") as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        git(repo, "read-tree", *([f"{parent}^{{tree}}"] if parent else ["--empty"]), env=env)
+        git(repo, "update-index", "--add", "--index-info", input_text="".join(lines), env=env)
+        return git(repo, "write-tree", env=env).stdout.strip()

@@ -95,3 +95,37 @@ def test_the_github_state_store_keeps_lessons_in_the_repositorys_memory(tmp_path
     GitStateStore(runner(tmp_path, origin, "one"), "origin", "loop/state-3").add_lessons("any", [SCOPE], "run-1")
     other_plan = GitStateStore(runner(tmp_path, origin, "two"), "origin", "loop/state-9")
     assert other_plan.lessons("/home/runner/work/x") == ["[L2 auto-detect] Stay in scope: edit only src/."]
+
+
+def _git_calls_of_one_write(memory: GitMemory, monkeypatch, run_id: str) -> int:
+    import loopbot.store.git_memory as module
+
+    calls = [0]
+    real = module.git
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "git", counting)
+    memory.record_run(run_id, {"report.md": f"# {run_id}\n", "incident.md": "# Incident\n"})
+    monkeypatch.setattr(module, "git", real)
+    return calls[0]
+
+
+def test_a_write_costs_the_same_however_many_records_the_memory_holds(tmp_path, origin, monkeypatch):
+    """Incremental: the new tree is the previous one with only the changed paths, so a write neither
+    reads nor hashes the records it does not change (bench/memory_write.py times it)."""
+    memory = GitMemory(runner(tmp_path, origin, "one"), "origin")
+    memory.add_lessons([SCOPE], "run-0")
+    first = _git_calls_of_one_write(memory, monkeypatch, "run-1")
+    for n in range(2, 12):
+        memory.record_run(f"run-{n}", {"report.md": f"# run-{n}\n"})
+    before = git(origin, "ls-tree", "-r", "loop/memory").stdout.splitlines()
+    assert _git_calls_of_one_write(memory, monkeypatch, "run-12") == first
+    after = git(origin, "ls-tree", "-r", "loop/memory").stdout.splitlines()
+    # Every earlier entry is kept as it was (the same blob), and only the new run's records are added.
+    assert set(before) <= set(after) and len(after) == len(before) + 2
+    assert GitMemory(runner(tmp_path, origin, "two"), "origin").runs()["run-12"]["report.md"] == "# run-12\n"
+    assert GitMemory(runner(tmp_path, origin, "three"), "origin").lessons() == [
+        "[L2 auto-detect] Stay in scope: edit only src/."]
