@@ -14,24 +14,6 @@ from loopbot.report import iteration_seconds
 from tests.test_runner import demo_edits, script, session
 
 
-def test_failing_check_output_is_in_the_report_and_the_event_log(make_loop, demo_script):
-    loop = make_loop(demo_script)
-    loop.run()
-    files = loop.session.files
-    verdicts = [json.loads(line) for line in files.events_path.read_text().splitlines()]
-    failed = [v for v in verdicts if v["event"] == "verdict" and not v["passed"]]
-    (unit,) = [v for v in failed if v["iteration"] == 1]
-    assert unit["name"] == "unit tests" and unit["command"] == "python3 -m unittest discover -s tests -q"
-    assert unit["exit_code"] == 1 and "FAILED (" in unit["output_tail"]
-    passed = next(v for v in verdicts if v["event"] == "verdict" and v["passed"])
-    assert passed["output_tail"] == ""  # only a failure's output is logged
-    report = files.report_path.read_text()
-    section = report.split("## Failing checks", 1)[1]
-    assert "Iteration 1" in section and "python3 -m unittest discover -s tests -q" in section
-    assert "exit 1" in section and "FAILED (" in section
-    assert "Iteration 3" not in section  # it passed
-
-
 def test_the_console_says_why_each_failed_iteration_failed(make_loop, demo_script):
     loop = make_loop(script(session(1, "Only the parameter", demo_edits(demo_script, 1))),
                      budgets={"max_iterations": 2})
@@ -61,7 +43,8 @@ def test_the_console_prints_an_unmet_goal(make_loop, demo_script):
     assert "goal NOT MET: Keys set without a TTL never expire" in text and "old [set] calls break" in text
 
 
-def test_the_report_shows_cost_and_time_per_iteration_and_role_and_a_score_trend(make_loop, demo_script):
+def test_the_report_and_event_log_show_failing_checks_cost_and_time_per_iteration_and_role_and_a_trend(
+        make_loop, demo_script):
     loop = make_loop(demo_script.model_copy(update={"latency_seconds": 1.5}))  # each call takes 1.5 s
     state = loop.run()
     report = loop.session.files.report_path.read_text()
@@ -83,6 +66,19 @@ def test_the_report_shows_cost_and_time_per_iteration_and_role_and_a_score_trend
     trend = re.search(r"Score trend: `([▁▂▃▄▅▆▇█]+)`", report)
     assert trend is not None and len(trend.group(1)) == 4 and trend.group(1)[-1] == "█"
     assert trend.group(1)[0] < trend.group(1)[1]
+    # The failing check of iteration 1, in the event log and the report.
+    files = loop.session.files
+    verdicts = [json.loads(line) for line in files.events_path.read_text().splitlines()]
+    failed = [v for v in verdicts if v["event"] == "verdict" and not v["passed"]]
+    (unit,) = [v for v in failed if v["iteration"] == 1]
+    assert unit["name"] == "unit tests" and unit["command"] == "python3 -m unittest discover -s tests -q"
+    assert unit["exit_code"] == 1 and "FAILED (" in unit["output_tail"]
+    passed = next(v for v in verdicts if v["event"] == "verdict" and v["passed"])
+    assert passed["output_tail"] == ""  # only a failure's output is logged
+    section = report.split("## Failing checks", 1)[1]
+    assert "Iteration 1" in section and "python3 -m unittest discover -s tests -q" in section
+    assert "exit 1" in section and "FAILED (" in section
+    assert "Iteration 3" not in section  # it passed
 
 
 def test_links_to_the_branch_and_the_compare_view_only_where_the_branch_is_on_github(make_loop, demo_script):

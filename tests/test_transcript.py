@@ -41,9 +41,21 @@ def _fenced_lines(markdown: str) -> tuple[set[int], list[str]]:
     return inside, outside
 
 
-def test_the_transcript_holds_every_turn_of_every_role_and_every_tool_call(make_loop, demo_script):
+def test_the_transcript_holds_every_turn_of_every_role_and_every_tool_call_as_the_run_goes(make_loop, demo_script):
     loop = make_loop(demo_script)
+    seen: list[tuple[int, int]] = []
+
+    class Reader:
+        def event(self, event, state):
+            if isinstance(event, ModelCalled) and event.role == "maker":
+                entries, _ = _transcript(loop)
+                seen.append((sum(e["kind"] == "model_turn" for e in entries),
+                             sum(e["kind"] == "tool_result" for e in entries)))
+
+    loop.session.runner.observers.append(Reader())
     state = loop.run()
+    # Written before the step's checkpoint: the turn just made is there, and the calls of the turn before.
+    assert seen[:3] == [(1, 0), (2, 1), (3, 3)]
     entries, markdown = _transcript(loop)
     turns = [e for e in entries if e["kind"] == "model_turn"]
     assert len(turns) == state.spend.model_calls
@@ -83,22 +95,6 @@ def test_the_transcript_is_redacted_fenced_and_clipped(make_loop, demo_script):
     assert "# not a heading" not in outside and "```" not in outside
     assert sum(1 for n, text in enumerate(markdown.splitlines()) if text == "# not a heading" and n in inside) == 2
 
-
-def test_the_transcript_is_written_as_the_run_goes(make_loop, demo_script):
-    loop = make_loop(demo_script)
-    seen: list[tuple[int, int]] = []
-
-    class Reader:
-        def event(self, event, state):
-            if isinstance(event, ModelCalled) and event.role == "maker":
-                entries, _ = _transcript(loop)
-                seen.append((sum(e["kind"] == "model_turn" for e in entries),
-                             sum(e["kind"] == "tool_result" for e in entries)))
-
-    loop.session.runner.observers.append(Reader())
-    loop.run()
-    # Told before the step's checkpoint: the turn just made is there, and the calls of the turn before.
-    assert seen[:3] == [(1, 0), (2, 1), (3, 3)]
 
 
 def test_a_resumed_run_appends_to_the_same_transcript(make_loop, demo_script):
