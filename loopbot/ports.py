@@ -37,10 +37,11 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class Bind:
-    """A host path shown inside the sandbox at the same path, for one command."""
+    """A host path shown inside the sandbox for one command: at the same path, or `at`."""
 
     path: Path
     writable: bool = False
+    at: Path | None = None
 
 
 @dataclass(frozen=True)

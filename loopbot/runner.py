@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loopbot import evaluators
+from loopbot.agents.billing import SessionBilling
+from loopbot.agents.proxy import ProxyCall
+from loopbot.agents.session import ExternalMaker
 from loopbot.cancel import Cancellation, Interrupted
 from loopbot.context import repomap
 from loopbot.core import andon, events, guards, memory
@@ -62,7 +65,7 @@ from loopbot.prompts import render
 from loopbot.recording import NO_RECORDER, Recorder
 from loopbot.roles.checker import run_checker
 from loopbot.roles.goal_checker import run_goal_checker
-from loopbot.roles.maker import OutOfCalls, run_session
+from loopbot.roles.maker import MakerResult, OutOfCalls, run_session
 from loopbot.roles.review import NUDGES, ReviewerUnavailable
 from loopbot.tools.toolbox import ToolBox
 from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
@@ -107,6 +110,8 @@ class Runner:
     redact: Redactor = NO_SECRETS
     # The run's transcript: every model turn and tool call, as it happens.
     recorder: Recorder = NO_RECORDER
+    # An agent CLI as the maker (loopbot.agents): its session is the make step's, the rest is as ever.
+    agent_maker: ExternalMaker | None = None
 
     def __post_init__(self) -> None:
         # Set from a signal handler or `loopbot stop`: running commands are killed and an in-flight
@@ -484,11 +489,15 @@ class Runner:
         self._verify_setup(state, thorough=False)
         # The workspace is already at start_sha: decide (or resume) reset it there.
         toolbox = self._toolbox(state, plan_mode=False)
-        result = run_session(
-            self._gate(state, "maker"), toolbox, role="maker",
-            system=self._render(state, "maker_system.md.j2"), context=self._context(state), iteration=state.iteration,
-            max_turns=state.config.execution.max_turns_per_iteration, recorder=self.recorder,
-        )
+        if self.agent_maker is not None:
+            result = self._agent_session(state, self.agent_maker)
+        else:
+            result = run_session(
+                self._gate(state, "maker"), toolbox, role="maker",
+                system=self._render(state, "maker_system.md.j2"), context=self._context(state),
+                iteration=state.iteration, max_turns=state.config.execution.max_turns_per_iteration,
+                recorder=self.recorder,
+            )
         record = state.current
         assert record is not None
         first_line = result.summary.strip().splitlines()[0][:300] if result.summary.strip() else ""
@@ -509,6 +518,37 @@ class Runner:
         state.phase = Phase.GUARD
         self._emit(events.Made(approach=record.approach, files=tuple(record.files)), state)
         return state
+
+    def _agent_session(self, state: LoopState, agent: ExternalMaker) -> MakerResult:
+        """One agent CLI session under the built-in maker's budget rules, asked by the proxy per call."""
+        model = self.models["maker"].name
+
+        def hard() -> Exhausted | None:
+            self._tick(state)
+            return exhausted_before_call(state.spend, state.budgets,
+                                         seconds_since_progress=state.spend.elapsed_seconds - state.progress_at_seconds)
+
+        def reserved() -> Exhausted | None:
+            return exhausted_before_call(state.spend.plus(self._review_reserve(state)), state.budgets,
+                                         seconds_since_progress=0.0)
+
+        def charge(request: ModelRequest, call: ProxyCall) -> None:
+            self._charge(state, "maker", model, request, call.usage, call.cost_usd, call.seconds,
+                         accepted=call.error is None)
+            self._emit(events.ModelCalled(
+                role="maker", model=model, turn=request.turn, input_tokens=call.usage.input_tokens,
+                output_tokens=call.usage.output_tokens, cache_write_tokens=call.usage.cache_write_tokens,
+                cache_read_tokens=call.usage.cache_read_tokens, cost_usd=call.cost_usd,
+                stop_reason=call.stop_reason or "error"), state)
+
+        billing = SessionBilling(iteration=state.iteration, model=model, hard=hard, reserved=reserved,
+                                 charge_call=charge, recorder=self.recorder)
+        task = self._render(state, "agent_task.md.j2", blocks=[b.text for b in self._context(state)])
+        result = agent.run(self.sandbox, self.workspace.path, task, iteration=state.iteration, billing=billing,
+                           max_turns=state.config.execution.max_turns_per_iteration)
+        if billing.stopped_by is not None:
+            raise BudgetStop(billing.stopped_by)
+        return result
 
     def _guard(self, state: LoopState) -> LoopState:
         record = state.current

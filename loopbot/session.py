@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopbot.agents.wiring import external_maker
 from loopbot.cancel import Cancellation, Interrupted
 from loopbot.clock import SystemClock
 from loopbot.config import CONFIG_PATH, Config, ModelsConfig, load_config
@@ -198,6 +199,8 @@ def open_session(
                                                            provider_env or ProviderEnv(), clock)
     if models is None and preflight:
         check_endpoints(built.values())
+    # An agent CLI as maker: installed, and its model one the proxy can front (loopbot.agents).
+    agent_maker = external_maker(state, built["maker"], paths.run_dir(state.run_id), redact)
     store = store if store is not None else SqliteStore(paths.db, redact=redact)
     if resume:
         store.claim(state.run_id)
@@ -231,6 +234,7 @@ def open_session(
         store=store, workspace=workspace, sandbox=sandbox, models=built,
         clock=clock or SystemClock(), observers=[files, *(observers or [])], on_checkpoint=on_checkpoint,
         lessons=store.lessons(state.repo), cancel=cancel, redact=redact, recorder=transcript,
+        agent_maker=agent_maker,
     )
     return Session(state=state, store=store, runner=runner, files=files, redact=redact, transcript=transcript)
 

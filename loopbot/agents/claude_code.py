@@ -1,10 +1,10 @@
 """Claude Code (npm @anthropic-ai/claude-code) as the maker: one `claude -p` session per iteration.
 
-Non-interactive and contained: `--bare` (no hooks, plugins, CLAUDE.md discovery, keychain),
-settings from the fresh per-session home only (a repository's .claude/settings.json could name
-hooks, an apiKeyHelper or another base URL), no MCP servers, only the file and shell tools
-(no web, no sub-agents), edits auto-accepted inside the worktree (`acceptEdits`, the CLI's own
-scoping) and Bash allowed — the sandbox, not the CLI, is what contains it. Telemetry, error
+Non-interactive and contained: settings from the fresh per-session home only (a repository's
+.claude/settings.json could name hooks, an apiKeyHelper or another base URL), no MCP servers (a
+repository's .mcp.json would start commands), only the file and shell tools
+(no web, no sub-agents), its permission prompts off (bypassPermissions, see command()) — the
+sandbox, not the CLI, is what contains it. Telemetry, error
 reports and auto-update are off; the network is unshared anyway.
 """
 
@@ -82,14 +82,23 @@ class ClaudeCode:
                 "--output-format", "stream-json", "--verbose",
                 "--max-turns", str(session.max_turns),
                 "--model", session.model,
-                "--bare", "--setting-sources", "user", "--strict-mcp-config",
+                # Not --bare: in 2.1.112 it offers Bash, Edit and Read only, whatever --tools says
+                # (no Write for new files, no Glob or Grep).
+                "--setting-sources", "user", "--strict-mcp-config",
                 "--tools", ",".join(TOOLS), "--allowedTools", " ".join(TOOLS),
-                "--permission-mode", "acceptEdits",
+                # loopbot's worktrees live under .git/loopbot/worktrees, and the CLI asks before
+                # any edit of a path under .git/ ("a sensitive file") even in acceptEdits, which in
+                # -p mode is a refusal. So its permission checks are off; this argv only ever runs
+                # inside bubblewrap (network unshared, only the worktree writable), which is what
+                # contains the agent, as it contains the built-in maker's commands.
+                "--permission-mode", "bypassPermissions",
                 *self.extra_args]
 
     def env(self, session: AgentSession) -> dict[str, str]:
         return {
             "HOME": session.config_dir,
+            # The CLI refuses bypassPermissions as root outside a sandbox; this is one (see above).
+            "IS_SANDBOX": "1",
             "NODE_OPTIONS": " ".join(NODE_FLAGS),
             "CLAUDE_CONFIG_DIR": f"{session.config_dir}/.claude",
             "XDG_CONFIG_HOME": f"{session.config_dir}/.config",

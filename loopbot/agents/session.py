@@ -31,7 +31,14 @@ RELAY = Path(__file__).with_name("relay.py")
 OUTPUT_BYTES = 8 * 1024 * 1024  # of the CLI's stdout read back for parsing (its tail when longer)
 
 
+# Where bubblewrap shows the worktree to the agent: Claude Code refuses to edit any path under a
+# .git/ folder (even with its permission checks off), and loopbot's worktrees are in .git/loopbot.
+WORKSPACE = Path("/workspace")
+
+
 class BindingSandbox(Protocol):
+    name: str
+
     def run(self, command: str, *, cwd: Path, timeout_seconds: float, env: dict[str, str] | None = None,
             network: bool = False, binds: tuple[Bind, ...] = ()) -> CommandResult: ...
 
@@ -92,13 +99,16 @@ class ExternalMaker:
         sockets = Path(tempfile.mkdtemp(prefix="loopbot-proxy-"))
         socket_path = sockets / "proxy.sock"
         port = _free_port()
-        session = AgentSession(task_file=str(folder / "task.md"), task=task, worktree=str(worktree.resolve()),
+        # Without bubblewrap nothing can be shown elsewhere: the agent works at the real path.
+        view = WORKSPACE / worktree.name if sandbox.name == "bubblewrap" else worktree.resolve()
+        session = AgentSession(task_file=str(folder / "task.md"), task=task, worktree=str(view),
                                config_dir=str(home), proxy_url=f"http://127.0.0.1:{port}", model=self.model,
                                max_turns=max_turns, wall_seconds=self.wall_seconds)
         argv = self.adapter.command(session)
         command = shlex.join([_python(), str(folder / "relay.py"), str(socket_path), str(port),
                               str(folder / "stdout.jsonl"), str(folder / "stderr.log"), "--", *argv])
-        binds = (Bind(folder, writable=True), Bind(sockets), *(Bind(p) for p in self.adapter.host_paths()))
+        binds = (Bind(folder, writable=True), Bind(sockets), *(Bind(p) for p in self.adapter.host_paths()),
+                 *([Bind(worktree, writable=True, at=view)] if view != worktree.resolve() else []))
         log = folder / "proxy.jsonl"
         lock = threading.Lock()
 
@@ -108,7 +118,7 @@ class ExternalMaker:
 
         try:
             with AgentProxy(socket_path, self.upstream, billing, record, self.redact) as proxy:
-                result = sandbox.run(f"exec {command}", cwd=worktree, timeout_seconds=self.wall_seconds,
+                result = sandbox.run(f"exec {command}", cwd=view, timeout_seconds=self.wall_seconds,
                                      env=self.adapter.env(session), binds=binds)
         finally:
             shutil.rmtree(sockets, ignore_errors=True)

@@ -278,7 +278,15 @@ class BubblewrapSandbox:
         # This command's own: given on purpose by loopbot (an agent's session folder and socket).
         for bind in binds:
             real = str(bind.path.resolve())
-            args += ["--bind" if bind.writable else "--ro-bind", real, real]
+            args += ["--bind" if bind.writable else "--ro-bind", real, str(bind.at or real)]
+            if real == worktree and bind.at is not None:
+                # The worktree shown a second time (an agent CLI refuses edits under any .git/
+                # path, and loopbot's worktrees live in .git/loopbot): read-only as it is above.
+                view = str(bind.at)
+                for inner in [os.path.join(worktree, ".git"), *(str(p) for p in self._read_only
+                                                               if self._shareable(p))]:
+                    if os.path.lexists(inner):
+                        args += ["--ro-bind", inner, view + inner[len(worktree):]]
         args += ["--clearenv", "--chdir", str(cwd.resolve())]
         return args
 

@@ -25,11 +25,10 @@ def client(replay: ReplayServer) -> anthropic.Anthropic:
 
 
 def test_a_streamed_reply_is_put_back_together_by_the_sdk_with_its_usage():
-    with server() as replay:
-        with client(replay).messages.stream(model=MODEL, max_tokens=2000,
-                                            messages=[{"role": "user", "content": "add expiry"}]) as stream:
-            kinds = [event.type for event in stream]
-            final = stream.get_final_message()
+    with server() as replay, client(replay).messages.stream(
+            model=MODEL, max_tokens=2000, messages=[{"role": "user", "content": "add expiry"}]) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert {"content_block_start", "content_block_delta", "content_block_stop", "message_delta"} <= set(kinds)
     assert [b.type for b in final.content] == ["text", "tool_use"]
@@ -43,11 +42,10 @@ def test_a_streamed_reply_is_put_back_together_by_the_sdk_with_its_usage():
 
 
 def test_a_thinking_budget_the_api_refuses_is_a_400():
-    with server() as replay:
-        with pytest.raises(anthropic.BadRequestError, match="budget_tokens"):
-            client(replay).messages.create(model=MODEL, max_tokens=2000, stream=True,
-                                           thinking={"type": "enabled", "budget_tokens": 4000},
-                                           messages=[{"role": "user", "content": "x"}])
+    with server() as replay, pytest.raises(anthropic.BadRequestError, match="budget_tokens"):
+        client(replay).messages.create(model=MODEL, max_tokens=2000, stream=True,
+                                       thinking={"type": "enabled", "budget_tokens": 4000},
+                                       messages=[{"role": "user", "content": "x"}])
     assert replay.received[0].status == 400
 
 

@@ -1,0 +1,117 @@
+"""The real Claude Code CLI as loopbot's maker: in bubblewrap, through the proxy and relay, against
+the replay server scripted with Claude Code's own tool calls. Real runner, git, sandbox, node."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopbot.agents.claude_code import find_cli
+from loopbot.agents.session import WORKSPACE
+from loopbot.agents.spec import AgentMaker
+from loopbot.config import Config, ProviderConfig, SandboxConfig
+from loopbot.core.state import Status
+from loopbot.goal import Goal
+from loopbot.providers.anthropic import AnthropicModel
+from loopbot.providers.profiles import lookup
+from loopbot.session import Paths, create_run, open_session
+from loopbot.testing import FakeClock, ScriptedModel
+from loopbot.testing.agent_turns import KVSTORE_WITH_TTL, bash, read, turn, write
+from loopbot.testing.replay import Cassette, Exchange, ReplayServer
+from loopbot.testing.scripted import Script
+from loopbot.workspace.git import git
+
+MODEL = "claude-sonnet-4-5"
+MODEL_KEY = "sk-ant-api03-" + "agentkey" * 5
+APPROVE = [{"iteration": "*", "decision": "APPROVE", "reasons": ["ok"]}]
+MET = [{"iteration": "*", "criteria": [{"met": True, "evidence": "ok"}]}]
+UNIT = "python3 -m unittest discover -s tests -q"
+
+
+@pytest.fixture(autouse=True)
+def _claude_installed() -> None:
+    if find_cli() is None:
+        if os.environ.get("CI"):
+            pytest.fail("Claude Code is not installed; make test installs it (npm install --prefix tools)")
+        pytest.skip("Claude Code is not installed (npm install --prefix tools)")
+
+
+def agent_goal(goal: Goal, **budgets: Any) -> Goal:
+    return goal.model_copy(update={
+        "maker": AgentMaker(agent="claude-code", max_turns=8, wall_seconds=120),
+        "budgets": goal.budgets.model_copy(update=budgets)})
+
+
+def run_loop(repo: Path, goal: Goal, exchanges: Any) -> tuple[Any, Any, ReplayServer]:
+    """Create the run, script the CLI's replies (they name the worktree's absolute paths), run it."""
+    paths = Paths.for_repo(repo)
+    config = Config(sandbox=SandboxConfig(max_processes=128, tmp_size_mb=64))
+    state = create_run(goal, "goal.yaml", repo, paths=paths, model=f"anthropic:{MODEL}", config=config)
+    # The agent sees the worktree at /workspace/<name> (loopbot.agents.session.WORKSPACE).
+    replay = ReplayServer(Cassette(exchanges=exchanges(WORKSPACE / Path(state.worktree).name)))
+    reviewers = ScriptedModel(Script.model_validate({"maker": [], "checker": APPROVE, "goal_checker": MET}),
+                              clock=FakeClock())
+    with replay:
+        maker = AnthropicModel(MODEL, api_key=MODEL_KEY, base_url=replay.url, settings=ProviderConfig(max_retries=0),
+                               profile=lookup("anthropic", MODEL))
+        session = open_session(state, paths, models={"maker": maker, "planner": maker, "checker": reviewers,
+                                                     "goal_checker": reviewers}, secrets=(MODEL_KEY,))
+        session.store.save(state, "created")
+        final = session.runner.run(state)
+    return session, final, replay
+
+
+def story(worktree: Path) -> list[Exchange]:
+    source = str(worktree / "kvstore.py")
+    probe = "cat /proc/self/environ | tr '\\0' '\\n'; echo; ls -a ~; cat ~/.claude/.claude.json ~/.claude.json 2>&1"
+    return [
+        turn(read(source), text="APPROACH: lazy expiry: store deadlines in set(), drop expired keys on read."),
+        turn(write(source, KVSTORE_WITH_TTL), after="self._data[key] = value"),
+        turn(bash(f"{UNIT} 2>&1 | tail -3; {probe}"), after="has been updated"),
+        turn(text="APPROACH: lazy expiry: deadlines kept in set(), expired keys dropped on get/exists/keys/len.\n"
+                  "Added ttl_seconds to set(); all tests pass.", after="OK"),
+    ]
+
+
+def test_claude_code_reaches_success_on_the_kvstore_story(kv_repo, demo_goal):
+    repo, origin = kv_repo
+    session, state, replay = run_loop(repo, agent_goal(demo_goal), story)
+    assert replay.misses == [] and replay.remaining == []
+    assert state.status == Status.SUCCESS, (state.stop_reason, state.stop_detail, state.iterations[-1].maker_error)
+    record = state.iterations[0]
+    assert record.approach.startswith("lazy expiry: deadlines kept in set()")
+    assert state.push is not None and state.push.pushed
+    pushed = git(origin, "show", f"{state.branch}:kvstore.py").stdout
+    assert pushed == KVSTORE_WITH_TTL
+    # Four calls of the CLI's, streamed, each charged to the ledger at the model's price.
+    posts = [r for r in replay.received if r.api == "anthropic"]
+    assert len(posts) == 4 and all(r.body.get("stream") is True for r in posts)
+    names = {t["name"] for t in posts[0].body["tools"]}
+    assert {"Read", "Write", "Edit", "Bash"} <= names and "WebFetch" not in names
+    billed = [r.usage for r in posts if r.usage]
+    assert state.spend.model_calls == 4 + 2  # the maker's four, the checker's and the goal-checker's
+    # Claude Code marks cache breakpoints: its prompt is written to the cache once, then read back.
+    assert sum(u["cache_read_input_tokens"] for u in billed) > 10_000
+    assert state.spend.cache_write_tokens >= sum(u["cache_creation_input_tokens"] for u in billed) > 0
+    assert state.spend.cache_read_tokens >= sum(u["cache_read_input_tokens"] for u in billed)
+    assert state.spend.output_tokens >= sum(u["output_tokens"] for u in billed)
+    assert state.iterations[0].role_costs["maker"] > 0.05  # claude-sonnet-4-5's price on those figures
+    # The tool results went back to the model, as the CLI ran them: the tests passed in the sandbox.
+    environ = json.dumps(posts[3].body["messages"][-1])
+    assert "OK" in environ and "ANTHROPIC_BASE_URL=http://127.0.0.1:" in environ
+    # No key in the sandbox's environment (/proc/self/environ as the agent read it), the agent's
+    # folder, the proxy log, the transcript, the report or the branch.
+    assert MODEL_KEY not in environ and "loopbot-proxy-placeholder-key" in environ
+    folder = session.files.directory / "agent" / "iteration-1"
+    written = [p for p in folder.rglob("*") if p.is_file()] + [session.files.directory / n for n in
+                                                                ("transcript.jsonl", "transcript.md", "report.md")]
+    assert any(p.name == ".claude.json" for p in written)
+    for path in written:
+        assert MODEL_KEY not in path.read_text(errors="replace"), path
+    assert "Write" in (session.files.directory / "transcript.jsonl").read_text()
+    log = git(origin, "log", "-p", state.branch).stdout
+    assert MODEL_KEY not in log
