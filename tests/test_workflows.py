@@ -450,6 +450,7 @@ def test_route_fails_loudly_when_the_pull_request_cannot_be_read(tmp_path):
 def test_loop_job_has_one_group_per_plan_issue_and_never_cancels_a_running_loop():
     loop = _run_workflow()["jobs"]["loop"]
     assert loop["concurrency"] == {"group": "loopbot-loop-${{ needs.route.outputs.plan }}", "cancel-in-progress": False}
+    assert loop["outputs"]["status"] == "${{ steps.loopbot.outputs.status }}", "dropped reads whether loopbot reported"
     assert loop.get("name", "loop") == "loop", "dropped finds this job by the name `loop`"
     assert [s.get("uses") for s in loop["steps"][:2]] == ["actions/checkout@v4", "./"]
     assert loop["steps"][0]["with"]["fetch-depth"] == 0
@@ -472,11 +473,17 @@ def test_quick_lane_is_outside_every_loop_group_and_holds_no_model_key():
     assert quick["permissions"].get("contents") == "read"
 
 
-@pytest.mark.parametrize(("result", "replies"), [("cancelled", True), ("success", False), ("failure", False),
-                                                  ("skipped", False)])
-def test_dropped_replies_only_when_the_loop_job_was_cancelled(result, replies):
+@pytest.mark.parametrize(("result", "status", "replies"), [
+    ("cancelled", "", True),
+    # GitHub's docs do not say whether a job stopped at timeout-minutes is `cancelled` or `failure`:
+    # a failed loop job whose loopbot step never reported (timed out, killed) is answered too.
+    ("failure", "", True),
+    ("failure", "stopped", False), ("failure", "error", False), ("success", "success", False),
+    ("skipped", "", False)])
+def test_dropped_replies_only_when_the_loop_job_was_cancelled_or_died_unreported(result, status, replies):
     dropped = _run_workflow()["jobs"]["dropped"]
-    context = {**_event("issue_comment"), "needs": {"route": {"outputs": {"lane": "loop", "where": "3"}}}}
+    context = {**_event("issue_comment"), "needs": {"route": {"outputs": {"lane": "loop", "where": "3"}},
+                                                    "loop": {"outputs": {"status": status}}}}
     assert job_runs(dropped, context, {"route": "success", "loop": result}) is replies
     nowhere = {**context, "needs": {"route": {"outputs": {}}}}  # the run was cancelled before route said where
     assert job_runs(dropped, nowhere, {"route": "cancelled", "loop": result}) is False

@@ -70,6 +70,11 @@ def run_action(env: Mapping[str, str], *, transport: httpx.BaseTransport | None 
     except InputError:
         outputs.setdefault("status", "invalid_input")
         raise
+    except Exception:
+        # loopbot reported, with an error: the workflow's `dropped` job answers only a job that
+        # died unreported (an empty status), such as one stopped at its time limit.
+        outputs.setdefault("status", "error")
+        raise
     finally:
         _write_outputs(inputs.output_path, outputs)  # on every path, early returns and errors included
 

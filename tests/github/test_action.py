@@ -202,3 +202,14 @@ def test_reviews_from_outsiders_or_on_other_branches_start_nothing(actions):
     payload["pull_request"]["head"]["ref"] = "feature/unrelated"
     assert run(actions, "pull_request_review", payload) == 0
     assert fake.pulls == {} and fake.comments == {}
+
+
+def test_an_error_is_reported_in_the_outputs_so_the_workflow_tells_it_from_a_job_that_died(actions):
+    from loopbot.forge.github.forge import GitHubError
+
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    fake.refuse("GET", rf"/issues/{issue}$", 403, "Resource not accessible by integration")
+    with pytest.raises(GitHubError):
+        run(actions, "issue_comment", comment(issue, "/loop run"))
+    assert actions.outputs()["status"] == "error"  # empty only when loopbot never reported (see dropped)
