@@ -4,8 +4,8 @@ aider talks to the proxy through litellm as an OpenAI-compatible chat completion
 (`openai/<model>`, POST /v1/chat/completions, streamed) and edits files by the blocks of its
 edit format in the reply text (SEARCH/REPLACE for `diff`), not by tool calls. It never runs
 shell commands unattended (they need an explicit yes, which --yes-always does not give), makes
-no commits (loopbot commits), leaves .gitignore alone, and keeps its histories in the fresh
-home. Update check, analytics, release notes, the repo map and URL scraping are off.
+no commits (loopbot commits), leaves .gitignore alone, and keeps its histories, and the git
+index it stages new files in, in the fresh home. Update check, analytics, release notes, the repo map and URL scraping are off.
 
 aider reads a repository's .aider.conf.yml and .env as well; every setting that matters is
 given on the command line, which wins over both.
@@ -41,8 +41,19 @@ VERSION = "0.86.2"
 INSTALL = f"pipx install {PACKAGE}=={VERSION}  (or: uv tool install {PACKAGE}=={VERSION})"
 _DEV_VENV = Path(loopbot.__file__).resolve().parents[1] / "tools" / "aider-venv"
 SETTINGS = "- name: aider/extra_params\n  extra_params:\n    stream_options:\n      include_usage: true\n"
-# Written inside the sandbox into the session's own home, then aider is exec'd.
-_PREPARE = 'printf "%s" "$LOOPBOT_AIDER_SETTINGS" > "$HOME/model-settings.yml" && exec "$@"'
+# Run inside the sandbox before aider: its model settings into the session's home, and git an
+# index and object store of its own there (aider `git add`s every file it creates, even with
+# --no-auto-commits, and stops when that fails; the sandbox's .git is read-only). The
+# repository's objects stay readable as an alternate; nothing of this reaches the repository.
+_PREPARE = """printf "%s" "$LOOPBOT_AIDER_SETTINGS" > "$HOME/model-settings.yml" || exit 1
+if objects=$(git rev-parse --path-format=absolute --git-path objects 2>/dev/null); then
+  index=$(git rev-parse --path-format=absolute --git-path index)
+  mkdir -p "$HOME/git/objects" && { [ ! -f "$index" ] || cp "$index" "$HOME/git/index"; } || exit 1
+  export GIT_INDEX_FILE="$HOME/git/index" GIT_OBJECT_DIRECTORY="$HOME/git/objects"
+  export GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
+fi
+exec "$@"
+"""
 _TOKENS = re.compile(r"^Tokens: (?P<sent>[\d.]+k?) sent(?:, (?P<write>[\d.]+k?) cache write)?"
                      r"(?:, (?P<hit>[\d.]+k?) cache hit)?, (?P<received>[\d.]+k?) received\."
                      r"(?: Cost: \$(?P<message>[\d.]+) message, \$(?P<session>[\d.]+) session\.)?")
@@ -156,7 +167,10 @@ class Aider:
                 cache_write_tokens=sum(_count(m.group("write")) for _, m in reports),
                 cache_read_tokens=sum(_count(m.group("hit")) for _, m in reports),
                 cost_usd=float(cost) if cost else None)
+        # The last reply: after aider's header, or after the report of the call before it.
         start = max((i for i, line in enumerate(lines) if line.startswith("Repo-map: ")), default=-1) + 1
+        if len(reports) > 1:
+            start = max(start, reports[-2][0] + 1)
         end = reports[-1][0] if reports else len(lines)
         reply = [line for line in lines[start:end] if not _CHROME.match(line)]
         error = None
@@ -175,7 +189,10 @@ class Aider:
             error = f"aider ended without an answer from the model: {last or 'no output'}"
         edits = sum(1 for line in lines if line.startswith("Applied edit to "))
         notes = [line.strip() for line in lines if line.startswith("Did not apply edit")][:3]
-        return AgentOutcome(final_message=final, approach=approach_from(final), usage=usage, turns=len(reports),
+        # The APPROACH line may sit in an earlier reply than the last (a reflection's answer).
+        said = [line for line in lines[:end] if line.lstrip("* ").upper().startswith("APPROACH")]
+        approach = approach_from(final if "APPROACH" in final.upper() or not said else said[-1])
+        return AgentOutcome(final_message=final, approach=approach, usage=usage, turns=len(reports),
                             error=error, notes=notes + ([f"{edits} edit(s) applied"] if edits else []))
 
 

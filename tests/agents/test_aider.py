@@ -143,3 +143,24 @@ def test_the_final_message_is_the_reply_without_the_chat_file_list_and_edit_bloc
     outcome = Aider().parse(stdout, "")
     assert outcome.final_message == "APPROACH: expire lazily.\nOne helper does it."
     assert outcome.notes == ["1 edit(s) applied"]
+
+
+def test_aider_creates_files_and_edits_one_the_task_did_not_name_without_touching_the_repositorys_git(
+        tmp_path: Path):
+    # aider `git add`s each file it creates; with the sandbox's .git read-only that would stop it,
+    # so git gets an index and object store of its own in the session's home.
+    adapter = aider_or_skip()
+    reply = ("APPROACH: a new module, and calc fixed.\n\nnewmod.py\n```python\n<<<<<<< SEARCH\n=======\n"
+             "X = 1\n>>>>>>> REPLACE\n```\n\n" + FIX.split("\n\n", 2)[2])
+    cassette = Cassette(exchanges=[Exchange(api="openai", response={"message": {"content": reply}}, times=2)])
+    done = run_session(tmp_path, adapter, cassette, model=MODEL, task="Fix the add function.",
+                       files={"calc.py": CALC})
+    assert (done.worktree / "newmod.py").read_text() == "X = 1\n"
+    assert (done.worktree / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    # calc.py was not in the chat: aider asked once more with it added, as it does.
+    assert len(done.server.received) == 2 and done.report.outcome.notes == ["2 edit(s) applied"]
+    assert done.report.outcome.final_message == "APPROACH: a new module, and calc fixed."
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=done.worktree, capture_output=True, text=True,
+                            check=True).stdout
+    assert status.splitlines() == [" M calc.py", "?? newmod.py"]  # the repository's own index: unchanged
+    assert (done.report.folder / "home" / "git" / "index").is_file()
