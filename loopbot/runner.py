@@ -541,6 +541,10 @@ class Runner:
                 cache_read_tokens=call.usage.cache_read_tokens, cost_usd=call.cost_usd,
                 stop_reason=call.stop_reason or "error"), state)
 
+        # No session starts that could not make one call its reviewers could pay (as _gate at turn 0).
+        before = hard() or reserved()
+        if before is not None:
+            raise BudgetStop(before)
         billing = SessionBilling(iteration=state.iteration, model=model, hard=hard, reserved=reserved,
                                  charge_call=charge, recorder=self.recorder)
         task = self._render(state, "agent_task.md.j2", blocks=[b.text for b in self._context(state)])

@@ -14,13 +14,20 @@ from loopbot.agents.claude_code import find_cli
 from loopbot.agents.session import WORKSPACE
 from loopbot.agents.spec import AgentMaker
 from loopbot.config import Config, ProviderConfig, SandboxConfig
-from loopbot.core.state import Status
+from loopbot.core.state import Status, StopReason
 from loopbot.goal import Goal
 from loopbot.providers.anthropic import AnthropicModel
 from loopbot.providers.profiles import lookup
 from loopbot.session import Paths, create_run, open_session
 from loopbot.testing import FakeClock, ScriptedModel
-from loopbot.testing.agent_turns import KVSTORE_WITH_TTL, bash, read, turn, write
+from loopbot.testing.agent_turns import (
+    KVSTORE_TTL_STORED,
+    KVSTORE_WITH_TTL,
+    bash,
+    read,
+    turn,
+    write,
+)
 from loopbot.testing.replay import Cassette, Exchange, ReplayServer
 from loopbot.testing.scripted import Script
 from loopbot.workspace.git import git
@@ -100,6 +107,11 @@ def test_claude_code_reaches_success_on_the_kvstore_story(kv_repo, demo_goal):
     assert state.spend.cache_read_tokens >= sum(u["cache_read_input_tokens"] for u in billed)
     assert state.spend.output_tokens >= sum(u["output_tokens"] for u in billed)
     assert state.iterations[0].role_costs["maker"] > 0.05  # claude-sonnet-4-5's price on those figures
+    # The CLI's own account of its session agrees with the proxy's on the output it was sent.
+    assert session.runner.agent_maker is not None
+    own = session.runner.agent_maker.reports[0].outcome.usage
+    assert own is not None and own.output_tokens == sum(u["output_tokens"] for u in billed)
+    assert own.cost_usd is not None and own.cost_usd > 0
     # The tool results went back to the model, as the CLI ran them: the tests passed in the sandbox.
     environ = json.dumps(posts[3].body["messages"][-1])
     assert "OK" in environ and "ANTHROPIC_BASE_URL=http://127.0.0.1:" in environ
@@ -115,3 +127,41 @@ def test_claude_code_reaches_success_on_the_kvstore_story(kv_repo, demo_goal):
     assert "Write" in (session.files.directory / "transcript.jsonl").read_text()
     log = git(origin, "log", "-p", state.branch).stdout
     assert MODEL_KEY not in log
+
+
+def test_a_budget_stops_the_agent_mid_session_and_the_best_work_is_pushed(kv_repo, demo_goal):
+    """Iteration 1 stores expiry but never enforces it (kept: more tests pass). Iteration 2's
+    session gets one call; the proxy refuses its second before forwarding it (the calls left are
+    the reviewers'), the session ends, and the next call the loop would make is over budget: the
+    loop stops on the budget and pushes iteration 1's work."""
+    repo, origin = kv_repo
+
+    def exchanges(worktree: Path) -> list[Exchange]:
+        source = str(worktree / "kvstore.py")
+        return [
+            turn(read(source), text="APPROACH: store a deadline per key in set()."),
+            turn(write(source, KVSTORE_TTL_STORED), after="self._data[key] = value"),
+            turn(text="APPROACH: store a deadline per key in set().\nset() takes ttl_seconds.", after="has been updated"),
+            # Iteration 2: the first call is answered; the write that would finish is never asked for.
+            turn(read(source), text="APPROACH: enforce the stored deadlines lazily on every read."),
+            turn(write(source, KVSTORE_WITH_TTL), after="_expires"),
+        ]
+
+    # Iteration 1 makes 3 maker calls (no review: its tests fail); iteration 2 may make one, with
+    # the 4 reviewer calls an iteration with a criterion keeps back.
+    calls = 3 + 1 + 4
+    session, state, replay = run_loop(repo, agent_goal(demo_goal, max_model_calls=calls), exchanges)
+    assert replay.misses == []
+    assert state.stop_reason == StopReason.BUDGET_EXHAUSTED, (state.stop_reason, state.stop_detail)
+    assert "model_calls" in state.stop_detail
+    assert state.spend.model_calls <= calls
+    # The refused call never reached the provider: the finishing write was not served.
+    assert [e.response["content"][-1]["name"] for e in replay.remaining] == ["Write"]
+    maker = session.runner.agent_maker
+    assert maker is not None and len(maker.reports) == 2
+    refused = maker.reports[1].refused
+    assert refused and "kept for this iteration's reviewers" in refused[0]
+    assert state.best.iteration == 1 and state.push is not None and state.push.pushed
+    assert git(origin, "show", f"{state.branch}:kvstore.py").stdout == KVSTORE_TTL_STORED
+    log = (session.files.directory / "agent" / "iteration-2" / "proxy.jsonl").read_text()
+    assert '"refused"' in log and '"status": 400' in log
