@@ -1,0 +1,110 @@
+"""The agent proxy on its unix socket, in front of the replay server: the key swap, the budget
+refusal before forwarding, streamed usage, and what it records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopbot.agents.base import PLACEHOLDER_KEY, Upstream
+from loopbot.agents.proxy import AgentProxy, ProxyCall
+from loopbot.core.redact import Redactor
+from loopbot.providers.profiles import lookup
+from loopbot.testing.agent_turns import bash, turn
+from loopbot.testing.replay import Cassette, ReplayServer
+
+REAL_KEY = "sk-ant-api03-" + "realproxykey" * 3
+MODEL = "claude-sonnet-4-5"
+BODY = {"model": MODEL, "max_tokens": 2000, "stream": True, "messages": [{"role": "user", "content": "go " * 400}]}
+HEADERS = {"anthropic-version": "2023-06-01", "x-api-key": PLACEHOLDER_KEY}
+
+
+class Ledger:
+    def __init__(self, refuse: str | None = None):
+        self.refuse = refuse
+        self.calls: list[ProxyCall] = []
+
+    def admit(self) -> str | None:
+        return self.refuse
+
+    def charge(self, call: ProxyCall) -> None:
+        self.calls.append(call)
+
+
+@pytest.fixture
+def proxied() -> Iterator[Any]:
+    def start(ledger: Ledger, times: int = 1) -> Any:
+        replay = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=[
+            turn(bash("python3 -m unittest -q"), text="APPROACH: run the tests.")] * times))
+        folder = Path(tempfile.mkdtemp(prefix="loopbot-proxy-test-"))
+        records: list[dict[str, Any]] = []
+        return replay, folder, records
+
+    yield start
+
+
+# The client runs in its own process, as the agent does: pytest-socket refuses this process a
+# unix-socket connect (it allows only loopback hosts).
+CLIENT = """
+import json, sys, httpx
+sock, body, headers = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with httpx.Client(transport=httpx.HTTPTransport(uds=sock)) as client:
+    answer = client.post("http://sandbox/v1/messages?beta=true", content=body, headers=headers)
+print(json.dumps({"status": answer.status_code, "headers": dict(answer.headers), "text": answer.text}))
+"""
+
+
+def serve(replay: ReplayServer, folder: Path, records: list[dict[str, Any]], ledger: Ledger,
+          headers: dict[str, str]) -> dict[str, Any]:
+    with replay:
+        upstream = Upstream("anthropic", replay.url, REAL_KEY, lookup("anthropic", MODEL).price)
+        with AgentProxy(folder / "p.sock", upstream, ledger, records.append, Redactor([REAL_KEY])):
+            done = subprocess.run([sys.executable, "-c", CLIENT, str(folder / "p.sock"), json.dumps(BODY),
+                                   json.dumps({**headers, "content-type": "application/json"})],
+                                  capture_output=True, text=True, timeout=60, check=True)
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def test_the_placeholder_is_swapped_for_the_real_key_and_the_stream_passes_with_its_usage(proxied):
+    ledger = Ledger()
+    replay, folder, records = proxied(ledger)
+    answer = serve(replay, folder, records, ledger, HEADERS)
+    assert answer["status"] == 200 and answer["headers"]["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[5:]) for line in answer["text"].splitlines() if line.startswith("data:")]
+    assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+    billed = replay.received[0].usage
+    assert billed is not None and len(ledger.calls) == 1
+    call = ledger.calls[0]
+    # Input from message_start, output from message_delta: as the server billed them.
+    assert call.usage.input_tokens == billed["input_tokens"] > 0
+    assert call.usage.output_tokens == billed["output_tokens"] > 1
+    assert call.cost_usd > 0 and call.stop_reason == "tool_use"
+    assert [c.name for c in call.tool_calls] == ["Bash"] and call.tool_calls[0].input["command"].startswith("python3")
+    assert call.text == "APPROACH: run the tests."
+    # The record holds the exchange, never the real key (the replay server took only it).
+    assert REAL_KEY not in json.dumps(records) and records[-1]["usage"]["output_tokens"] == billed["output_tokens"]
+
+
+def test_another_key_is_refused_and_nothing_is_forwarded(proxied):
+    ledger = Ledger()
+    replay, folder, records = proxied(ledger)
+    answer = serve(replay, folder, records, ledger, {**HEADERS, "x-api-key": "sk-ant-x" * 4})
+    assert answer["status"] == 401 and replay.received == [] and ledger.calls == []
+
+
+def test_a_spent_budget_is_refused_before_forwarding_with_an_error_the_sdk_does_not_retry(proxied):
+    ledger = Ledger(refuse="the cost_usd budget is used up")
+    replay, folder, records = proxied(ledger)
+    answer = serve(replay, folder, records, ledger, HEADERS)
+    assert answer["status"] == 400 and answer["headers"]["x-should-retry"] == "false"
+    assert json.loads(answer["text"])["error"]["type"] == "invalid_request_error"
+    assert "cost_usd budget is used up" in json.loads(answer["text"])["error"]["message"]
+    assert replay.received == [] and ledger.calls == [] and records[-1]["refused"]
