@@ -126,6 +126,10 @@ def test_claude_code_reaches_success_on_the_kvstore_story(kv_repo, demo_goal):
     for path in written:
         assert MODEL_KEY not in path.read_text(errors="replace"), path
     assert "Write" in (session.files.directory / "transcript.jsonl").read_text()
+    # The agent's cost is the maker's in the report's cost table.
+    report = (session.files.directory / "report.md").read_text()
+    maker_cost = state.iterations[0].role_costs["maker"]
+    assert "## Cost and time" in report and f"${maker_cost:.4f}" in report
     log = git(origin, "log", "-p", state.branch).stdout
     assert MODEL_KEY not in log
 
