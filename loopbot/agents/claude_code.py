@@ -11,7 +11,9 @@ reports and auto-update are off; the network is unshared anyway.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,17 @@ TOOLS = ("Bash", "Read", "Edit", "Write", "Glob", "Grep")
 # is WebAssembly, so every API call failed "Out of memory: Cannot allocate Wasm memory". Inline
 # bounds checks instead, as node documents for `ulimit -v`; in NODE_OPTIONS for child nodes too.
 NODE_FLAGS = ("--disable-wasm-trap-handler",)
+MIN_NODE = (20, 17)  # the first node with --disable-wasm-trap-handler (22.2 on the 22 line)
 _DEV_TOOLS = Path(loopbot.__file__).resolve().parents[1] / "tools" / "node_modules" / PACKAGE
+
+
+def _node_version(node: str) -> tuple[int, int] | None:
+    try:
+        text = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.match(r"v(\d+)\.(\d+)", text.strip())
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 def find_cli(search: Path | None = None) -> Path | None:
@@ -64,8 +76,14 @@ class ClaudeCode:
         entry = self._entry()
         if entry is None:
             return f"Claude Code is not installed (no `claude` on PATH): {INSTALL}"
-        if entry.suffix == ".js" and shutil.which("node") is None:
-            return "Claude Code needs node (18 or newer) on PATH: install Node.js, then " + INSTALL
+        if entry.suffix == ".js":
+            node = shutil.which("node")
+            if node is None:
+                return "Claude Code needs node (20.17 or newer) on PATH: install Node.js, then " + INSTALL
+            version = _node_version(node)
+            if version is not None and (version < MIN_NODE or (21, 0) <= version < (22, 2)):
+                return (f"Claude Code in loopbot's sandbox needs node 20.17 or newer (for {NODE_FLAGS[0]}, see "
+                        f"loopbot/agents/claude_code.py); {node} is {'.'.join(map(str, version))}")
         return None
 
     def host_paths(self) -> list[Path]:
