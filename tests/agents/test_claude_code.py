@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from loopbot.agents.claude_code import find_cli
+from loopbot.agents.claude_code import ClaudeCode
 from loopbot.agents.session import WORKSPACE
 from loopbot.agents.spec import AgentMaker
 from loopbot.config import Config, ProviderConfig, SandboxConfig
@@ -42,10 +42,11 @@ UNIT = "python3 -m unittest discover -s tests -q"
 
 @pytest.fixture(autouse=True)
 def _claude_installed() -> None:
-    if find_cli() is None:
+    problem = ClaudeCode().check_installed()
+    if problem is not None:
         if os.environ.get("CI"):
-            pytest.fail("Claude Code is not installed; make test installs it (npm install --prefix tools)")
-        pytest.skip("Claude Code is not installed (npm install --prefix tools)")
+            pytest.fail(f"{problem}; make test installs it (npm install --prefix tools)")
+        pytest.skip(f"{problem} (make test installs it: npm install --prefix tools)")
 
 
 def agent_goal(goal: Goal, **budgets: Any) -> Goal:
