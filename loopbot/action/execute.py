@@ -13,7 +13,7 @@ from loopbot.action.inputs import ActionInputs
 from loopbot.clock import SystemClock
 from loopbot.config import Config
 from loopbot.core.decide import reopen, reopenable
-from loopbot.core.lease import HEARTBEAT_SECONDS
+from loopbot.core.lease import HEARTBEAT_SECONDS, Lease, parse_github_actions_job
 from loopbot.core.redact import Redactor, secrets_from_env
 from loopbot.core.route import MARK, Intent, Repo, actor_kind, may_steer
 from loopbot.core.state import LoopState, Status
@@ -86,7 +86,8 @@ def _loop(intent: Intent, job: Job) -> int:
     # The plan's lease names this job, so another runner on the plan is told who holds it.
     store = state_store(checkout, remote, number, stop_label=stop_label, redact=Redactor(held_secrets(checkout, secrets)),
                         cancel_check=lambda: stop_label in job.forge.issue(number).labels,
-                        runner=inputs.runner, clock=job.lease_clock, heartbeat_seconds=HEARTBEAT_SECONDS)
+                        runner=inputs.runner, clock=job.lease_clock, heartbeat_seconds=HEARTBEAT_SECONDS,
+                        job=inputs.job, holder_ended=lambda lease: _job_ended(job.forge, lease))
     latest = job.facts.state(number)
     branch = f"loop/{number}-{slugify(goal.id, 30)}"
     paths = Paths(inputs.state_dir)
@@ -140,6 +141,13 @@ def _loop(intent: Intent, job: Job) -> int:
         return 2
     finally:
         store.close()
+
+
+def _job_ended(forge: GitHubForge, lease: Lease) -> bool:
+    """A lease held by a GitHub Actions job that GitHub says has completed (killed, cancelled, timed
+    out, or an earlier attempt of a re-run) is free now, not in ten minutes."""
+    held_by = parse_github_actions_job(lease.job)
+    return held_by is not None and forge.job_ended(*held_by)
 
 
 def _busy(intent: Intent, job: Job, busy: LeaseBusy) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from loopbot.config import CONFIG_PATH, Config, parse_config
+from loopbot.core.lease import github_actions_job
 from loopbot.core.route import SELF_LOGINS, Mode
 from loopbot.errors import InputError, Problem
 from loopbot.workspace.git import git
@@ -42,6 +43,7 @@ class ActionInputs:
     self_logins: frozenset[str]
     workflow_path: str | None = None  # the running workflow's file (GITHUB_WORKFLOW_REF), if it says
     runner: str = ""  # who runs this job (workflow run, attempt, host): the holder a state lease names
+    job: str = ""  # this job attempt's handle in a lease, so a later job can ask GitHub whether it ended
 
     @property
     def full_name(self) -> str:
@@ -87,6 +89,7 @@ class ActionInputs:
             self_logins=SELF_LOGINS | ({f"{app_slug}[bot]"} if app_slug else frozenset()),
             workflow_path=_workflow_path(env.get("GITHUB_WORKFLOW_REF", ""), f"{owner}/{repo}"),
             runner=_runner(env),
+            job=github_actions_job(env.get("GITHUB_RUN_ID", "").strip(), env.get("GITHUB_RUN_ATTEMPT", "").strip()),
         )
 
     def config(self) -> Config:

@@ -55,9 +55,12 @@ class GitStateStore:
     def __init__(self, repo: Path, remote: str | None, branch: str, *,
                  cancel_check: Callable[[], bool] = lambda: False, redact: Callable[[str], str] = NO_SECRETS,
                  stop_label: str = Labels().stop, runner: str = "", clock: Callable[[], float] = time.time,
-                 lease_seconds: float = LEASE_SECONDS, heartbeat_seconds: float | None = None):
+                 lease_seconds: float = LEASE_SECONDS, heartbeat_seconds: float | None = None,
+                 job: str = "", holder_ended: Callable[[Lease], bool] = lambda lease: False):
         """`runner` names who writes (the Action passes its workflow run and host); `heartbeat_seconds`
-        renews a held lease from a background thread between checkpoints (None: only writes renew it)."""
+        renews a held lease from a background thread between checkpoints (None: only writes renew it);
+        `job` is this runner's job handle in the lease, and `holder_ended` tells whether another
+        holder's job has ended (asked only of a fresh lease held by someone else)."""
         if not branch.startswith("loop/"):
             raise StateError("state branches are loop/*")
         self.repo, self.remote, self.branch = repo, remote, branch
@@ -67,6 +70,7 @@ class GitStateStore:
         self.runner = runner or "a runner"
         self.holder = f"{self.runner} #{uuid.uuid4().hex[:12]}"
         self.clock, self.lease_seconds, self.heartbeat_seconds = clock, lease_seconds, heartbeat_seconds
+        self.job, self.holder_ended = job, holder_ended
         self._ledger: list[tuple[str, Charge]] | None = None
         self._seen: str | None = None  # the remote's tip as this runner last saw or wrote it ("" = none)
         self._held: str | None = None  # the run id whose lease this runner holds
@@ -144,7 +148,7 @@ class GitStateStore:
         self.release(run_id)
 
     def _lease(self, run_id: str) -> Lease:
-        return Lease(run_id=run_id, runner=self.runner, holder=self.holder, heartbeat=self.clock())
+        return Lease(run_id=run_id, runner=self.runner, holder=self.holder, heartbeat=self.clock(), job=self.job)
 
     def _current_lease(self) -> Lease | None:
         shown = git(self.repo, "show", f"{self.ref}:{LEASE_FILE}", check=False)
@@ -159,8 +163,10 @@ class GitStateStore:
         """Fetch, and raise LeaseBusy when another runner's lease on the plan is fresh."""
         self.fetch()
         lease = self._current_lease()
-        if not may_take(lease, self.holder, self.clock(), self.lease_seconds):
-            assert lease is not None
+        if may_take(lease, self.holder, self.clock(), self.lease_seconds):
+            return
+        assert lease is not None
+        if not self.holder_ended(lease):
             raise LeaseBusy(run_id, lease, self.lease_seconds)
 
     def _took(self, run_id: str) -> None:

@@ -327,6 +327,26 @@ class FakeGitHub:
                                    "actor": {"login": self._login}})
         return httpx.Response(204)
 
+    def job(self, run_id: int, attempt: int = 1, status: str = "in_progress") -> None:
+        """A workflow run of the repository at `attempt` (earlier attempts completed), as a job
+        holding a lease would be; `status` is the latest attempt's."""
+        self.workflow_runs = [r for r in self.workflow_runs if r["id"] != run_id]
+        self.workflow_runs.append({"id": run_id, "name": "loopbot run", "display_title": "loopbot run",
+                                   "event": "issues", "status": status,
+                                   "conclusion": "cancelled" if status == "completed" else None,
+                                   "run_attempt": attempt, "path": ".github/workflows/loopbot-run.yml",
+                                   "head_branch": "main", "actor": {"login": self._login}})
+
+    def _run_attempt(self, run_id: int, attempt: int) -> httpx.Response:
+        # GitHub: an attempt that never existed is a 404; every attempt before the latest is over.
+        run = next((r for r in self.workflow_runs if r["id"] == run_id), None)
+        if run is None or not 1 <= attempt <= int(run.get("run_attempt", 1)):
+            return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})
+        latest = attempt == int(run.get("run_attempt", 1))
+        return httpx.Response(200, json={**run, "run_attempt": attempt,
+                                         "status": run["status"] if latest else "completed",
+                                         "conclusion": run["conclusion"] if latest else "cancelled"})
+
     # -- the API ------------------------------------------------------------------------------
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -395,6 +415,8 @@ class FakeGitHub:
             return self._page(path, query, repos, key="repositories")
         if parts[:2] == ["actions", "workflows"] and parts[3:] == ["dispatches"]:
             return self._dispatch(parts[2], body)
+        if parts[:2] == ["actions", "runs"] and len(parts) == 5 and parts[3] == "attempts":
+            return self._run_attempt(int(parts[2]), int(parts[4]))
         if parts[:2] == ["actions", "runs"]:
             event = query["event"][0] if query.get("event") else None
             runs = [r for r in reversed(self.workflow_runs) if event in (None, r["event"])]

@@ -42,6 +42,11 @@ class Actions:
     slept: list[float] = field(default_factory=list)
     runs: int = 0
     clone_url: str | None = None  # origin over real smart HTTP (loopbot.testing.git_http), if set
+    next_job: tuple[int, int] | None = None  # the next runner's (workflow run id, attempt); else 1000+n, 1
+
+    def job_of(self, n: int) -> tuple[int, int]:
+        """The (workflow run id, attempt) runner n ran as, by default."""
+        return 1000 + n, 1
 
     def runner(self, event: str, payload: dict[str, Any]) -> dict[str, str]:
         self.runs += 1
@@ -52,7 +57,10 @@ class Actions:
                                                      "full_name": "acme/kvstore"})
         event_path = machine / "event.json"
         event_path.write_text(json.dumps(payload))
+        run_id, attempt = self.next_job or self.job_of(self.runs)
+        self.next_job = None
         return {
+            "GITHUB_RUN_ID": str(run_id), "GITHUB_RUN_ATTEMPT": str(attempt),
             "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(event_path), "GITHUB_REPOSITORY": "acme/kvstore",
             "GITHUB_WORKSPACE": str(checkout), "GITHUB_API_URL": "https://api.github.com",
             "GITHUB_TOKEN": "ghs_" + "F" * 36, "LOOPBOT_MODEL": f"scripted:{KVSTORE / 'script.yaml'}",

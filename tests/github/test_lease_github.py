@@ -73,3 +73,47 @@ def test_a_runner_whose_stale_lease_was_taken_over_stops_without_harm(actions):
     assert len(fake.comments_on(issue)) == taken["comments"]  # A wrote nothing more to GitHub
     assert len([c for c in fake.comments_on(issue) if progress_marker(issue) in c["body"]]) == 1
     assert "loopbot:done" in fake.labels_of(issue) and "loopbot:running" not in fake.labels_of(issue)
+
+
+def _killed_mid_loop(actions) -> int:
+    """Runner 1 takes the plan and dies mid-loop (its lease fresh, never to be renewed)."""
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+
+    class Killed(BaseException):
+        pass
+
+    def die(state: LoopState) -> None:
+        if state.iteration == 2 and state.phase.value == "check":
+            raise Killed()
+
+    with pytest.raises(Killed):
+        run(actions, "issues", labeled(issue), on_checkpoint=die)
+    return issue
+
+
+@pytest.mark.parametrize("how", ["a later workflow run", "a re-run of the same run"])
+def test_a_lease_whose_job_github_says_ended_is_taken_at_once(actions, how):
+    # A job killed, cancelled or timed out renews nothing: once GitHub says its attempt completed,
+    # the next runner resumes now, not when the lease goes stale ten minutes later.
+    fake = actions.fake
+    issue = _killed_mid_loop(actions)
+    run_id, attempt = actions.job_of(1)
+    if how == "a later workflow run":
+        fake.job(run_id, attempt, status="completed")
+    else:
+        fake.job(run_id, attempt + 1, status="in_progress")  # "Re-run jobs": attempt 1 is over
+        actions.next_job = (run_id, attempt + 1)
+    assert run(actions, "issue_comment", comment(issue, "/loop resume")) == 0
+    assert actions.outputs()["status"] == "success"
+    final = _state(actions, issue)
+    assert final.status == Status.SUCCESS and final.published and len(fake.pulls) == 1
+
+
+def test_a_lease_whose_job_is_still_running_on_github_stays_busy(actions):
+    fake = actions.fake
+    issue = _killed_mid_loop(actions)
+    fake.job(*actions.job_of(1), status="in_progress")  # GitHub has not noticed the runner died yet
+    assert run(actions, "issue_comment", comment(issue, "/loop resume")) == 0
+    assert actions.outputs()["status"] == "busy"
+    assert _state(actions, issue).status != Status.SUCCESS

@@ -197,3 +197,32 @@ def test_a_push_that_fails_for_the_network_is_not_a_lost_lease(tmp_path, clock):
         a.save(state.model_copy(update={"steps_completed": 1}), "baseline")  # carries the ledger
         fresh = runner(tmp_path, url, "c", clock)
         assert fresh.latest() is not None and fresh.spent(state.run_id).cost_usd == 0.25
+
+
+def test_a_fresh_lease_whose_holders_job_ended_is_taken_and_its_holder_fenced_out(tmp_path, clock):
+    with served(tmp_path, "file") as url:
+        a = runner(tmp_path, url, "a", clock)
+        a.job = "github-actions:101:1"
+        state = a_state(a)
+        a.create(state)
+        asked: list[str] = []
+
+        def ended(lease) -> bool:
+            asked.append(lease.job)
+            return lease.job == "github-actions:101:1"
+
+        b = GitStateStore(tmp_path / "b-checkout", "origin", BRANCH, runner="runner b", clock=clock,
+                          holder_ended=ended, job="github-actions:102:1")
+        subprocess.run(["git", "clone", "-q", url, str(b.repo)], check=True, capture_output=True)
+        b.claim(state.run_id)  # the lease is seconds old, but its job is over
+        assert asked == ["github-actions:101:1"]
+        _, lease = remote_state(url, tmp_path)
+        assert "runner b" in lease and "github-actions:102:1" in lease
+        with pytest.raises(LeaseLost):
+            a.save(state.model_copy(update={"steps_completed": 1}), "baseline")
+
+        c = GitStateStore(tmp_path / "c-checkout", "origin", BRANCH, runner="runner c", clock=clock,
+                          holder_ended=ended)
+        subprocess.run(["git", "clone", "-q", url, str(c.repo)], check=True, capture_output=True)
+        with pytest.raises(LeaseBusy):
+            c.claim(state.run_id)  # B's job is running: its lease holds

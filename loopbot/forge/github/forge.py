@@ -441,6 +441,17 @@ class GitHubForge:
                   if trusted(c.get("user") or {})]
         return "\n\n".join(parts)
 
+    # -- a lease's holder ---------------------------------------------------------------------
+    def job_ended(self, run_id: int, attempt: int) -> bool:
+        """Whether that workflow run attempt has completed (a job killed, cancelled or timed out
+        holds a plan's lease it will never renew). Unknown or unreadable counts as not ended: the
+        lease then lapses on its own."""
+        try:
+            data = self._call(self.gh.rest.actions.get_workflow_run_attempt, run_id, attempt)
+        except GitHubError:
+            return False
+        return bool(data.get("status") == "completed")
+
     # -- the check run ------------------------------------------------------------------------
     def _runs(self, head_sha: str) -> list[dict[str, Any]]:
         return self._list(self.gh.rest.checks.list_for_ref, head_sha, check_name=CHECK_NAME, key="check_runs")

@@ -49,6 +49,8 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/repos/{owner}/{repo}/commits"),
     ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
     ("GET", "/repos/{owner}/{repo}/git/blobs/{file_sha}"),
+    # a plan's lease held by another job: has that workflow run attempt ended (killed, cancelled)?
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}"),
     # draft -> ready for review exists only in GraphQL; its mutations are listed below
     ("POST", "/graphql"),
 })
