@@ -234,3 +234,23 @@ def test_a_hostile_agent_is_contained_as_the_built_in_maker_is(kv_repo, demo_goa
         for secret in secrets:
             assert secret not in blob, f"{secret[:10]}… in {name}"
     assert state.iterations[0].head_sha is not None
+
+
+def test_the_turn_limit_ends_a_session_as_an_ordinary_end(kv_repo, demo_goal):
+    repo, _ = kv_repo
+    goal = agent_goal(demo_goal, max_iterations=1)
+    goal = goal.model_copy(update={"maker": AgentMaker(agent="claude-code", max_turns=1, wall_seconds=120)})
+
+    def exchanges(worktree: Path) -> list[Exchange]:
+        source = str(worktree / "kvstore.py")
+        return [turn(read(source), text="APPROACH: read first."),
+                turn(write(source, KVSTORE_WITH_TTL), after="self._data[key] = value")]
+
+    session, state, replay = run_loop(repo, goal, exchanges)
+    assert len(replay.received) == 1 and len(replay.remaining) == 1  # the second turn was never asked for
+    maker = session.runner.agent_maker
+    assert maker is not None
+    outcome = maker.reports[0].outcome
+    assert outcome.error is None and any("turn limit" in note for note in outcome.notes), outcome
+    assert state.iterations[0].maker_error is None
+    assert state.iterations[0].approach == "read first."
