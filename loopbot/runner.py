@@ -797,7 +797,8 @@ class Runner:
             self.workspace.reset(state.best.sha)
         refused = self._exit_filter(state, state.best.sha)
         state.push = refused or self._push(state, state.best.sha, PUSH_TIMEOUT_SECONDS)
-        self._emit(events.Pushed(pushed=state.push.pushed, message=state.push.message, sha=state.push.sha), state)
+        self._emit(events.Pushed(pushed=state.push.pushed, message=state.push.message, sha=state.push.sha,
+                                 nothing_to_push=state.push.message == NOTHING_PUSHED), state)
         if refused is not None:
             # Not a push to retry: the line stops, the work stays local for a human to look at.
             state.stop_reason, state.stop_detail = StopReason.ANDON, refused.message

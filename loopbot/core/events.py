@@ -129,6 +129,8 @@ class Pushed(_Event):
     pushed: bool
     message: str
     sha: str
+    # Not pushed because there is nothing to show (the best work is the base): not a refusal.
+    nothing_to_push: bool = False
 
 
 @dataclass(frozen=True)

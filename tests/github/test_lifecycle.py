@@ -245,3 +245,36 @@ def test_the_push_token_is_minted_again_shortly_before_it_expires(actions):
     assert forge.push_token() and minted() == before  # cached
     now[0] = expiry - TOKEN_MARGIN_SECONDS + 1
     assert forge.push_token() and minted() == before + 1  # minted again before it runs out
+
+
+def test_a_loop_whose_best_work_is_its_base_pushes_nothing_and_says_no_failed_push(actions, tmp_path):
+    """Every iteration rolled back (here: an edit outside the plan's scope): no branch, no PR, and
+    no "could not push" alarm on the issue, only the stop in the progress comment."""
+    import os
+
+    from loopbot.action import run_action
+
+    script = tmp_path / "outside.yaml"
+    script.write_text(
+        "model: demo\nprice: {input_per_mtok: 3.0, output_per_mtok: 15.0}\nmaker:\n"
+        "  - iteration: '*'\n    turns:\n"
+        "      - text: 'APPROACH: Document TTL in a new notes file.'\n"
+        "        tools:\n          - write: {path: NOTES.md, content: \"ttl\\n\"}\n"
+        "      - tools:\n          - done: {summary: notes, chunks_completed: []}\n"
+        "checker:\n  - iteration: '*'\n    decision: APPROVE\n    reasons: [fine]\n"
+        "goal_checker:\n  - iteration: '*'\n    criteria:\n      - met: false\n        evidence: not yet\n")
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", _one_iteration_plan(), labels=["loopbot:plan"])
+    payload = labeled(issue)
+    payload["issue"]["body"] = fake.issues[issue]["body"]
+    env = {**actions.runner("issues", payload), "LOOPBOT_MODEL": f"scripted:{script}"}
+    run_action({**os.environ, **env}, transport=fake.transport(), sleep=actions.slept.append)
+
+    state = _state(actions, issue)
+    assert state.finished and state.best.sha == state.base_sha
+    assert state.push is not None and not state.push.pushed
+    assert fake.pulls == {}
+    assert git(actions.origin, "branch", "--list", state.branch).stdout.strip() == ""
+    bodies = [c["body"] for c in fake.comments_on(issue)]
+    assert not any("could not push" in body for body in bodies), bodies
+    assert actions.outputs()["status"] != "success"

@@ -152,6 +152,8 @@ class GitHubPublisher:
             self._progress(state)
 
     def _pushed(self, state: LoopState, event: Pushed) -> None:
+        if event.nothing_to_push:
+            return  # no branch to show; the progress comment says how the loop ended
         if not event.pushed:
             # GitHub (a ruleset, a workflow file the token may not write) or a maintainer's commit
             # refused the push: said on the issue at once, not found out when the PR cannot open.
