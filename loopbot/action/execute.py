@@ -126,7 +126,9 @@ def _loop(intent: Intent, job: Job) -> int:
     # Validates models and the sandbox, then records a new run (or claims a resumed one) before acting:
     # both take the plan's lease, so nothing is written to GitHub before it is held.
     try:
+        # The report's links go to this server (GitHub Enterprise too), not to what the remote URL says.
         session = open_session(state, paths, store=store, secrets=secrets, on_checkpoint=job.on_checkpoint,
+                               web_url=f"{inputs.server_url.rstrip('/')}/{inputs.full_name}",
                                provider_env=ProviderEnv.from_mapping(inputs.env),
                                resume=intent.kind == "resume" or state.steps_completed > 0 or state.suspended is not None)
     except LeaseBusy as busy:
@@ -168,7 +170,8 @@ def _run(job: Job, session: Session, state: LoopState, store: GitStateStore, num
         # the checkout's GITHUB_TOKEN, whose pushes start no workflows.
         session.runner.workspace.push_env = lambda: push_env(server, forge.push_token() or "")
     publisher = GitHubPublisher(job.forge, issue=number, base_branch=inputs.default_branch, labels=job.config.labels,
-                                redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock())
+                                redact=session.redact, sandbox_note=session.files.sandbox_note, clock=SystemClock(),
+                                web_url=session.files.web_url)
     session.runner.observers.append(publisher)
     final = session.runner.run(state)
     job.outputs.update({"loop_id": final.run_id, "cost": f"{final.spend.cost_usd:.4f}",

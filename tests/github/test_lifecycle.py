@@ -278,3 +278,21 @@ def test_a_loop_whose_best_work_is_its_base_pushes_nothing_and_says_no_failed_pu
     bodies = [c["body"] for c in fake.comments_on(issue)]
     assert not any("could not push" in body for body in bodies), bodies
     assert actions.outputs()["status"] != "success"
+
+
+def test_the_reports_links_go_to_the_server_the_job_runs_on(actions):
+    """GitHub Enterprise: the branch and compare links use GITHUB_SERVER_URL, not the clone's URL."""
+    import os
+
+    from loopbot.action import run_action
+
+    fake = actions.fake
+    issue = fake.add_issue("Add TTL", ttl_plan_body(), labels=["loopbot:plan"])
+    payload = labeled(issue)
+    payload["issue"]["body"] = fake.issues[issue]["body"]
+    env = {**actions.runner("issues", payload), "GITHUB_SERVER_URL": "https://ghe.example.com"}
+    assert run_action({**os.environ, **env}, transport=fake.transport(), sleep=actions.slept.append) == 0
+    (pr,) = fake.pulls.values()
+    branch = pr["head"]["ref"]
+    assert f"https://ghe.example.com/acme/kvstore/tree/{branch}" in pr["body"]
+    assert "https://ghe.example.com/acme/kvstore/compare/" in pr["body"]

@@ -119,15 +119,17 @@ class GitHubPublisher:
     and never decides anything: what it shows is what the runner checkpointed."""
 
     def __init__(self, forge: GitHubForge, *, issue: int, base_branch: str, labels: Labels, redact: Redactor,
-                 sandbox_note: str, clock: Any):
+                 sandbox_note: str, clock: Any, web_url: str | None = None):
         self.forge, self.issue = forge, issue
+        self.web_url = web_url  # the repository's page, for the report's branch and compare links
         self.base_branch, self.labels = base_branch, labels
         self.redact, self.sandbox_note, self.clock = redact, sandbox_note, clock
         self.pr: PullRequest | None = None
         self._pr_refused = False  # GitHub refused this run a pull request: asked once, explained once
 
     def _report(self, state: LoopState) -> str:
-        return self.redact(f"Closes #{self.issue}\n\n" + render_report(state, sandbox_note=self.sandbox_note))
+        return self.redact(f"Closes #{self.issue}\n\n" + render_report(state, sandbox_note=self.sandbox_note,
+                                                                        web_url=self.web_url))
 
     def _progress(self, state: LoopState) -> None:
         self.forge.comment(self.issue, self.redact(progress_body(state, now=self.clock.wall())),
