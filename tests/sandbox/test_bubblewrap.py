@@ -32,12 +32,13 @@ def test_worktree_is_writable_and_git_read_only(box):
 
 def test_private_tmp_and_fresh_proc(box, tmp_path):
     (tmp_path / "host-file").write_text("host")
-    result = box.run(f"cat {tmp_path}/host-file; echo t > /tmp/x && cat /tmp/x; ls /proc | grep -c '^[0-9]'",
+    inside = Path("/tmp") / f"loopbot-private-{tmp_path.name}"  # a name nothing else on the host uses
+    result = box.run(f"cat {tmp_path}/host-file; echo t > {inside} && cat {inside}; ls /proc | grep -c '^[0-9]'",
                      cwd=box.worktree, timeout_seconds=10)
     lines = result.output.split()
     assert "host" not in lines and "t" in lines
     assert int(lines[-1]) < 10  # only the sandbox's own processes are visible
-    assert not Path("/tmp/x").exists() or Path("/tmp/x").read_text() != "t\n"
+    assert not inside.exists()  # the sandbox's /tmp is its own
 
 
 def test_git_config_is_stripped_of_credentials():
