@@ -1,11 +1,14 @@
 """The host-side model proxy an agent CLI reaches from inside the sandbox (through relay.py).
 
 It listens on a unix socket that loopbot binds into the sandbox, and for each request:
-refuses a key other than PLACEHOLDER_KEY; asks the budget before any model call is forwarded
-(a refusal is an API-shaped 400 the CLI stops on); swaps in the real key; forwards to the
-configured provider; streams the answer back as it comes (SSE passed through); reads the call's
-usage from the answer (streamed message_start/message_delta, or the JSON body) and charges it;
-and records the exchange, redacted. The real key lives only in this process.
+refuses a key other than PLACEHOLDER_KEY, and an endpoint it does not understand (forwarding.py);
+asks the session's turn limit and the budget before any model call is forwarded (a refusal is an
+API-shaped 400 the CLI stops on); swaps in the real key and keeps only the headers the provider
+needs; forwards to the configured provider; streams the answer back as it comes (SSE passed
+through); reads the call's usage from the answer (streamed message_start/message_delta, the
+chat stream's usage chunk, which it asks for, response.completed, or the JSON body) and charges
+it, or a conservative estimate when it cannot be read; and records the exchange, redacted. The
+real key lives only in this process.
 
 Model calls are serialised: the budget is asked with everything before it charged, so a session
 overshoots `max_cost_usd` by one call at most, as the built-in maker does.
@@ -28,12 +31,19 @@ from typing import Any, Protocol
 import httpx
 
 from loopbot.agents.base import PLACEHOLDER_KEY, Api, Upstream
+from loopbot.agents.forwarding import (
+    Prepared,
+    Route,
+    UsageChunkFilter,
+    estimate,
+    forwarded_headers,
+    prepare,
+    route_for,
+)
 from loopbot.messages import ToolCall, ToolResult, Usage
 from loopbot.providers import cost_usd
 
-# Hop-by-hop and per-connection headers, never forwarded either way; keys are replaced.
-_DROP_REQUEST = {"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length",
-                 "x-api-key", "authorization", "accept-encoding", "te", "upgrade"}
+# Hop-by-hop and per-connection headers of the answer, not passed back.
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 BODY_LIMIT = 32 * 1024 * 1024
 RECORD_BYTES = 200_000  # one recorded request or response body, at most
@@ -71,13 +81,6 @@ class Billing(Protocol):
 Record = Callable[[dict[str, Any]], None]
 
 
-def is_model_call(method: str, path: str) -> bool:
-    """A call the provider bills: Anthropic messages, OpenAI chat completions or responses.
-    count_tokens, the models list and preflight HEADs pass without a charge."""
-    bare = path.split("?", 1)[0].rstrip("/")
-    return method == "POST" and bare.endswith(("/messages", "/chat/completions", "/responses", "/completions"))
-
-
 @dataclass
 class UsageReader:
     """The usage of one answer, read from its bytes as they stream past (or from a JSON body)."""
@@ -88,6 +91,10 @@ class UsageReader:
     model: str = ""
     stop_reason: str = ""
     error: str | None = None
+    # The answer's final usage was seen (message_delta, the usage chunk, response.completed, a
+    # JSON body's usage); message_start alone gives only the input side.
+    complete: bool = False
+    seen: int = 0  # bytes of the answer
     # Anthropic content blocks by index: text, or a tool call with its streamed JSON.
     blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
     _buffer: bytes = b""
@@ -112,6 +119,7 @@ class UsageReader:
         return tuple(calls)
 
     def feed(self, chunk: bytes) -> None:
+        self.seen += len(chunk)
         if not self.streamed:
             if len(self._body) < BODY_LIMIT:
                 self._body += chunk
@@ -160,20 +168,24 @@ class UsageReader:
                 block["json"] = block.get("json", "") + str(delta.get("partial_json", ""))
         elif kind == "message_delta":  # Anthropic stream: cumulative output (and input, when given)
             self.stop_reason = str((event.get("delta") or {}).get("stop_reason") or self.stop_reason)
+            self.complete = self.complete or isinstance(event.get("usage"), dict)
             self._anthropic(event.get("usage") or {})
         elif kind == "error":
             self.error = str((event.get("error") or {}).get("message") or event)
         elif kind in ("response.completed", "response.incomplete", "response.failed"):  # OpenAI Responses
             response = event.get("response") or {}
             self.model = str(response.get("model") or self.model)
+            self.complete = isinstance(response.get("usage"), dict)
             self._openai(response.get("usage") or {})
         elif kind == "message":  # an Anthropic JSON reply
             self.model = str(event.get("model") or self.model)
             self.stop_reason = str(event.get("stop_reason") or "")
             self.blocks = {i: dict(b) for i, b in enumerate(event.get("content") or []) if isinstance(b, dict)}
+            self.complete = isinstance(event.get("usage"), dict)
             self._anthropic(event.get("usage") or {})
         elif isinstance(event.get("usage"), dict):  # OpenAI chat (JSON or the stream's last chunk)
             self.model = str(event.get("model") or self.model)
+            self.complete = True
             self._openai(event["usage"])
 
     def _anthropic(self, usage: dict[str, Any]) -> None:
@@ -195,11 +207,12 @@ class UsageReader:
                            cache_read_tokens=int(cached))
 
 
-def refusal(api: Api, message: str) -> tuple[int, dict[str, Any]]:
-    """An error the CLI's SDK reads as final (400, no retry), in the API's own shape."""
+def refusal(api: Api, message: str, *, status: int = 400, code: str = "budget_exhausted") -> tuple[int, dict[str, Any]]:
+    """An error the CLI's SDK reads as final (a 4xx, no retry), in the API's own shape."""
     if api == "anthropic":
-        return 400, {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
-    return 400, {"error": {"message": message, "type": "invalid_request_error", "code": "budget_exhausted"}}
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        return status, {"type": "error", "error": {"type": kind, "message": message}}
+    return status, {"error": {"message": message, "type": "invalid_request_error", "code": code}}
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -210,8 +223,10 @@ class AgentProxy:
     """`with AgentProxy(socket_path, upstream, billing, record):` serves until the block ends."""
 
     def __init__(self, socket_path: Path, upstream: Upstream, billing: Billing, record: Record,
-                 redact: Callable[[str], str], *, timeout_seconds: float = 600.0):
+                 redact: Callable[[str], str], *, timeout_seconds: float = 600.0, max_calls: int | None = None):
         self.socket_path = socket_path
+        # Model calls one session may make (its turn limit; Codex and aider have no flag for it).
+        self.max_calls = max_calls
         self.upstream = upstream
         self.billing = billing
         self.record = record
@@ -276,7 +291,7 @@ class AgentProxy:
             self._reply(handler, 413, {"error": {"message": "request too large"}})
             return
         body = handler.rfile.read(length) if length else b""
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _DROP_REQUEST}
+        headers = forwarded_headers(dict(handler.headers.items()))
         sent_key = handler.headers.get("x-api-key") or handler.headers.get("authorization", "").removeprefix("Bearer ")
         if sent_key and sent_key.strip() != PLACEHOLDER_KEY:
             # Only the placeholder loopbot gave the agent: a key it found elsewhere is not used.
@@ -288,25 +303,47 @@ class AgentProxy:
         else:
             headers["authorization"] = f"Bearer {self.upstream.api_key}"
         headers["accept-encoding"] = "identity"  # usage is read from the bytes as they pass
-        if not is_model_call(method, path):
-            self._forward(handler, method, path, headers, body, billed=False)
+        route = route_for(self.upstream.api, method, path)
+        if route is None:
+            self._refuse(handler, method, path, body, f"unknown endpoint {method} {path.split('?', 1)[0]}",
+                         status=404, code="unknown_url", note=False)
+            return
+        if not route.billed:
+            self._forward(handler, method, path, headers, Prepared(body, {}), route=route)
+            return
+        prepared = prepare(route, body)
+        if isinstance(prepared, str):
+            self._refuse(handler, method, path, body, prepared, code="invalid_request", note=False)
             return
         with self._serial:
+            if self.max_calls is not None and self.calls >= self.max_calls:
+                self._refuse(handler, method, path, body,
+                             f"this session's turn limit of {self.max_calls} model calls is reached", code="turn_limit")
+                return
             reason = self.billing.admit()
             if reason is not None:
-                self.refused.append(reason)
-                status, payload = refusal(self.upstream.api, f"loopbot: {reason}; no further model calls")
-                self._note({"t": round(time.time(), 3), "method": method, "path": path, "status": status,
-                            "refused": reason, "request": _shown(body)})
-                self._reply(handler, status, payload, {"x-should-retry": "false"})
+                self._refuse(handler, method, path, body, reason)
                 return
-            self._forward(handler, method, path, headers, body, billed=True)
+            self._forward(handler, method, path, headers, prepared, route=route)
+
+    def _refuse(self, handler: BaseHTTPRequestHandler, method: str, path: str, body: bytes, reason: str, *,
+                status: int = 400, code: str = "budget_exhausted", note: bool = True) -> None:
+        """Answer without forwarding. `note`: a refusal that ends the session (a budget, the turn
+        limit), which its report names; a bad request is only recorded."""
+        if note:
+            self.refused.append(reason)
+        status, payload = refusal(self.upstream.api, f"loopbot proxy: {reason}" if not note else
+                                  f"loopbot: {reason}; no further model calls", status=status, code=code)
+        self._note({"t": round(time.time(), 3), "method": method, "path": path, "status": status,
+                    "refused": reason, "request": _shown(body)})
+        self._reply(handler, status, payload, {"x-should-retry": "false"})
 
     def _forward(self, handler: BaseHTTPRequestHandler, method: str, path: str, headers: dict[str, str],
-                 body: bytes, *, billed: bool) -> None:
+                 prepared: Prepared, *, route: Route) -> None:
         started = time.monotonic()
-        streamed = _asks_stream(body)
-        reader = UsageReader(self.upstream.api, streamed=streamed)
+        body, billed = prepared.body, route.billed
+        reader = UsageReader(self.upstream.api, streamed=prepared.parsed.get("stream") is True)
+        strip = UsageChunkFilter() if prepared.strip_usage_chunk else None
         kept = bytearray()
         status = 502
         try:
@@ -328,13 +365,19 @@ class AgentProxy:
             if chunked:
                 handler.send_header("transfer-encoding", "chunked")
             handler.end_headers()
+            if response.headers.get("content-type", "").startswith("text/event-stream"):
+                reader.streamed = True  # read as the answer came, whatever the request said
             for chunk in _chunks(response):
                 reader.feed(chunk)
                 if len(kept) < RECORD_BYTES:
                     kept += chunk[:RECORD_BYTES - len(kept)]
-                if chunked:
-                    handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                shown = strip.feed(chunk) if strip is not None else chunk
+                if chunked and shown:
+                    handler.wfile.write(f"{len(shown):x}\r\n".encode() + shown + b"\r\n")
                     handler.wfile.flush()
+            rest = strip.finish() if strip is not None else b""
+            if chunked and rest:
+                handler.wfile.write(f"{len(rest):x}\r\n".encode() + rest + b"\r\n")
             if chunked:
                 handler.wfile.write(b"0\r\n\r\n")
                 handler.wfile.flush()
@@ -349,6 +392,11 @@ class AgentProxy:
                                      "response": kept.decode("utf-8", "replace")}
             if billed:
                 self.calls += 1
+                if status < 400 and not reader.complete:
+                    # Never zero for an answer the provider billed: a hostile client, a cut stream.
+                    usage = estimate(usage, prepared.parsed, body.decode("utf-8", "replace"), reader.seen)
+                    entry["estimated"] = ("usage not read from the answer: charged the request's size as input "
+                                          "and the larger of the output room asked for and the answer's length")
                 cost = 0.0
                 if self.upstream.price is not None:
                     cost = cost_usd(self.upstream.price, input_tokens=usage.input_tokens,
@@ -379,14 +427,6 @@ class AgentProxy:
 def _chunks(response: httpx.Response) -> Iterator[bytes]:
     # Decoded: should the provider compress anyway, the agent gets plain bytes (the header is dropped).
     yield from response.iter_bytes()
-
-
-def _asks_stream(body: bytes) -> bool:
-    try:
-        parsed = json.loads(body) if body else {}
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and parsed.get("stream") is True
 
 
 def _model_of(body: bytes) -> str:

@@ -117,7 +117,9 @@ class ExternalMaker:
                 handle.write(json.dumps(entry) + "\n")
 
         try:
-            with AgentProxy(socket_path, self.upstream, billing, record, self.redact) as proxy:
+            # The turn limit is the proxy's too: Codex and aider have no flag for it, and a command
+            # template's CLI may ignore its {max_turns}.
+            with AgentProxy(socket_path, self.upstream, billing, record, self.redact, max_calls=max_turns) as proxy:
                 result = sandbox.run(f"exec {command}", cwd=view, timeout_seconds=self.wall_seconds,
                                      env=self.adapter.env(session), binds=binds)
         finally:

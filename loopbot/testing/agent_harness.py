@@ -12,6 +12,7 @@ from loopbot.agents.base import AgentAdapter, Upstream
 from loopbot.agents.proxy import ProxyCall
 from loopbot.agents.session import ExternalMaker, SessionReport
 from loopbot.config import SandboxConfig
+from loopbot.roles.maker import MakerResult
 from loopbot.sandbox.bubblewrap import BubblewrapSandbox
 from loopbot.testing.replay import Cassette, ReplayServer
 
@@ -39,6 +40,7 @@ class Ledger:
 @dataclass
 class Outcome:
     report: SessionReport
+    result: MakerResult  # what the runner takes from the session (its error, its notes)
     server: ReplayServer
     worktree: Path
     ledger: Ledger
@@ -67,7 +69,8 @@ def git_worktree(root: Path, files: dict[str, str]) -> Path:
 
 
 def run_session(root: Path, adapter: AgentAdapter, cassette: Cassette, *, model: str, task: str,
-                files: dict[str, str], ledger: Ledger | None = None, wall_seconds: float = 120) -> Outcome:
+                files: dict[str, str], ledger: Ledger | None = None, wall_seconds: float = 120,
+                max_turns: int = 20) -> Outcome:
     """Run one session; the replay server accepts only REAL_KEY, which only the proxy has."""
     worktree = git_worktree(root, files)
     ledger = ledger or Ledger()
@@ -78,5 +81,5 @@ def run_session(root: Path, adapter: AgentAdapter, cassette: Cassette, *, model:
                               model=model, run_dir=root / "run", redact=lambda text: text.replace(REAL_KEY, "[key]"),
                               wall_seconds=wall_seconds)
         sandbox = BubblewrapSandbox(worktree, worktree / ".git", SandboxConfig())
-        report = maker.session(sandbox, worktree, task, iteration=1, billing=ledger, max_turns=20)
-    return Outcome(report=report, server=server, worktree=worktree, ledger=ledger)
+        result = maker.run(sandbox, worktree, task, iteration=1, billing=ledger, max_turns=max_turns)
+    return Outcome(report=maker.reports[-1], result=result, server=server, worktree=worktree, ledger=ledger)

@@ -440,6 +440,9 @@ class Received:
     body: dict[str, Any]
     status: int
     usage: dict[str, Any] | None = None
+    # As the request came (header names lower-cased): what a proxy in front forwarded.
+    headers: dict[str, str] = field(default_factory=dict)
+    path: str = ""
 
 
 class LoopbackServer:
@@ -602,21 +605,21 @@ class ReplayServer(LoopbackServer):
                     else:
                         check_openai_model(body, rules)
                 except ContractError as exc:
-                    server.received.append(Received(api, body, exc.status))
+                    server.received.append(Received(api, body, exc.status, headers=headers, path=self.path))
                     self._send(exc.status, _error(api, exc.kind, str(exc)))
                     return
                 system, text = _summary(api, body)
                 exchange = server._take(api, system, text)
                 if exchange is None:
                     server.misses.append(f"{api}: {system[:60]!r} / {text[-120:]!r}")
-                    server.received.append(Received(api, body, 500))
+                    server.received.append(Received(api, body, 500, headers=headers, path=self.path))
                     self._send(500, _error(api, "api_error", "replay: no recorded exchange matches this request"),
                                {"x-should-retry": "false"})
                     return
                 if exchange.fault is not None:
                     fault = exchange.fault
                     status = fault.status or (200 if fault.body is not None else 500)
-                    server.received.append(Received(api, body, 0 if fault.drop else status))
+                    server.received.append(Received(api, body, 0 if fault.drop else status, headers=headers, path=self.path))
                     if fault.drop:
                         self.close_connection = True
                         self.connection.shutdown(2)
@@ -643,7 +646,7 @@ class ReplayServer(LoopbackServer):
                         server.stored_responses.add(payload["id"])
                 else:
                     payload = (_anthropic_reply if api == "anthropic" else _openai_reply)(server.cache, body, response)
-                server.received.append(Received(api, body, 200, payload["usage"]))
+                server.received.append(Received(api, body, 200, payload["usage"], headers=headers, path=self.path))
                 if body.get("stream") is True:
                     self._send_stream(anthropic_stream.message_sse(payload) if api == "anthropic"
                                       else _openai_stream(api, body, payload))

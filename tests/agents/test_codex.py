@@ -191,3 +191,28 @@ def test_through_loopbots_proxy_and_sandbox_the_work_is_done_and_no_key_is_left(
     left = done.left_behind()
     assert any("/home/" in name for name in left)  # codex's own state is in the session's home
     assert [name for name, data in left.items() if REAL_KEY.encode() in data] == []
+    # Codex's own headers (x-codex-turn-metadata: installation id, worktree path, git HEAD, sandbox
+    # mode; session ids; the SDK's machine details) stay in the proxy: none reaches the provider.
+    for received in done.server.received:
+        names = set(received.headers)
+        assert names <= {"host", "content-type", "content-length", "accept", "accept-encoding", "authorization",
+                         "user-agent", "openai-beta", "connection"}, names
+        assert received.headers["user-agent"].startswith("codex_exec/")
+        values = " ".join(received.headers.values())
+        assert str(done.worktree) not in values and "/workspace/" not in values and done.worktree.name not in values
+
+
+def test_the_call_past_the_sessions_turn_limit_is_refused_and_the_work_so_far_is_reviewed(tmp_path: Path):
+    # Codex has no turn flag: the proxy refuses the (max_turns+1)-th model call before forwarding.
+    adapter = codex_or_skip()
+    cassette = Cassette(exchanges=scripted("cat notes.txt > seen.txt", "never asked"), any_model=True)
+    done = run_session(tmp_path, adapter, cassette, model=MODEL, task="Make notes.txt final.",
+                       files={"notes.txt": "draft\n"}, max_turns=1)
+    assert [r.status for r in done.server.received] == [200]  # the second call never left the proxy
+    assert len(done.ledger.charged) == 1 and done.ledger.asked == 1
+    assert (done.worktree / "notes.txt").read_text() == "final\n" and (done.worktree / "seen.txt").exists()
+    assert done.report.refused == ["this session's turn limit of 1 model calls is reached"]
+    # An ordinary end: no maker error, the refusal noted, the work handed on to the reviewers.
+    assert done.result.error is None
+    assert done.result.notes[-1] == ("the proxy refused a model call: "
+                                     "this session's turn limit of 1 model calls is reached")
