@@ -148,15 +148,17 @@ class Dispatcher:
     """Dispatches and comments for the workers, paced per installation through the store."""
 
     def __init__(self, store: AppStore, app: GitHubApp, *, workflow: str = WORKFLOW,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, inline_wait: float = INLINE_WAIT_SECONDS):
         self.store, self.app, self.workflow, self.sleep = store, app, workflow, sleep
+        self.inline_wait = inline_wait
 
     def _write(self, installation_id: int, send: Callable[[], T]) -> T:
         """A content-creating write, sent in its paced slot; a limit blocks the installation's writes."""
-        at = self.store.reserve_write(installation_id, max_wait=INLINE_WAIT_SECONDS)
+        at = self.store.reserve_write(installation_id, max_wait=self.inline_wait)
         wait = at - self.store.now()
-        if wait > INLINE_WAIT_SECONDS:
-            raise WaitFor(wait, "the installation's write budget (GitHub's secondary limits) is spent")
+        if wait > self.inline_wait:
+            # At least a millisecond: a wait below the clock's resolution would come straight back.
+            raise WaitFor(max(wait, 0.001), "the installation's write budget (GitHub's secondary limits) is spent")
         if wait > 0:
             self.sleep(wait)
         try:

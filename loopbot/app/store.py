@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from loopbot.app import db, pacing, queue
@@ -238,6 +238,23 @@ class AppStore:
     def extend(self, job_id: int, worker: str, lease_seconds: float = queue.LEASE_SECONDS) -> bool:
         with self.write() as conn:
             return queue.extend(conn, job_id, worker, self.now(), lease_seconds)
+
+    def prune(self, older_than: float) -> int:
+        """Forget deliveries (their bodies are up to 25 MB) and finished jobs from before
+        `older_than`; a delivery still queued, and dead letters, are kept. Returns deliveries removed."""
+        with self.write() as conn:
+            gone = conn.execute(delete(deliveries).where(deliveries.c.received_at < older_than,
+                                                         deliveries.c.outcome != "queued"))
+            conn.execute(delete(jobs).where(jobs.c.state == "done", jobs.c.updated_at < older_than))
+        return int(gone.rowcount or 0)
+
+    def next_due(self) -> float | None:
+        """When the next job falls due (a pending job's time, or a running one's lease end)."""
+        with self.read() as conn:
+            pending = conn.scalar(select(func.min(jobs.c.next_at)).where(jobs.c.state == "pending"))
+            leased = conn.scalar(select(func.min(jobs.c.lease_until)).where(jobs.c.state == "running"))
+        due = [float(t) for t in (pending, leased) if t is not None]
+        return min(due) if due else None
 
     def job(self, job_id: int) -> JobRow | None:
         with self.read() as conn:

@@ -40,6 +40,7 @@ ROUTED_EVENTS = frozenset({"issues", "issue_comment", "pull_request_review"})
 LOOP_COMMANDS = frozenset({"run", "resume", "retry"})
 NO_CREDENTIALS_RETRY_SECONDS = 60.0
 IDLE_POLL_SECONDS = 1.0
+RETENTION_SECONDS = 14 * 86_400.0  # deliveries and finished jobs kept for the status page and replays
 
 
 class NoCredentials(LoopbotError):
@@ -326,6 +327,7 @@ class Workers:
 
     async def reconcile_once(self) -> None:
         await asyncio.to_thread(reconcile, self.store, self.policy, self.processor.observe)
+        await asyncio.to_thread(self.store.prune, self.store.now() - RETENTION_SECONDS)
 
     async def _work(self, name: str) -> None:
         while not self._stopping.is_set():

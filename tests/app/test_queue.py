@@ -229,3 +229,23 @@ def test_pacing_keeps_the_hourly_limit_and_a_block(database_url: str) -> None:
     assert at == clock.wall() - 1800 + 3600  # when the oldest of them is an hour old
     store.block_writes(6, clock.wall() + 120)  # Retry-After: 120
     assert store.reserve_write(6) == clock.wall() + 120
+
+
+def test_old_deliveries_and_finished_jobs_are_pruned_but_queued_ones_and_dead_letters_kept(database_url: str) -> None:
+    clock = FakeClock()
+    store = _store(database_url, clock)
+    for name in ("done", "waiting", "dead"):
+        store.accept_delivery(_delivery(name, repo=f"o/{name}", received_at=clock.wall()))
+    while (job := store.claim("w", per_repo=1)) is not None:
+        if job.repo == "o/done":
+            store.finish(job.id, "w")
+            store.set_outcome("done", "routed")
+        elif job.repo == "o/dead":
+            store.fail(job.id, "w", "boom", max_attempts=1)
+            store.set_outcome("dead", "dead")
+        else:
+            store.release(job.id, "w", clock.wall() + 10**6)  # still waiting (e.g. no credentials)
+    clock.advance(100)
+    assert store.prune(clock.wall() - 50) == 2
+    assert [d.delivery_id for d in store.recent_deliveries()] == ["waiting"]
+    assert len(store.dead_letters()) == 1 and store.queue_depth()["routine"] == 1
