@@ -25,6 +25,13 @@ def external_maker(state: LoopState, model: Model, run_dir: Path, redact: Callab
     spec = maker_spec(state)
     if spec is None:
         return None
+    if state.config.sandbox.mode == "off":
+        # Off, the CLI's own commands run on the host with the network (Codex in full-access mode),
+        # and Claude Code cannot edit loopbot's worktrees: they are under .git/, and the /workspace
+        # view it edits through exists only in bubblewrap.
+        raise InputError([Problem("maker", None, None, "", (
+            "agent makers need the sandbox: an agent CLI runs only inside loopbot's bubblewrap; drop `sandbox: off` "
+            "from the config, or remove `maker:` to use the built-in maker"))])
     try:
         adapter = adapter_for(spec)
     except UnknownAgent as exc:

@@ -46,3 +46,21 @@ def test_an_agent_maker_needs_an_api_model_it_can_proxy(kv_repo, tmp_path):
     result = cli("run", str(goal), "--repo", str(repo), "--model", f"scripted:{script}", "-q")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "must be an API model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_agent_maker_with_the_sandbox_off_exits_2_saying_it_needs_the_sandbox(kv_repo, tmp_path):
+    # Off, an agent CLI's commands run on the host with the network, and Claude Code cannot edit
+    # loopbot's worktrees (under .git/; the /workspace view exists only in bubblewrap).
+    repo, origin = kv_repo
+    goal = goal_with_maker(tmp_path, {"agent": "claude-code"})
+    config = tmp_path / "loopbot.yml"
+    config.write_text("sandbox: off\n")
+    with ReplayServer(Cassette()) as server:
+        result = cli("run", str(goal), "--repo", str(repo), "--model", "anthropic:claude-sonnet-4-5", "-q",
+                     "--config", str(config),
+                     env={"ANTHROPIC_API_KEY": "sk-ant-preflight-key-0000", "ANTHROPIC_BASE_URL": server.url})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "agent makers need the sandbox" in result.stderr and "sandbox: off" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert git(origin, "branch", "--list", "loop/*").stdout == ""
+    assert cli("status", "--repo", str(repo), "--json").stdout == ""  # no run recorded
