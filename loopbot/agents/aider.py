@@ -16,7 +16,8 @@ model setting, written into the fresh home before aider starts): without it a st
 carries no usage and aider's figures are its own estimates.
 
 aider has no turn limit: one message, at most three reflections (aider's own cap) for failed
-edits or files it asked to add. The session's wall limit and the proxy's budgets bound it.
+edits or files it asked to add. The proxy's turn limit (the session's max_turns), the wall limit
+and the budgets bound it.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ the update check and the repository's AGENTS.md (a file an earlier iteration cou
 Codex's own sandbox is a bubblewrap of its own (codex-resources/bwrap): nested inside loopbot's
 (no capabilities, user namespace already unshared) it cannot start, and every command would
 fail. So the session runs `--sandbox danger-full-access` with approvals never asked: loopbot's
-bubblewrap, with the network unshared, is the sandbox. Codex has no turn limit of its own; the
-session's wall limit and the proxy's budgets bound it.
+bubblewrap, with the network unshared, is the sandbox. Codex has no turn limit of its own: the
+proxy refuses the call after the session's max_turns, and the wall limit and budgets bound it too.
+Its x-codex-turn-metadata header (installation id, worktree path, git HEAD, sandbox mode) is one
+the proxy does not forward.
 
 The native binary is run directly (the npm package's `codex` is a node launcher that only
 execs it), so the sandbox needs no node.
