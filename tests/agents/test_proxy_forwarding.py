@@ -259,3 +259,29 @@ def test_the_call_after_a_sessions_turn_limit_is_refused_before_forwarding(opena
     assert error["type"] == "invalid_request_error" and "turn limit of 2 model calls" in error["message"]
     assert proxied.server is not None and len(proxied.server.received) == 2 and len(proxied.ledger.calls) == 2
     assert "turn limit" in proxied.records[-1]["refused"]
+
+
+SDK_CLIENT = """
+import sys, httpx, openai
+client = openai.OpenAI(api_key=sys.argv[2], base_url="http://sandbox/v1", max_retries=0,
+                       http_client=httpx.Client(transport=httpx.HTTPTransport(uds=sys.argv[1])))
+stream = client.chat.completions.create(model=sys.argv[3], messages=[{"role": "user", "content": "fix calc.py " * 300}],
+                                        stream=True)
+# A naive client: every chunk's first choice, as many scripts read a stream.
+print("".join(chunk.choices[0].delta.content or "" for chunk in stream))
+"""
+
+
+def test_the_openai_sdk_reads_the_stream_it_asked_for_and_the_call_is_charged():
+    ledger = Ledger()
+    folder = Path(tempfile.mkdtemp(prefix="loopbot-forward-test-"))
+    cassette = Cassette(api_key=REAL_KEY, exchanges=[Exchange(api="openai", response={"message": {"content": ANSWER}})])
+    with ReplayServer(cassette) as server:
+        upstream = Upstream("openai", server.url + "/v1", REAL_KEY, lookup("openai", CHAT_MODEL).price)
+        with AgentProxy(folder / "p.sock", upstream, ledger, lambda entry: None, Redactor([REAL_KEY])):
+            done = subprocess.run([sys.executable, "-c", SDK_CLIENT, str(folder / "p.sock"), PLACEHOLDER_KEY, CHAT_MODEL],
+                                  capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.rstrip("\n") == ANSWER.rstrip("\n")
+    [call] = ledger.calls
+    assert call.usage.input_tokens + call.usage.cache_read_tokens == (server.received[0].usage or {})["prompt_tokens"]
