@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -109,12 +110,14 @@ class ExternalMaker:
                               str(folder / "stdout.jsonl"), str(folder / "stderr.log"), "--", *argv])
         binds = (Bind(folder, writable=True), Bind(sockets), *(Bind(p) for p in self.adapter.host_paths()),
                  *([Bind(worktree, writable=True, at=view)] if view != worktree.resolve() else []))
-        log = folder / "proxy.jsonl"
+        # Opened before the agent starts and written only through this descriptor: the folder is
+        # the agent's to write, and a path opened later could be its symlink to a host file.
+        log = os.open(folder / "proxy.jsonl", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         lock = threading.Lock()
 
         def record(entry: dict[str, Any]) -> None:
-            with lock, log.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+            with lock:
+                os.write(log, (json.dumps(entry) + "\n").encode())
 
         try:
             # The turn limit is the proxy's too: Codex and aider have no flag for it, and a command
@@ -124,6 +127,7 @@ class ExternalMaker:
                                      env=self.adapter.env(session), binds=binds)
         finally:
             shutil.rmtree(sockets, ignore_errors=True)
+            os.close(log)
         stdout = _tail(folder / "stdout.jsonl")
         stderr = _tail(folder / "stderr.log")
         if result.exit_code != 0 and not stderr.strip():
@@ -164,11 +168,23 @@ def _free_port() -> int:
 
 
 def _tail(path: Path) -> str:
+    """The end of a file the agent wrote; "" for anything it may have put there instead of a
+    regular file (a symlink to a host file, a FIFO that would block the read)."""
     try:
-        with path.open("rb") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
             handle.seek(0, os.SEEK_END)
             size = handle.tell()
             handle.seek(max(0, size - OUTPUT_BYTES))
             return handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
+    finally:
+        if fd >= 0:
+            os.close(fd)
