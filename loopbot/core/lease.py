@@ -25,7 +25,9 @@ class Lease(BaseModel):
     job: str = ""
 
     def fresh(self, now: float, limit: float = LEASE_SECONDS) -> bool:
-        return now - self.heartbeat < limit
+        # A heartbeat more than a lease ahead of this clock (a hand-edited lease.json, infinity, a
+        # clock far off) holds nobody: else one bad file keeps the plan busy for ever. NaN is stale.
+        return -limit < now - self.heartbeat < limit
 
     def free_at(self, limit: float = LEASE_SECONDS) -> str:
         return datetime.fromtimestamp(self.heartbeat + limit, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
