@@ -245,6 +245,15 @@ class GitStateStore:
         if actual == commit:  # it landed; only the answer was lost
             self._landed(commit)
             return True
+        if actual and actual != expected and self._own_earlier(actual, commit):
+            # An earlier write of this runner's landed though its answer was lost (it was kept here
+            # and the new commit builds on it): not another runner's, so push again against it.
+            again = git(self.repo, "push", "--quiet", f"--force-with-lease={self.ref}:{actual}", self.remote,
+                        f"{commit}:{self.ref}", check=False)
+            if again.returncode == 0:
+                self._landed(commit)
+                return True
+            actual = self._remote_tip()
         if actual is None or actual == expected:
             # Nothing landed and nobody else wrote: the network, or a refusal that is no lease's.
             if must:
@@ -252,6 +261,10 @@ class GitStateStore:
             git(self.repo, "update-ref", self.ref, commit)  # kept here: the next push carries it
             return False
         return self._moved(contended)
+
+    def _own_earlier(self, tip: str, commit: str) -> bool:
+        """Whether the remote's `tip` is one of this runner's own commits that `commit` descends from."""
+        return git(self.repo, "merge-base", "--is-ancestor", tip, commit, check=False).returncode == 0
 
     def _landed(self, commit: str) -> None:
         git(self.repo, "update-ref", self.ref, commit)

@@ -226,3 +226,34 @@ def test_a_fresh_lease_whose_holders_job_ended_is_taken_and_its_holder_fenced_ou
         subprocess.run(["git", "clone", "-q", url, str(c.repo)], check=True, capture_output=True)
         with pytest.raises(LeaseBusy):
             c.claim(state.run_id)  # B's job is running: its lease holds
+
+
+def test_a_push_whose_answer_was_lost_is_not_mistaken_for_another_runner(tmp_path, clock, monkeypatch):
+    """The push lands but its answer is lost, and asking the remote fails too: the write is kept
+    locally. The next write finds the remote at that commit of this runner's own (not the tip it
+    last saw) and goes on from it, instead of calling itself fenced out."""
+    import loopbot.store.git_state as git_state
+
+    real_git = git_state.git
+    faults = {"push": 0, "ls-remote": 0}
+
+    def flaky(repo, *args, **kwargs):
+        done = real_git(repo, *args, **kwargs)
+        if args and args[0] in faults and faults[args[0]] > 0:
+            faults[args[0]] -= 1
+            return subprocess.CompletedProcess(done.args, 128, "", "fatal: the remote end hung up unexpectedly")
+        return done
+
+    with served(tmp_path, "file") as url:
+        a = runner(tmp_path, url, "a", clock)
+        state = a_state(a)
+        a.create(state)
+        monkeypatch.setattr(git_state, "git", flaky)
+        faults.update({"push": 1, "ls-remote": 1})  # the push lands; both answers are lost
+        a.record_spend(state.run_id, Charge(role="maker", model="m", cost_usd=0.25))
+        a.save(state.model_copy(update={"steps_completed": 1}), "baseline")  # no LeaseLost
+        monkeypatch.setattr(git_state, "git", real_git)
+        remote, lease = remote_state(url, tmp_path)
+        assert remote.steps_completed == 1 and "runner a" in lease
+        fresh = runner(tmp_path, url, "c", clock)
+        assert fresh.latest() is not None and fresh.spent(state.run_id).cost_usd == 0.25
