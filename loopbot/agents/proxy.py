@@ -11,7 +11,9 @@ it, or a conservative estimate when it cannot be read; and records the exchange,
 real key lives only in this process.
 
 Model calls are serialised: the budget is asked with everything before it charged, so a session
-overshoots `max_cost_usd` by one call at most, as the built-in maker does.
+overshoots `max_cost_usd` by one call at most, as the built-in maker does. When the session ends
+(the agent killed at its wall limit) the answers still streaming are cut and charged, with an
+estimate where their usage was not seen, before the proxy's `with` block is left.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -218,12 +222,50 @@ def refusal(api: Api, message: str, *, status: int = 400, code: str = "budget_ex
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A handler's exception is a bug: it goes to threading.excepthook like any thread's, where
+        # a test sees it, rather than printed aside by socketserver.
+        error = sys.exception()
+        if error is not None:
+            raise error
+
+
+@dataclass(eq=False)  # one flight is itself only: kept in a set by identity
+class _Flight:
+    """One forwarded request, from its send to its charge, which is made once: by its thread, or
+    by the session's end for a thread still stuck on the provider."""
+
+    method: str
+    path: str
+    prepared: Prepared
+    billed: bool
+    started: float
+    reader: UsageReader
+    kept: bytearray = field(default_factory=bytearray)  # the answer's first bytes, for the record
+    status: int | None = None  # the answer's, once its headers came
+    unreachable: str | None = None  # the provider was not reached: nothing to charge
+    response: httpx.Response | None = None
+    aborted: bool = False
+    settled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def abort(self) -> None:
+        """Cut the answer's stream: a shutdown wakes the thread blocked reading it (a close from
+        another thread does not)."""
+        self.aborted = True
+        stream = self.response.extensions.get("network_stream") if self.response is not None else None
+        upstream = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(upstream, socket.socket):
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
+
 
 class AgentProxy:
     """`with AgentProxy(socket_path, upstream, billing, record):` serves until the block ends."""
 
     def __init__(self, socket_path: Path, upstream: Upstream, billing: Billing, record: Record,
-                 redact: Callable[[str], str], *, timeout_seconds: float = 600.0, max_calls: int | None = None):
+                 redact: Callable[[str], str], *, timeout_seconds: float = 600.0, max_calls: int | None = None,
+                 settle_seconds: float = 10.0):
         self.socket_path = socket_path
         # Model calls one session may make (its turn limit; Codex and aider have no flag for it).
         self.max_calls = max_calls
@@ -234,6 +276,12 @@ class AgentProxy:
         self.refused: list[str] = []
         self.calls = 0
         self._serial = threading.Lock()
+        # The requests being forwarded, and whether the session is ending (no new ones).
+        self._state = threading.Lock()
+        self._flights: set[_Flight] = set()
+        self._closing = self._closed = False
+        # How long the end waits for a call its abort could not cut (one stuck before its answer).
+        self.settle_seconds = settle_seconds
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_seconds, connect=30.0))
         if socket_path.exists():
             socket_path.unlink()
@@ -246,13 +294,28 @@ class AgentProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # The agent is gone, its calls may not be: cut the answers still streaming, then wait for
+        # the call in flight to be charged, so the ledger and `calls` are whole when the session
+        # is read (its request threads are daemons, and a late charge would race the runner's).
+        with self._state:
+            self._closing = True
+            flights = list(self._flights)
+        for flight in flights:
+            flight.abort()
         self._server.shutdown()
+        if self._serial.acquire(timeout=self.settle_seconds):
+            self._serial.release()
+        else:
+            for flight in flights:  # one the abort could not cut (no answer yet): its estimate, now
+                self._settle(flight, finished=False)
+        self._closed = True  # the record may be closed once this returns
         self._server.server_close()
         self._client.close()
         self.socket_path.unlink(missing_ok=True)
 
     def _note(self, entry: dict[str, Any]) -> None:
-        self.record(json.loads(self.redact(json.dumps(entry))))
+        if not self._closed:
+            self.record(json.loads(self.redact(json.dumps(entry))))
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -316,6 +379,9 @@ class AgentProxy:
             self._refuse(handler, method, path, body, prepared, code="invalid_request", note=False)
             return
         with self._serial:
+            if self._closing:
+                self._refuse(handler, method, path, body, "the session is over", code="session_over", note=False)
+                return
             if self.max_calls is not None and self.calls >= self.max_calls:
                 self._refuse(handler, method, path, body,
                              f"this session's turn limit of {self.max_calls} model calls is reached", code="turn_limit")
@@ -340,28 +406,41 @@ class AgentProxy:
 
     def _forward(self, handler: BaseHTTPRequestHandler, method: str, path: str, headers: dict[str, str],
                  prepared: Prepared, *, route: Route) -> None:
-        started = time.monotonic()
-        body, billed = prepared.body, route.billed
-        reader = UsageReader(self.upstream.api, streamed=prepared.parsed.get("stream") is True)
-        strip = UsageChunkFilter() if prepared.strip_usage_chunk else None
-        kept = bytearray()
-        status = 502
+        flight = _Flight(method, path, prepared, route.billed, time.monotonic(),
+                         UsageReader(self.upstream.api, streamed=prepared.parsed.get("stream") is True))
+        with self._state:
+            self._flights.add(flight)
         try:
-            request = self._client.build_request(method, self.upstream.url(path), headers=headers, content=body)
+            self._stream(handler, flight, headers)
+        finally:
+            with self._state:
+                self._flights.discard(flight)
+            self._settle(flight, finished=True)
+
+    def _stream(self, handler: BaseHTTPRequestHandler, flight: _Flight, headers: dict[str, str]) -> None:
+        """Send the request and pass the answer back as it comes, reading its usage on the way."""
+        reader = flight.reader
+        strip = UsageChunkFilter() if flight.prepared.strip_usage_chunk else None
+        try:
+            request = self._client.build_request(flight.method, self.upstream.url(flight.path), headers=headers,
+                                                 content=flight.prepared.body)
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
+            flight.unreachable = type(exc).__name__
             self._reply(handler, 502, {"type": "error", "error": {
-                "type": "api_error", "message": f"loopbot proxy: provider unreachable: {type(exc).__name__}"}})
-            self._note({"t": round(time.time(), 3), "method": method, "path": path, "status": 502,
-                        "error": type(exc).__name__, "request": _shown(body)})
+                "type": "api_error", "message": f"loopbot proxy: provider unreachable: {flight.unreachable}"}})
             return
+        with self._state:
+            flight.response, closing = response, self._closing
+        if closing:
+            flight.abort()  # the session ended as the answer began: cut it, charge what came
         try:
-            status = response.status_code
-            handler.send_response(status)
+            flight.status = response.status_code
+            handler.send_response(response.status_code)
             for key, value in response.headers.items():
                 if key.lower() not in _DROP_RESPONSE:
                     handler.send_header(key, value)
-            chunked = method != "HEAD"
+            chunked = flight.method != "HEAD"
             if chunked:
                 handler.send_header("transfer-encoding", "chunked")
             handler.end_headers()
@@ -369,32 +448,52 @@ class AgentProxy:
                 reader.streamed = True  # read as the answer came, whatever the request said
             for chunk in _chunks(response):
                 reader.feed(chunk)
-                if len(kept) < RECORD_BYTES:
-                    kept += chunk[:RECORD_BYTES - len(kept)]
+                if len(flight.kept) < RECORD_BYTES:
+                    flight.kept += chunk[:RECORD_BYTES - len(flight.kept)]
                 shown = strip.feed(chunk) if strip is not None else chunk
                 if chunked and shown:
                     handler.wfile.write(f"{len(shown):x}\r\n".encode() + shown + b"\r\n")
                     handler.wfile.flush()
+            if flight.aborted:
+                raise httpx.ReadError("the session ended mid-answer")  # no end: the agent sees it cut
             rest = strip.finish() if strip is not None else b""
             if chunked and rest:
                 handler.wfile.write(f"{len(rest):x}\r\n".encode() + rest + b"\r\n")
             if chunked:
                 handler.wfile.write(b"0\r\n\r\n")
                 handler.wfile.flush()
-        except OSError:
-            handler.close_connection = True  # the agent went away mid-answer: it is still billed
+        except (OSError, httpx.HTTPError):
+            # The agent went away mid-answer, the provider's stream broke, or the session ended and
+            # cut it: the call is still billed, and the agent's connection is not reused.
+            handler.close_connection = True
         finally:
             response.close()
-            usage = reader.finish()
-            seconds = time.monotonic() - started
-            entry: dict[str, Any] = {"t": round(time.time(), 3), "method": method, "path": path, "status": status,
-                                     "seconds": round(seconds, 3), "request": _shown(body),
-                                     "response": kept.decode("utf-8", "replace")}
-            if billed:
+
+    def _settle(self, flight: _Flight, *, finished: bool) -> None:
+        """Charge a forwarded call and record it, once: by its thread when the answer is done
+        (`finished`), or at the session's end for a thread still stuck on the provider."""
+        with flight.lock:
+            if flight.settled:
+                return
+            flight.settled = True
+            reader, body = flight.reader, flight.prepared.body
+            seconds = time.monotonic() - flight.started
+            if flight.unreachable is not None:
+                self._note({"t": round(time.time(), 3), "method": flight.method, "path": flight.path,
+                            "status": 502, "error": flight.unreachable, "request": _shown(body)})
+                return
+            # 0: no answer yet when the session ended (the provider may still bill it).
+            status = flight.status or 0
+            # Only a finished thread reads its reader's end: a stuck one may still be feeding it.
+            usage = reader.finish() if finished else reader.usage
+            entry: dict[str, Any] = {"t": round(time.time(), 3), "method": flight.method, "path": flight.path,
+                                     "status": status, "seconds": round(seconds, 3), "request": _shown(body),
+                                     "response": flight.kept.decode("utf-8", "replace")}
+            if flight.billed:
                 self.calls += 1
-                if status < 400 and not reader.complete:
+                if status < 400 and not (finished and reader.complete):
                     # Never zero for an answer the provider billed: a hostile client, a cut stream.
-                    usage = estimate(usage, prepared.parsed, body.decode("utf-8", "replace"), reader.seen)
+                    usage = estimate(usage, flight.prepared.parsed, body.decode("utf-8", "replace"), reader.seen)
                     entry["estimated"] = ("usage not read from the answer: charged the request's size as input "
                                           "and the larger of the output room asked for and the answer's length")
                 cost = 0.0
@@ -404,6 +503,7 @@ class AgentProxy:
                                     cache_read=usage.cache_read_tokens)
                 entry.update(usage=usage.model_dump(), cost_usd=cost)
                 if status < 400 or usage.input_tokens or usage.output_tokens:
+                    kept = flight.kept
                     error = reader.error or (None if status < 400 else f"HTTP {status}: {kept[:300].decode('utf-8', 'replace')}")
                     self.billing.charge(ProxyCall(
                         model=reader.model or _model_of(body), status=status, usage=usage, cost_usd=cost,

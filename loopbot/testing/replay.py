@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import select
+import socket
 import threading
+import weakref
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -52,6 +56,9 @@ class Fault(_Strict):
     drop: bool = Field(False, description="close the connection without answering")
     body: str | None = Field(None, description="answer with this text verbatim (an HTML error page, a bad JSON)")
     content_type: str = "application/json"
+    stall_after_bytes: int | None = Field(None, ge=0, description=(
+        "send the answer's first bytes (the exchange's response, or `body`), then hold it open until "
+        "`release()` or the client goes away: a stream still running when the session ends"))
 
 
 class Exchange(_Strict):
@@ -480,7 +487,31 @@ class ReplayServer(LoopbackServer):
         self.misses: list[str] = []
         self.cache = PromptCache()
         self.stored_responses: set[str] = set()  # Responses API ids kept (store), for previous_response_id
+        # A stalled answer is held (stall_after_bytes) on a pipe that `release` makes readable for
+        # good; `stalled` is set once one is held: a test waits on it, not on a clock.
+        self.stalled = threading.Event()
+        self._wake, self._go = os.pipe()
+        self._released = False
+        for fd in (self._wake, self._go):
+            weakref.finalize(self, os.close, fd)  # handler threads hold the server while they wait
         super().__init__(self._handler(), port)
+
+    def release(self) -> None:
+        """Let every stalled answer finish, and any stalled later."""
+        with self._lock:
+            if not self._released:
+                self._released = True
+                os.write(self._go, b"go")
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        super().__exit__(*exc)
+
+    def _hold(self, connection: socket.socket) -> bool:
+        """Block until released (True) or the client closes its end or sends more (False)."""
+        self.stalled.set()
+        ready, _, _ = select.select([connection.fileno(), self._wake], [], [])
+        return self._wake in ready
 
     def _take(self, api: str, system: str, text: str) -> Exchange | None:
         with self._lock:
@@ -517,7 +548,8 @@ class ReplayServer(LoopbackServer):
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None,
+                      stall: int | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -525,15 +557,27 @@ class ReplayServer(LoopbackServer):
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                self._write(data, stall)
 
-            def _send_stream(self, data: bytes) -> None:
+            def _send_stream(self, data: bytes, stall: int | None = None) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream; charset=utf-8")
                 self.send_header("cache-control", "no-cache")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                self._write(data, stall)
+
+            def _write(self, data: bytes, stall: int | None) -> None:
+                """The answer's bytes; a stalled one sends the rest only once released."""
+                if stall is None:
+                    self.wfile.write(data)
+                    return
+                self.wfile.write(data[:stall])
+                self.wfile.flush()
+                if server._hold(self.connection):
+                    self.wfile.write(data[stall:])
+                else:
+                    self.close_connection = True
 
             def do_HEAD(self) -> None:
                 # Claude Code asks HEAD / of its base URL before its first call (a reachability check).
@@ -616,8 +660,11 @@ class ReplayServer(LoopbackServer):
                     self._send(500, _error(api, "api_error", "replay: no recorded exchange matches this request"),
                                {"x-should-retry": "false"})
                     return
-                if exchange.fault is not None:
-                    fault = exchange.fault
+                fault = exchange.fault
+                stall = fault.stall_after_bytes if fault is not None else None
+                if fault is not None and (fault.status, fault.body, fault.drop) == (None, None, False):
+                    fault = None  # only a stall: the recorded answer, held part way
+                if fault is not None:
                     status = fault.status or (200 if fault.body is not None else 500)
                     server.received.append(Received(api, body, 0 if fault.drop else status, headers=headers, path=self.path))
                     if fault.drop:
@@ -630,7 +677,7 @@ class ReplayServer(LoopbackServer):
                         self.send_header("content-type", fault.content_type)
                         self.send_header("content-length", str(len(data)))
                         self.end_headers()
-                        self.wfile.write(data)
+                        self._write(data, stall)
                         return
                     extra = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
                     kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(fault.status or 500, "api_error")
@@ -649,9 +696,9 @@ class ReplayServer(LoopbackServer):
                 server.received.append(Received(api, body, 200, payload["usage"], headers=headers, path=self.path))
                 if body.get("stream") is True:
                     self._send_stream(anthropic_stream.message_sse(payload) if api == "anthropic"
-                                      else _openai_stream(api, body, payload))
+                                      else _openai_stream(api, body, payload), stall)
                     return
-                self._send(200, payload)
+                self._send(200, payload, stall=stall)
 
         return Handler
 

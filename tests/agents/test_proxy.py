@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from loopbot.agents.proxy import AgentProxy, ProxyCall
 from loopbot.core.redact import Redactor
 from loopbot.providers.profiles import lookup
 from loopbot.testing.agent_turns import bash, turn
-from loopbot.testing.replay import Cassette, ReplayServer
+from loopbot.testing.replay import Cassette, Exchange, Fault, ReplayServer
 
 REAL_KEY = "sk-ant-api03-" + "realproxykey" * 3
 MODEL = "claude-sonnet-4-5"
@@ -108,3 +109,61 @@ def test_a_spent_budget_is_refused_before_forwarding_with_an_error_the_sdk_does_
     assert json.loads(answer["text"])["error"]["type"] == "invalid_request_error"
     assert "cost_usd budget is used up" in json.loads(answer["text"])["error"]["message"]
     assert replay.received == [] and ledger.calls == [] and records[-1]["refused"]
+
+
+# The agent reads the stream and says so after the first bytes, then goes on reading until the
+# answer ends or fails; it is killed, as the sandbox kills it at its wall limit, or left reading.
+READER = """
+import sys, httpx
+sock, body = sys.argv[1], sys.argv[2]
+headers = {"anthropic-version": "2023-06-01", "x-api-key": sys.argv[3], "content-type": "application/json"}
+with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=60) as client:
+    with client.stream("POST", "http://sandbox/v1/messages", content=body, headers=headers) as answer:
+        try:
+            for _ in answer.iter_bytes():
+                print("streaming", flush=True)
+        except httpx.HTTPError:
+            print("cut", flush=True)
+"""
+
+
+@pytest.mark.parametrize("agent", ["killed", "still reading"])
+def test_a_call_streaming_when_the_session_ends_is_charged_before_the_proxy_is_gone(
+        agent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    escaped: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    ledger = Ledger()
+    records: list[dict[str, Any]] = []
+    folder = Path(tempfile.mkdtemp(prefix="loopbot-proxy-test-"))
+    # The answer's message_start and a little more, then nothing until the client goes away.
+    replay = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=[
+        Exchange(api="anthropic", fault=Fault(stall_after_bytes=700),
+                 response=turn(bash("python3 -m unittest -q"), text="APPROACH: run the tests.").response)]))
+    with replay:
+        upstream = Upstream("anthropic", replay.url, REAL_KEY, lookup("anthropic", MODEL).price)
+        proxy = AgentProxy(folder / "p.sock", upstream, ledger, records.append, Redactor([REAL_KEY]))
+        with proxy:
+            reader = subprocess.Popen([sys.executable, "-c", READER, str(folder / "p.sock"), json.dumps(BODY),
+                                       PLACEHOLDER_KEY], stdout=subprocess.PIPE, text=True)
+            try:
+                assert reader.stdout is not None and reader.stdout.readline() == "streaming\n"
+                assert replay.stalled.is_set() and ledger.calls == []
+                if agent == "killed":
+                    reader.kill()
+                    reader.wait(timeout=30)
+            except BaseException:
+                reader.kill()
+                raise
+        # The session is over: its call is in the ledger and counted, not charged later or never.
+        assert proxy.calls == 1 and len(ledger.calls) == 1
+    if agent == "still reading":
+        out, _ = reader.communicate(timeout=30)
+        assert out.splitlines()[-1] == "cut"  # an answer cut off, never one that looks complete
+    [call] = ledger.calls
+    billed = replay.received[0].usage
+    assert billed is not None and call.usage.input_tokens >= billed["input_tokens"] > 0
+    # Its usage was not seen to the end: the output room it asked for, as for any cut stream.
+    asked = BODY["max_tokens"]
+    assert isinstance(asked, int) and call.usage.output_tokens >= asked and call.cost_usd > 0
+    assert "usage not read" in records[-1]["estimated"] and records[-1]["cost_usd"] == call.cost_usd
+    assert escaped == []
