@@ -16,15 +16,9 @@ PER_MINUTE = 80
 PER_HOUR = 500
 
 
-def reserve(conn: Connection, installation_id: int, now: float, max_wait: float | None = None) -> float:
-    """The earliest time ≥ now a write fits all three limits; recorded, so the next one is after it.
-    A slot further than `max_wait` ahead is returned but not taken (the caller requeues its job
-    rather than hold a worker). Runs in the caller's write transaction (the pacing row is locked)."""
-    row = _locked_row(conn, installation_id)
-    conn.execute(delete(pacing_writes).where(pacing_writes.c.installation_id == installation_id,
-                                             pacing_writes.c.at <= now - 3600))
-    writes = sorted(conn.scalars(select(pacing_writes.c.at).where(pacing_writes.c.installation_id == installation_id)))
-    at = max(now, row[0], row[1])
+def earliest(writes: list[float], start: float) -> float:
+    """The first time ≥ start a write fits the minute and hour limits, given sorted `writes` (pure)."""
+    at = start
     while True:
         minute = [w for w in writes if w > at - 60]
         hour = [w for w in writes if w > at - 3600]
@@ -33,12 +27,28 @@ def reserve(conn: Connection, installation_id: int, now: float, max_wait: float 
         elif len(hour) >= PER_HOUR:
             at = hour[len(hour) - PER_HOUR] + 3600
         else:
-            break
+            return at
+
+
+def reserve(conn: Connection, installation_id: int, now: float, max_wait: float | None = None) -> float:
+    """The earliest time ≥ now a write fits all three limits; recorded, so the next one is after it.
+    A slot further than `max_wait` ahead is returned but not taken (the caller requeues its job
+    rather than hold a worker). Runs in the caller's write transaction (the pacing row is locked).
+
+    `next_write_at` is kept at the first time a further write would fit: the queue claims no job
+    of the installation before then (queue.claim), so jobs waiting for the budget stay queued,
+    most urgent first, instead of waking together and asking GitHub again."""
+    row = _locked_row(conn, installation_id)
+    conn.execute(delete(pacing_writes).where(pacing_writes.c.installation_id == installation_id,
+                                             pacing_writes.c.at <= now - 3600))
+    writes = sorted(conn.scalars(select(pacing_writes.c.at).where(pacing_writes.c.installation_id == installation_id)))
+    at = earliest(writes, max(now, row[0], row[1]))
     if max_wait is not None and at - now > max_wait:
         return at
     conn.execute(insert(pacing_writes).values(installation_id=installation_id, at=at))
+    following = earliest(sorted([*writes, at]), at + SPACING_SECONDS)
     conn.execute(update(pacing).where(pacing.c.installation_id == installation_id)
-                 .values(next_write_at=at + SPACING_SECONDS))
+                 .values(next_write_at=following))
     return at
 
 

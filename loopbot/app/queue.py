@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, or_, select, text, update
 from sqlalchemy.sql import ColumnElement
 
-from loopbot.app.db import installations, jobs
+from loopbot.app.db import installations, jobs, pacing
 
 PRIORITIES: Mapping[str, int] = {"security": 0, "incident": 1, "routine": 2, "reconcile": 3}
 PRIORITY_NAMES: Mapping[int, str] = {rank: name for name, rank in PRIORITIES.items()}
@@ -57,11 +57,16 @@ def _due(now: float) -> ColumnElement[bool]:
                and_(jobs.c.state == "running", jobs.c.lease_until < now))
 
 
-def _installation_active() -> ColumnElement[bool]:
+def _installation_active(now: float) -> ColumnElement[bool]:
+    """Not suspended or deleted, and allowed to write now: a job that may write waits in the queue
+    while its installation's write budget is spent (pacing.py), rather than bounce off it."""
     suspended = select(installations.c.id).where(
         installations.c.id == jobs.c.installation_id,
         or_(installations.c.suspended.is_(True), installations.c.deleted.is_(True)))
-    return ~suspended.exists()
+    paced = select(pacing.c.installation_id).where(
+        pacing.c.installation_id == jobs.c.installation_id,
+        or_(pacing.c.next_write_at > now, pacing.c.blocked_until > now))
+    return and_(~suspended.exists(), ~paced.exists())
 
 
 def claim(conn: Connection, *, worker: str, now: float, per_repo: int,
@@ -75,7 +80,7 @@ def claim(conn: Connection, *, worker: str, now: float, per_repo: int,
         running.c.state == "running", running.c.lease_until >= now, running.c.repo == jobs.c.repo,
         running.c.id != jobs.c.id).scalar_subquery()
     candidates = (select(jobs.c.id, jobs.c.repo).where(
-        _due(now), _installation_active(), or_(jobs.c.key == "", ~busy_plan.exists()),
+        _due(now), _installation_active(now), or_(jobs.c.key == "", ~busy_plan.exists()),
         or_(jobs.c.repo == "", repo_running < per_repo))
         .order_by(jobs.c.priority, jobs.c.id).limit(CANDIDATES))
     if postgres:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from loopbot.app import db, pacing, queue
 from loopbot.app.db import costs, deliveries, dispatches, jobs, loops
+from loopbot.app.db import pacing as pacing_table
 from loopbot.app.queue import PRIORITIES, PRIORITY_NAMES, Claimed
 from loopbot.clock import SystemClock
 from loopbot.core import triage
@@ -249,9 +250,17 @@ class AppStore:
         return int(gone.rowcount or 0)
 
     def next_due(self) -> float | None:
-        """When the next job falls due (a pending job's time, or a running one's lease end)."""
+        """When the next job can be claimed: a pending job's time, or later while its installation's
+        write budget is spent; or a running job's lease end."""
+        def later(a: Any, b: Any) -> Any:
+            return case((a > b, a), else_=b)
+
+        gate = later(func.coalesce(pacing_table.c.next_write_at, 0.0), func.coalesce(pacing_table.c.blocked_until, 0.0))
         with self.read() as conn:
-            pending = conn.scalar(select(func.min(jobs.c.next_at)).where(jobs.c.state == "pending"))
+            pending = conn.scalar(select(func.min(later(jobs.c.next_at, gate)))
+                                  .select_from(jobs.outerjoin(pacing_table,
+                                                              pacing_table.c.installation_id == jobs.c.installation_id))
+                                  .where(jobs.c.state == "pending"))
             leased = conn.scalar(select(func.min(jobs.c.lease_until)).where(jobs.c.state == "running"))
         due = [float(t) for t in (pending, leased) if t is not None]
         return min(due) if due else None

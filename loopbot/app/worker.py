@@ -91,12 +91,14 @@ class Processor:
                 self.store.set_outcome(delivery_id, "dead", str(exc))
             self._say_refused(job, str(exc))
         except Exception as exc:  # a worker never dies of one job: it is retried, then dead-lettered
-            log.warning("job %s failed: %s", job.id, exc, extra={"delivery": delivery_id})
             state = self.store.fail(job.id, worker, f"{type(exc).__name__}: {exc}")
+            log.warning("job %s failed (%s): %s", job.id, state, exc,
+                        extra={"delivery": delivery_id, "job": job.id, "repo": job.repo})
             if state == "dead" and delivery_id:
                 self.store.set_outcome(delivery_id, "dead", str(exc))
         else:
             self.store.finish(job.id, worker)
+            log.info("job %s done", job.id, extra={"delivery": delivery_id, "job": job.id, "repo": job.repo})
         return True
 
     def handle(self, job: Claimed) -> None:

@@ -249,3 +249,19 @@ def test_old_deliveries_and_finished_jobs_are_pruned_but_queued_ones_and_dead_le
     assert store.prune(clock.wall() - 50) == 2
     assert [d.delivery_id for d in store.recent_deliveries()] == ["waiting"]
     assert len(store.dead_letters()) == 1 and store.queue_depth()["routine"] == 1
+
+
+def test_an_installation_out_of_write_budget_has_its_jobs_wait_in_the_queue_most_urgent_first(database_url: str) -> None:
+    clock = FakeClock()
+    store = _store(database_url, clock)
+    store.enqueue("command", "routine", "o/a", 1, {}, installation_id=5)
+    store.enqueue("command", "routine", "o/b", 1, {}, installation_id=6)  # another installation
+    assert store.reserve_write(5) == clock.wall()  # a write was just sent for installation 5
+    security = store.enqueue("command", "security", "o/c", 1, {}, installation_id=5)
+    taken = store.claim("w", per_repo=5)
+    assert taken is not None and taken.repo == "o/b"  # installation 5 waits its second
+    assert store.claim("w", per_repo=5) is None
+    assert store.next_due() == clock.wall() + 1.0  # when installation 5 may write again
+    clock.advance(1.0)
+    first = store.claim("w", per_repo=5)
+    assert first is not None and first.id == security
