@@ -4,7 +4,7 @@ only when there is none, so a repository never gets a second one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +37,11 @@ def dashboard_loops(rows: Sequence[LoopRow], titles: Mapping[int, str],
 
 class DashboardWriter:
     def __init__(self, github: GitHub[Any], owner: str, repo: str, *, self_login: str | None = None,
-                 server_url: str = "https://github.com"):
+                 server_url: str = "https://github.com",
+                 send: Callable[[Callable[[], Any]], Any] = lambda request: request()):
         self.github, self.owner, self.repo = github, owner, repo
         self.self_login, self.server_url = self_login, server_url
+        self.send = send  # how a content-creating write goes out (the App paces them per installation)
 
     def _ours(self, issue: Mapping[str, Any]) -> bool:
         """Opened by the App: a marker in someone else's issue does not make it the dashboard."""
@@ -82,8 +84,9 @@ class DashboardWriter:
         body = render(f"{self.owner}/{self.repo}", dashboard_loops(rows, found.titles, self.server_url),
                       server_url=self.server_url)
         if found.number is None:
-            created = self.github.rest.issues.create(self.owner, self.repo, title=TITLE, body=body)
+            created = self.send(lambda: self.github.rest.issues.create(self.owner, self.repo, title=TITLE, body=body))
             return int(created.json()["number"])
+        number = found.number
         if found.body != body:
-            self.github.rest.issues.update(self.owner, self.repo, found.number, body=body)
-        return found.number
+            self.send(lambda: self.github.rest.issues.update(self.owner, self.repo, number, body=body))
+        return number

@@ -152,7 +152,7 @@ class Dispatcher:
         self.store, self.app, self.workflow, self.sleep = store, app, workflow, sleep
         self.inline_wait = inline_wait
 
-    def _write(self, installation_id: int, send: Callable[[], T]) -> T:
+    def write(self, installation_id: int, send: Callable[[], T]) -> T:
         """A content-creating write, sent in its paced slot; a limit blocks the installation's writes."""
         at = self.store.reserve_write(installation_id, max_wait=self.inline_wait)
         wait = at - self.store.now()
@@ -183,7 +183,7 @@ class Dispatcher:
         if approved:
             inputs["approved"] = approved
         try:
-            self._write(installation_id, lambda: call(lambda: github.rest.actions.create_workflow_dispatch(
+            self.write(installation_id, lambda: call(lambda: github.rest.actions.create_workflow_dispatch(
                 owner, name, self.workflow, data={"ref": ref, "inputs": inputs}), now=self.store.now))
         except GitHubAnswered as exc:
             if exc.status in (404, 422):
@@ -202,4 +202,4 @@ class Dispatcher:
                    for run in response.json().get("workflow_runs", []))
 
     def comment(self, installation_id: int, forge: GitHubForge, issue: int, body: str) -> None:
-        self._write(installation_id, lambda: forge.comment(issue, body))
+        self.write(installation_id, lambda: forge.comment(issue, body))

@@ -119,6 +119,7 @@ def dispatched(store: AppStore, repo: str, issue: int, installation_id: int | No
         else:
             values["resumes"] = 0
         conn.execute(update(loops).where(loops.c.id == loop_id).values(**values))
+    schedule_dashboard(store, repo, installation_id)
     return loop_id
 
 
@@ -135,6 +136,7 @@ def workflow_run(store: AppStore, repo: str, issue: int, run_id: int, *, complet
         if completed:
             values["detail"] = f"workflow run {run_id} completed ({conclusion or 'no conclusion'})"
         conn.execute(update(loops).where(loops.c.id == loop_id).values(**values))
+    schedule_dashboard(store, repo, installation_id or _installation(store, loop_id))
     return loop_id
 
 
@@ -168,6 +170,7 @@ def observed(store: AppStore, repo: str, issue: int, seen: Observed, installatio
             values = {"usd": costs.c.usd + grown}
             conn.execute(_upsert(conn)(costs).values(repo=repo, day=day, usd=grown)
                          .on_conflict_do_update(index_elements=[costs.c.repo, costs.c.day], set_=values))
+    schedule_dashboard(store, repo, installation_id or _installation(store, loop_id))
     return loop_id
 
 
@@ -176,6 +179,16 @@ def mark(store: AppStore, loop_id: int, status: str, detail: str) -> None:
     with store.write() as conn:
         conn.execute(update(loops).where(loops.c.id == loop_id).values(status=status, detail=detail[:2000],
                                                                        updated_at=store.now()))
+    with store.read() as conn:
+        row = conn.execute(select(loops.c.repo, loops.c.installation_id).where(loops.c.id == loop_id)).first()
+    if row is not None:
+        schedule_dashboard(store, row.repo, row.installation_id)
+
+
+def _installation(store: AppStore, loop_id: int) -> int | None:
+    with store.read() as conn:
+        found = conn.scalar(select(loops.c.installation_id).where(loops.c.id == loop_id))
+    return int(found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -201,3 +214,16 @@ def plan_loop(store: AppStore, repo: str, issue: int) -> tuple[int | None, str] 
         row = conn.execute(select(loops.c.installation_id, loops.c.ref)
                            .where(loops.c.repo == repo, loops.c.issue == issue)).first()
     return (row.installation_id, row.ref) if row is not None else None
+
+
+DASHBOARD_EVERY_SECONDS = 60.0  # a repository's dashboard issue is edited at most once a minute
+
+
+def schedule_dashboard(store: AppStore, repo: str, installation_id: int | None) -> None:
+    """Ask for the repository's dashboard to be rendered again at the end of this minute: every
+    change within the minute is one edit (the job reads the registry when it runs)."""
+    if installation_id is None or "/" not in repo:
+        return
+    slot = int(store.now() // DASHBOARD_EVERY_SECONDS) + 1
+    store.enqueue("dashboard", "reconcile", repo, None, {"repo": repo}, installation_id=installation_id,
+                  dedupe=f"dashboard:{repo}:{slot}", at=slot * DASHBOARD_EVERY_SECONDS)

@@ -18,7 +18,7 @@ from loopbot.errors import LoopbotError
 
 if TYPE_CHECKING:
     from loopbot.app.store import AppStore
-    from loopbot.app.web import Lifecycle
+    from loopbot.app.worker import Workers
 
 EXTRA = ("starlette", "uvicorn", "sqlalchemy", "prometheus_client")
 INSTALL = "pip install 'loopbot[app]'"
@@ -58,6 +58,9 @@ def serve(env: Mapping[str, str], *, host: str | None = None, port: int | None =
     store = _open_store(settings.database_url)
     workers = _workers(store, settings)
     app = create_app(settings, store, workers=workers)
+    if workers is not None:
+        # The workers time each delivery's way to its workflow dispatch into the app's /metrics.
+        workers.processor.on_dispatch = app.state.metrics.dispatch_seconds.observe
     listener = _bind(settings.host, settings.port)
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -83,15 +86,11 @@ def _open_store(url: str) -> AppStore:
         raise LoopbotError(f"LOOPBOT_DATABASE_URL cannot be opened: {first}") from None
 
 
-def _workers(store: AppStore, settings: AppSettings) -> Lifecycle | None:
-    """The backend's workers, when that module is installed; without them deliveries are still kept."""
-    try:
-        worker = importlib.import_module("loopbot.app.worker")
-    except ImportError:
-        log.warning("no workers: loopbot.app.worker is not available; deliveries are stored only")
-        return None
-    workers: Lifecycle = worker.Workers(store, settings, _github_app(settings), n=settings.workers)
-    return workers
+def _workers(store: AppStore, settings: AppSettings) -> Workers:
+    """The workers and the reconciler; without App credentials they keep deliveries waiting."""
+    from loopbot.app.worker import Workers
+
+    return Workers(store, settings, _github_app(settings), n=settings.workers)
 
 
 def _github_app(settings: AppSettings) -> Any:

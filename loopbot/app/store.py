@@ -194,12 +194,12 @@ class AppStore:
         return int(result.scalar_one())
 
     def enqueue(self, kind: str, priority: str, repo: str, issue: int | None, payload: dict[str, Any], *,
-                installation_id: int | None = None, dedupe: str | None = None) -> int | None:
-        """A job; None when `dedupe` names one already queued."""
+                installation_id: int | None = None, dedupe: str | None = None, at: float | None = None) -> int | None:
+        """A job, due now or `at`; None when `dedupe` names one already queued."""
         try:
             with self.write() as conn:
                 return self._enqueue(conn, kind, PRIORITIES[priority], repo, plan_key(repo, issue),
-                                     installation_id, payload, dedupe=dedupe)
+                                     installation_id, payload, dedupe=dedupe, at=at)
         except IntegrityError:
             return None
 

@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopbot.app import registry
-from loopbot.app.dispatch import Dispatcher, DispatchRefused, GitHubApp, WaitFor
+from loopbot.app.dashboard import DashboardWriter
+from loopbot.app.dispatch import Dispatcher, DispatchRefused, GitHubApp, WaitFor, call
 from loopbot.app.facts import AppFacts, BranchReader, config_of, registry_status, state_branch
 from loopbot.app.queue import Claimed
 from loopbot.app.reconcile import ReconcilePolicy, reconcile
@@ -33,6 +34,7 @@ from loopbot.app.settings import AppSettings
 from loopbot.app.store import AppStore
 from loopbot.core.route import MARK, Intent, Repo, route
 from loopbot.errors import InputError, LoopbotError
+from loopbot.forge.github.forge import html_base
 
 log = logging.getLogger("loopbot.app.worker")
 
@@ -71,6 +73,8 @@ class Processor:
     store: AppStore
     app: GitHubApp | None
     dispatcher: Dispatcher | None
+    # Told the seconds from a delivery to the workflow dispatch it became (the app's /metrics).
+    on_dispatch: Callable[[float], None] | None = None
 
     # -- one job ----------------------------------------------------------------------------------
     def run(self, worker: str, per_repo: int) -> bool:
@@ -106,6 +110,8 @@ class Processor:
             self._delivery(str(job.payload["delivery_id"]))
         elif job.kind == "command":
             self._command(job)
+        elif job.kind == "dashboard":
+            self._dashboard(job)
         elif job.kind == "comment":
             self._comment(job.installation_id, job.repo, int(job.payload["issue"]), str(job.payload["key"]),
                           str(job.payload["body"]))
@@ -217,6 +223,7 @@ class Processor:
             # The body the router checked against the writer's approval: the workflow runs no other.
             approved = approved_digest(facts.issue_body(intent.plan)) if intent.kind in LOOP_COMMANDS else ""
             sent = dispatcher.dispatch(installation, repo, where, command, key, branch, approved=approved)
+            self._timed(key, sent)
             if intent.kind in LOOP_COMMANDS:
                 registry.dispatched(self.store, repo, intent.plan, installation, command, ref=branch)
             return "routed", f"{command} dispatched for #{intent.plan}" + ("" if sent else " (sent before)")
@@ -238,6 +245,23 @@ class Processor:
         outcome = "refused" if intent.kind in ("refuse", "limited") else "ignored" if intent.kind in (
             "ignore", "audit", "docs") else "routed"
         return outcome, f"{intent.kind}: {intent.why}" if intent.why else intent.kind
+
+    def _timed(self, delivery_id: str, sent: bool) -> None:
+        found = self.store.delivery(delivery_id) if sent and self.on_dispatch is not None else None
+        if found is not None and self.on_dispatch is not None:
+            self.on_dispatch(max(0.0, self.store.now() - found[0].received_at))
+
+    def _dashboard(self, job: Claimed) -> None:
+        """The repository's dashboard issue, rendered from the registry as it is now (paced)."""
+        app, dispatcher = self._github()
+        if job.installation_id is None:
+            raise LoopbotError(f"no installation is known for {job.repo}")
+        installation = job.installation_id
+        owner, name = job.repo.split("/", 1)
+        now = self.store.now
+        writer = DashboardWriter(app.client(installation, job.repo), owner, name, server_url=html_base(app.api_url),
+                                 send=lambda request: dispatcher.write(installation, lambda: call(request, now=now)))
+        call(lambda: writer.publish(self.store.loops(repo=job.repo)), now=now)
 
     # -- jobs of the API and the reconciler --------------------------------------------------------
     def _command(self, job: Claimed) -> None:

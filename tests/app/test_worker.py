@@ -11,8 +11,11 @@ import threading
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from loopbot.app import registry
+from loopbot.app.db import jobs
+from loopbot.app.queue import PRIORITIES
 from loopbot.app.reconcile import ReconcilePolicy, reconcile
 from loopbot.app.settings import AppSettings
 from loopbot.app.store import AppStore, Delivery
@@ -35,19 +38,39 @@ def processor(w: World) -> Processor:
     return Processor(w.store, w.app, w.dispatcher)
 
 
+def _reconciler_jobs(store: AppStore) -> int:
+    """Pending jobs of the reconciler's priority other than dashboard renders."""
+    with store.read() as conn:
+        return int(conn.scalar(select(func.count()).select_from(jobs).where(
+            jobs.c.state == "pending", jobs.c.priority == PRIORITIES["reconcile"], jobs.c.kind != "dashboard")) or 0)
+
+
 def drain(p: Processor, worker: str = "w") -> int:
     """Carry out every due job; a job held only by its installation's write pacing (due, but not
-    claimable before the next slot) gets its second: the fake clock moves on."""
-    done = 0
-    for _ in range(1000):
-        if p.run(worker, per_repo=2):
-            done += 1
-            continue
-        due, now = p.store.next_due(), p.store.now()
-        if due is None or due > now + 5:
-            return done  # nothing, or a job that waits for longer (e.g. for App credentials)
-        assert isinstance(p.store.clock, FakeClock)
-        p.store.clock.advance(max(due - now, 0.001))
+    claimable before the next slot) gets its second: the fake clock moves on. Returns how many
+    jobs were carried out besides the dashboard renders (which any registry change schedules)."""
+    claimed: list[str] = []
+    claim = p.store.claim
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        job = claim(*args, **kwargs)
+        if job is not None:
+            claimed.append(job.kind)
+        return job
+
+    p.store.claim = counting
+    try:
+        for _ in range(1000):
+            if p.run(worker, per_repo=2):
+                continue
+            due, now = p.store.next_due(), p.store.now()
+            if due is None or due > now + 5:
+                # nothing, or a job that waits for longer (e.g. for App credentials)
+                return sum(1 for kind in claimed if kind != "dashboard")
+            assert isinstance(p.store.clock, FakeClock)
+            p.store.clock.advance(max(due - now, 0.001))
+    finally:
+        del p.store.claim
     raise AssertionError("jobs never ran")
 
 
@@ -218,9 +241,9 @@ def test_the_reconciler_resumes_a_stale_loop_a_bounded_number_of_times_then_bloc
         w.clock.advance(601)
         (decision,) = reconcile(w.store, policy)
         assert decision.action == "resume" and "no heartbeat" in decision.reason
-        assert w.store.queue_depth()["reconcile"] == 1
+        assert _reconciler_jobs(w.store) == 1
         reconcile(w.store, policy)  # a second round before the resume is sent adds no second job
-        assert w.store.queue_depth()["reconcile"] == 1
+        assert _reconciler_jobs(w.store) == 1
         drain(p)
         assert [r["inputs"]["command"] for r in w.fake.workflow_runs] == ["run", *["resume"] * round_]
     w.clock.advance(601)
@@ -326,5 +349,32 @@ def test_status_and_the_reconciler_read_the_loops_state_from_its_branch(w: World
     workers.processor = p
     asyncio.run(workers.reconcile_once())
     (loop,) = w.store.loops(REPO)
-    assert loop.status == "success" and w.store.queue_depth()["reconcile"] == 0
+    assert loop.status == "success" and _reconciler_jobs(w.store) == 0
     assert w.store.cost_by_repo(3, w.clock.wall()) == {REPO: {"2023-11-14": 0.75}}  # booked once, when seen
+
+
+def test_a_repositorys_dashboard_issue_follows_its_loops_one_edit_per_minute(w: World) -> None:
+    from loopbot.core.dashboard import MARKER
+
+    number, payload = labeled(w)
+    seen: list[float] = []
+    p = Processor(w.store, w.app, w.dispatcher, on_dispatch=seen.append)
+    deliver(w.store, "issues", payload, "d-1")
+    w.clock.advance(3)
+    assert drain(p) == 1
+    assert len(seen) == 1 and seen[0] >= 3  # the dispatch's latency from the delivery, for /metrics
+    w.clock.advance(61)  # the end of the minute: the render that the dispatch asked for is due
+    drain(p)
+    (board,) = [i for i in w.fake.issues.values() if MARKER in i["body"]]
+    assert f"#{number}" in board["body"] and "dispatched" in board["body"]
+    path = f"/repos/{REPO}/issues/{board['number']}"
+    edits = w.fake.log.count(("PATCH", path))
+    # Two changes in one minute: one edit, with the latest status.
+    registry.workflow_run(w.store, REPO, number, 77, completed=False, conclusion=None, installation_id=42)
+    registry.workflow_run(w.store, REPO, number, 77, completed=True, conclusion="failure", installation_id=42)
+    w.clock.advance(61)
+    drain(p)
+    (again,) = [i for i in w.fake.issues.values() if MARKER in i["body"]]
+    assert again["number"] == board["number"]  # edited in place, never a second one
+    assert w.fake.log.count(("PATCH", path)) == edits + 1
+    assert "actions/runs/77" in again["body"]
