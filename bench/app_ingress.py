@@ -10,17 +10,25 @@ At --kill-at seconds the server gets SIGKILL and is started again on the same po
 sent while it is down fail to connect and count as not acknowledged (GitHub shows them failed).
 
 Then every delivery acknowledged with a 2xx is looked up in the store: it must be there exactly
-once. With the backend's workers present (loopbot.app.worker), it also waits for the queue to
-drain and checks each acknowledged delivery was processed once (one job, finished). Prints one
-JSON object per line: {"figure", "value", "unit", "target"}.
+once. Prints one JSON object per line: {"figure", "value", "unit", "target"}.
+
+With --process (the default) the served App also has App credentials (a fresh RSA key) and a GitHub:
+the contract-checked FakeGitHub over loopback HTTP (loopbot.testing.fake_github_server), given by
+GITHUB_API_URL. Every payload names the stand-in's repository and one of its installations, and
+every --dispatch-every'th delivery is a writer's `/loop run` comment or `loopbot:run` label on a plan
+issue of its own, which the workers turn into a workflow_dispatch. After the load, the kill and the
+restart it waits for the queue to drain and counts, of the acknowledged deliveries: processed (an
+outcome other than queued), lost (still queued, or missing), and of the dispatching ones how many
+workflow_dispatch requests the stand-in received for each (1 expected; 2 or more is "twice").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -31,18 +39,29 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from loopbot.examples import KVSTORE
+from loopbot.plans import Plan, render
+from loopbot.testing.fake_github import FakeGitHub
+from loopbot.testing.fake_github_server import FakeGitHubServer
+from loopbot.testing.scripted import load_script
 from loopbot.testing.webhooks import headers
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = json.loads((ROOT / "tests" / "contracts" / "app-webhook-examples.json").read_text())["events"]
 SECRET = "bench-secret"
 BIN = Path(sys.executable).parent
+CONTRACT = ROOT / "tests" / "contracts" / "github-openapi.trimmed.json"
+REPO = {"full_name": "acme/kvstore", "name": "kvstore", "owner": {"login": "acme"}, "default_branch": "main"}
+WRITER = {"login": "alice", "type": "User", "id": 1}
+# The stand-in's installations: pacing is per installation, so dispatches spread over several.
+INSTALLATIONS = list(range(4201, 4221))
 
 
 @dataclass
@@ -51,6 +70,7 @@ class Sent:
     at: float  # seconds since the start, when it was sent
     status: int | None = None  # None: no answer (connection refused or reset)
     latency: float | None = None
+    dispatching: bool = False  # a writer's command on a plan issue: one workflow_dispatch expected
 
 
 def free_port() -> int:
@@ -59,9 +79,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, database: Path, log: Path) -> subprocess.Popen[str]:
+def start_server(port: int, database: Path, log: Path, github: dict[str, str] | None = None) -> subprocess.Popen[str]:
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(database.parent), "LOOPBOT_WEBHOOK_SECRET": SECRET,
-           "LOOPBOT_DATABASE_URL": f"sqlite:///{database}"}
+           "LOOPBOT_DATABASE_URL": f"sqlite:///{database}", **(github or {})}
     server = subprocess.Popen([str(BIN / "loopbot"), "serve", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.PIPE, stderr=log.open("a"), text=True,
                               cwd=database.parent)
@@ -82,15 +102,75 @@ def start_server(port: int, database: Path, log: Path) -> subprocess.Popen[str]:
     raise SystemExit("loopbot serve never answered /healthz")
 
 
-def payloads() -> list[tuple[str, bytes]]:
+def payloads(process: bool) -> list[tuple[str, bytes]]:
     found = []
     for event in ("issue_comment", "issues", "pull_request", "pull_request_review", "workflow_run"):
-        found += [(event, json.dumps(p).encode()) for p in EXAMPLES[event]]
+        for i, example in enumerate(EXAMPLES[event]):
+            if process:  # the stand-in's repository and installations, so the workers get answers
+                example = {**example, "repository": {**example.get("repository", {}), **REPO},
+                           "installation": {"id": INSTALLATIONS[i % len(INSTALLATIONS)]}}
+            found.append((event, json.dumps(example).encode()))
     return found
 
 
-async def load(url: str, rate: float, seconds: float, kill_at: float, restart: Any) -> tuple[list[Sent], float]:
-    bodies = payloads()
+def app_key() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def plan_body() -> str:
+    script = load_script(KVSTORE / "script.yaml")
+    return render(Plan.model_validate(script.auditor[0].turns[1].tools[0]["propose_plan"]))
+
+
+def stand_in_process(plans: int, conn: Any) -> None:
+    """The GitHub stand-in, in a process of its own (so its work does not hold up the load's
+    schedule): `plans` plan issues (#1 onwards), then its URL sent; on "report", what it saw."""
+    fake = FakeGitHub(CONTRACT, permissions={"alice": "write"})
+    fake.installation_ids = set(INSTALLATIONS)
+    fake.add_workflow("loopbot-run.yml", {"issue": True, "command": True, "delivery": False, "approved": False},
+                      run_name="loopbot {command} #{issue} [{delivery}]")
+    body = plan_body()
+    for _ in range(plans):
+        fake.add_issue("TTL", body)
+    with FakeGitHubServer(fake) as server:
+        conn.send(server.url)
+        conn.recv()
+        with server.lock:
+            conn.send({"runs": [str((run.get("inputs") or {}).get("delivery")) for run in fake.workflow_runs],
+                       "violations": list(fake.violations), "errors": list(server.errors)})
+
+
+class Planner:
+    """A writer's command on plan issue #1, #2, ... in turn (the stand-in made them)."""
+
+    def __init__(self) -> None:
+        self.body, self.n = plan_body(), 0
+
+    def __call__(self) -> tuple[str, bytes]:
+        self.n += 1
+        number = self.n
+        issue = {"number": number, "title": "TTL", "body": self.body, "state": "open", "labels": [],
+                 "user": WRITER}
+        common = {"repository": REPO, "installation": {"id": INSTALLATIONS[self.n % len(INSTALLATIONS)]},
+                  "sender": WRITER, "issue": issue}
+        if self.n % 2:
+            payload = {**EXAMPLES["issue_comment"][0], **common, "action": "created",
+                       "comment": {**EXAMPLES["issue_comment"][0]["comment"], "id": 10_000 + number,
+                                   "body": "/loop run", "user": WRITER}}
+            return "issue_comment", json.dumps(payload).encode()
+        labeled = next(p for p in EXAMPLES["issues"] if p.get("action") == "labeled")
+        payload = {**labeled, **common, "label": {**labeled["label"], "name": "loopbot:run"}}
+        return "issues", json.dumps(payload).encode()
+
+
+async def load(url: str, rate: float, seconds: float, kill_at: float, restart: Any,
+               planner: Planner | None = None, dispatch_every: int = 0) -> tuple[list[Sent], float]:
+    bodies = payloads(planner is not None)
     total = int(rate * seconds)
     sent: list[Sent] = []
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
@@ -119,8 +199,9 @@ async def load(url: str, rate: float, seconds: float, kill_at: float, restart: A
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            event, body = bodies[i % len(bodies)]
-            item = Sent(f"bench-{i}-{uuid.uuid4()}", time.perf_counter() - start)
+            dispatching = planner is not None and dispatch_every > 0 and i % dispatch_every == 0
+            event, body = planner() if planner is not None and dispatching else bodies[i % len(bodies)]
+            item = Sent(f"bench-{i}-{uuid.uuid4()}", time.perf_counter() - start, dispatching=dispatching)
             sent.append(item)
             tasks.append(asyncio.create_task(one(item, event, body)))
         await asyncio.gather(*tasks)
@@ -143,21 +224,43 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="deliveries per second")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--kill-at", type=float, default=12.0, help="SIGKILL the server this many seconds in (0: never)")
-    parser.add_argument("--drain-timeout", type=float, default=120.0, help="how long to wait for workers to drain")
+    parser.add_argument("--process", action=argparse.BooleanOptionalAction, default=True,
+                        help="give the App credentials and a GitHub stand-in, and check each delivery is processed once")
+    parser.add_argument("--dispatch-every", type=int, default=20,
+                        help="with --process, every n-th delivery is a writer's command on a plan issue")
+    parser.add_argument("--drain-timeout", type=float, default=600.0, help="how long to wait for workers to drain")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="loopbot-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="loopbot-bench-") as tmp, contextlib.ExitStack() as stack:
         database, log = Path(tmp) / "app.db", Path(tmp) / "server.log"
         port = free_port()
-        servers = [start_server(port, database, log)]
+        github: dict[str, str] = {}
+        stand_in: multiprocessing.Process | None = None
+        github_conn: Any = None
+        planner: Planner | None = None
+        if args.process:
+            plans = -(-int(args.rate * args.seconds) // max(args.dispatch_every, 1)) if args.dispatch_every else 0
+            github_conn, child = multiprocessing.Pipe()
+            stand_in = multiprocessing.Process(target=stand_in_process, args=(plans, child), daemon=True)
+            stand_in.start()
+            stack.callback(stand_in.terminate)
+            planner = Planner()
+            github = {"GITHUB_API_URL": github_conn.recv(), "LOOPBOT_APP_ID": "12345", "LOOPBOT_APP_PRIVATE_KEY": app_key(),
+                      "LOOPBOT_APP_REPO_CONCURRENCY": "2"}
+        servers = [start_server(port, database, log, github)]
 
         def restart() -> None:
             os.kill(servers[-1].pid, signal.SIGKILL)
             servers[-1].wait()
-            servers.append(start_server(port, database, log))
+            servers.append(start_server(port, database, log, github))
 
         try:
-            sent, downtime = asyncio.run(load(f"http://127.0.0.1:{port}", args.rate, args.seconds, args.kill_at, restart))
+            sent, downtime = asyncio.run(load(f"http://127.0.0.1:{port}", args.rate, args.seconds, args.kill_at,
+                                              restart, planner, args.dispatch_every))
             report(sent, downtime, database, args)
+            if stand_in is None:
+                emit("ingress_processed_once", None, "deliveries", "--no-process: not measured")
+            else:
+                processed(sent, database, args.drain_timeout, github_conn)
         finally:
             for server in servers:
                 if server.poll() is None:
@@ -168,8 +271,12 @@ def main() -> None:
                         server.kill()
 
 
+def acknowledged(sent: list[Sent]) -> list[Sent]:
+    return [s for s in sent if s.status is not None and 200 <= s.status < 300]
+
+
 def report(sent: list[Sent], downtime: float, database: Path, args: argparse.Namespace) -> None:
-    acked = [s for s in sent if s.status is not None and 200 <= s.status < 300]
+    acked = acknowledged(sent)
     refused = [s for s in sent if s.status is not None and s.status >= 300]
     unanswered = [s for s in sent if s.status is None]
     latencies = [s.latency for s in acked if s.latency is not None]
@@ -198,28 +305,55 @@ def report(sent: list[Sent], downtime: float, database: Path, args: argparse.Nam
     emit("ingress_jobs_not_one", sum(1 for s in acked if jobs.get(f"delivery:{s.delivery}", 0) != 1),
          "acknowledged deliveries without exactly one job", "0")
     emit("ingress_kept_unacknowledged", unacked_kept, "deliveries", "committed, answer lost in the kill")
-    if importlib.util.find_spec("loopbot.app.worker") is None:
-        emit("ingress_processed_once", None, "deliveries", "loopbot.app.worker not present: not measured")
-        return
-    processed(acked, database, args.drain_timeout)
 
 
-def processed(acked: list[Sent], database: Path, timeout: float) -> None:
-    """With workers: wait for the queue to drain, then one job per acknowledged delivery, finished."""
-    deadline = time.monotonic() + timeout
+def processed(sent: list[Sent], database: Path, timeout: float, github_conn: Any) -> None:
+    """Wait for the queue to drain, then: every acknowledged delivery has an outcome, and each
+    dispatching one reached GitHub as exactly one workflow_dispatch."""
+    acked = acknowledged(sent)
+    began = time.monotonic()
     pending = -1
-    while time.monotonic() < deadline:
+    while time.monotonic() - began < timeout:
         with sqlite3.connect(database) as db:
-            pending = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running')").fetchone()[0]
+            pending = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('pending', 'running') "
+                                 "AND kind != 'dashboard'").fetchone()[0]
         if pending == 0:
             break
         time.sleep(0.5)
+    drained = time.monotonic() - began
     with sqlite3.connect(database) as db:
-        states = dict(db.execute("SELECT dedupe, state FROM jobs WHERE dedupe LIKE 'delivery:%'").fetchall())
-    done = sum(1 for s in acked if states.get(f"delivery:{s.delivery}") in ("done", "dead"))
-    emit("ingress_jobs_pending_after_drain", pending, "jobs", "0")
-    emit("ingress_processed_once", done, "acknowledged deliveries whose one job finished",
+        outcomes = dict(db.execute("SELECT delivery_id, outcome FROM deliveries").fetchall())
+        waiting = db.execute("SELECT kind, state, last_error, COUNT(*) FROM jobs WHERE state != 'done' "
+                             "GROUP BY kind, state, last_error ORDER BY 4 DESC LIMIT 5").fetchall()
+        dispatch_rows = dict(db.execute("SELECT key, COUNT(*) FROM dispatches GROUP BY key").fetchall())
+    github_conn.send("report")
+    seen = github_conn.recv()
+    runs = Counter(seen["runs"])
+    violations, errors = seen["violations"], seen["errors"]
+    done = [s for s in acked if outcomes.get(s.delivery, "queued") != "queued"]
+    by_outcome = Counter(outcomes.get(s.delivery, "missing") for s in acked)
+    dispatching = [s for s in acked if s.dispatching]
+    emit("process_drain_seconds", round(drained, 1), "s after the load", "queue empty")
+    emit("process_jobs_pending_after_drain", pending, "jobs (dashboard renders aside)", "0")
+    emit("process_processed", len(done), "acknowledged deliveries with an outcome other than queued",
          f"{len(acked)} (every acknowledged one)")
+    emit("process_lost", len(acked) - len(done), "acknowledged deliveries never processed", "0")
+    emit("process_outcomes", dict(sorted(by_outcome.items())), "acknowledged deliveries by outcome")
+    emit("process_dispatching_acknowledged", len(dispatching), "acknowledged writer commands on plan issues")
+    emit("process_dispatched_once", sum(1 for s in dispatching if runs[s.delivery] == 1),
+         "of them with exactly one workflow_dispatch at the stand-in", f"{len(dispatching)}")
+    emit("process_dispatched_twice", sum(1 for n in runs.values() if n > 1),
+         "deliveries with 2+ workflow_dispatch requests at the stand-in", "0")
+    emit("process_dispatch_records_twice", sum(1 for n in dispatch_rows.values() if n > 1),
+         "dispatch keys recorded more than once in the store", "0")
+    emit("process_not_dispatched", sum(1 for s in dispatching if runs[s.delivery] == 0),
+         "acknowledged writer commands with no workflow_dispatch", "0")
+    emit("process_github_violations", len(violations) + len(errors),
+         "requests outside GitHub's description or the allow-list, or failing the stand-in", "0")
+    for kind, state, error, n in waiting:
+        print(f"# {n} {kind} jobs {state}: {error}", file=sys.stderr)
+    for problem in (violations + errors)[:5]:
+        print(f"# {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":
