@@ -25,6 +25,7 @@ from loopbot.forge.github.forge import TOKEN_MARGIN_SECONDS, GitHubForge
 from loopbot.forge.github.policy import ForbiddenOperation, RequestPolicy
 
 WORKFLOW = "loopbot-run.yml"
+RUN_PAGES = 10  # runs read for a dispatch a dead worker may have sent (the newest 1,000)
 INLINE_WAIT_SECONDS = 5.0  # a paced write further away than this requeues its job instead
 T = TypeVar("T")
 
@@ -195,11 +196,21 @@ class Dispatcher:
         return True
 
     def _run_exists(self, github: GitHub[Any], owner: str, name: str, key: str) -> bool:
-        """Whether a dispatched run carries this key in its title (the workflow's run-name has it)."""
-        response = call(lambda: github.rest.actions.list_workflow_runs_for_repo(
-            owner, name, event="workflow_dispatch", per_page=100), now=self.store.now)
-        return any(f"[{key}]" in str(run.get("display_title") or "")
-                   for run in response.json().get("workflow_runs", []))
+        """Whether a dispatched run carries this key in its title (the workflow's run-name has it),
+        on any page: a busy repository dispatches more than a page of runs while a dead worker's
+        lease runs out."""
+        def runs_page(page: int) -> Any:
+            return call(lambda: github.rest.actions.list_workflow_runs_for_repo(
+                owner, name, event="workflow_dispatch", per_page=100, page=page), now=self.store.now)
+
+        for page in range(1, RUN_PAGES + 1):
+            response = runs_page(page)
+            runs = response.json().get("workflow_runs", [])
+            if any(f"[{key}]" in str(run.get("display_title") or "") for run in runs):
+                return True
+            if len(runs) < 100 or 'rel="next"' not in (response.headers.get("link") or ""):
+                return False
+        return False
 
     def comment(self, installation_id: int, forge: GitHubForge, issue: int, body: str) -> None:
         self.write(installation_id, lambda: forge.comment(issue, body))

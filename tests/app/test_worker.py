@@ -378,3 +378,34 @@ def test_a_repositorys_dashboard_issue_follows_its_loops_one_edit_per_minute(w: 
     assert again["number"] == board["number"]  # edited in place, never a second one
     assert w.fake.log.count(("PATCH", path)) == edits + 1
     assert "actions/runs/77" in again["body"]
+
+
+def test_a_dispatch_github_took_before_its_worker_died_is_found_past_the_first_page(w: World) -> None:
+    """Killed between GitHub taking the dispatch and the record of it: the retried job looks for the
+    run by the key in its title, through every page, however many runs were dispatched since."""
+    number, payload = labeled(w)
+    deliver(w.store, "issues", payload, "d-killed")
+    p = processor(w)
+    sent = w.store.dispatch_sent
+
+    class Killed(Exception):
+        pass
+
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise Killed()
+
+    w.store.dispatch_sent = die
+    job = w.store.claim("dies", per_repo=2, lease_seconds=60)
+    assert job is not None
+    with pytest.raises(Killed):
+        p.handle(job)
+    del w.store.dispatch_sent
+    assert w.store.dispatch_sent == sent
+    for n in range(150):  # other plans' loops dispatched meanwhile, newer than ours
+        w.fake.workflow_runs.append({**w.fake.workflow_runs[0], "id": 50_000 + n,
+                                     "display_title": f"loopbot run #{n + 900} [d-other-{n}]",
+                                     "inputs": {"delivery": f"d-other-{n}"}})
+    w.clock.advance(61)
+    drain(p)
+    ours = [r for r in w.fake.workflow_runs if r.get("inputs", {}).get("delivery") == "d-killed"]
+    assert len(ours) == 1
