@@ -383,7 +383,7 @@ def test_a_repositorys_dashboard_issue_follows_its_loops_one_edit_per_minute(w: 
 def test_a_dispatch_github_took_before_its_worker_died_is_found_past_the_first_page(w: World) -> None:
     """Killed between GitHub taking the dispatch and the record of it: the retried job looks for the
     run by the key in its title, through every page, however many runs were dispatched since."""
-    number, payload = labeled(w)
+    _, payload = labeled(w)
     deliver(w.store, "issues", payload, "d-killed")
     p = processor(w)
     sent = w.store.dispatch_sent
