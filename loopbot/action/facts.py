@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loopbot.core.decide import reopenable
-from loopbot.core.route import UNKNOWN, LatestRun, LoopPr, approval_key
+from loopbot.core.route import LatestRun, approval_key
 from loopbot.core.state import LoopState, Status
-from loopbot.forge.github.forge import GitHubForge, PermissionUnknown
+from loopbot.forge.github.facts import ForgeFacts
 from loopbot.store.git_state import GitStateStore
 
 
@@ -19,38 +18,10 @@ def state_store(checkout: Path, remote: str, plan: int, **kwargs: Any) -> GitSta
 
 
 @dataclass
-class GitHubFacts:
-    forge: GitHubForge
+class GitHubFacts(ForgeFacts):
     checkout: Path
     remote: str = "origin"  # push.remote: where the loop's state lives
-    problems: list[str] = field(default_factory=list)  # permission lookups that failed, said in the log
-    _prs: list[LoopPr] | None = None
-    _bodies: dict[int, str] = field(default_factory=dict)
-    _comments: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
-    _states: dict[int, LoopState | None] = field(default_factory=dict)
-
-    def permission(self, login: str) -> str:
-        try:
-            return self.forge.permission(login)
-        except PermissionUnknown as exc:
-            self.problems.append(str(exc))
-            return UNKNOWN
-
-    def loop_prs(self) -> Sequence[LoopPr]:
-        if self._prs is None:
-            self._prs = [LoopPr(int(p["number"]), str(p["head"]["ref"]), str(p.get("created_at") or ""))
-                         for p in self.forge.loop_prs()]
-        return self._prs
-
-    def issue_body(self, number: int) -> str:
-        if number not in self._bodies:
-            self._bodies[number] = self.forge.issue(number).body
-        return self._bodies[number]
-
-    def comments(self, number: int) -> Sequence[Mapping[str, Any]]:
-        if number not in self._comments:
-            self._comments[number] = list(self.forge.comments(number))
-        return self._comments[number]
+    _states: dict[int, LoopState | None] = field(default_factory=dict, init=False)
 
     def state(self, plan: int) -> LoopState | None:
         """The newest run on the plan's state branch (the loop reuses it: one fetch per job)."""

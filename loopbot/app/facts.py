@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -18,10 +17,10 @@ from githubkit import GitHub
 from loopbot.app.dispatch import GitHubAnswered, call
 from loopbot.config import CONFIG_PATH, Config, parse_config
 from loopbot.core.decide import reopenable
-from loopbot.core.route import UNKNOWN, LatestRun, LoopPr, approval_key
+from loopbot.core.route import LatestRun, approval_key
 from loopbot.core.state import LoopState, Status, SuspendReason, load_state
 from loopbot.errors import LoopbotError, StateError
-from loopbot.forge.github.forge import GitHubForge, PermissionUnknown
+from loopbot.forge.github.facts import ForgeFacts
 from loopbot.store.git_state import STATE_FILE
 
 
@@ -84,37 +83,9 @@ def registry_status(state: LoopState) -> str:
 
 
 @dataclass
-class AppFacts:
-    forge: GitHubForge
+class AppFacts(ForgeFacts):
     reader: BranchReader
-    problems: list[str] = field(default_factory=list)
-    _prs: list[LoopPr] | None = None
-    _bodies: dict[int, str] = field(default_factory=dict)
-    _comments: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
-    _states: dict[int, tuple[LoopState, float] | None] = field(default_factory=dict)
-
-    def permission(self, login: str) -> str:
-        try:
-            return self.forge.permission(login)
-        except PermissionUnknown as exc:
-            self.problems.append(str(exc))
-            return UNKNOWN
-
-    def loop_prs(self) -> Sequence[LoopPr]:
-        if self._prs is None:
-            self._prs = [LoopPr(int(p["number"]), str(p["head"]["ref"]), str(p.get("created_at") or ""))
-                         for p in self.forge.loop_prs()]
-        return self._prs
-
-    def issue_body(self, number: int) -> str:
-        if number not in self._bodies:
-            self._bodies[number] = self.forge.issue(number).body
-        return self._bodies[number]
-
-    def comments(self, number: int) -> Sequence[Mapping[str, Any]]:
-        if number not in self._comments:
-            self._comments[number] = list(self.forge.comments(number))
-        return self._comments[number]
+    _states: dict[int, tuple[LoopState, float] | None] = field(default_factory=dict, init=False)
 
     def state(self, plan: int) -> tuple[LoopState, float] | None:
         """The plan's newest state and when it was checkpointed; None before any run."""
