@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from loopbot.core.fence import fenced
+from loopbot.core.outputtail import head_and_tail
 from loopbot.core.redact import NO_SECRETS
 from loopbot.messages import ModelReply, ModelRequest, ToolCall, ToolResult, Usage
 
@@ -27,13 +28,7 @@ _PLAIN = re.compile(r"[^A-Za-z0-9_.:/-]")
 
 def clip(text: str, limit: int) -> str:
     """Head and tail of `text` within about `limit` bytes, saying how much was left out."""
-    data = text.encode("utf-8", errors="replace")
-    if len(data) <= limit:
-        return text
-    half = limit // 2
-    head = data[:half].decode("utf-8", errors="ignore")
-    tail = data[-half:].decode("utf-8", errors="ignore")
-    return f"{head}\n[… {len(data) - 2 * half} bytes omitted …]\n{tail}"
+    return head_and_tail(text, limit)
 
 
 def _clip_values(value: Any, limit: int) -> Any:

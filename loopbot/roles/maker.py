@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from loopbot.core.outputtail import head_and_tail
 from loopbot.core.state import SpecConflict
 from loopbot.messages import (
     Block,
@@ -55,14 +56,8 @@ class MakerResult:
 
 
 def cap_result(text: str, limit: int = RESULT_BYTES) -> str:
-    data = text.encode("utf-8", errors="replace")
-    if len(data) <= limit:
-        return text
-    half = limit // 2
-    head = data[:half].decode("utf-8", errors="ignore")
-    tail = data[-half:].decode("utf-8", errors="ignore")
-    return (f"{head}\n[… {len(data) - 2 * half} bytes of this output omitted; read or search for the part you "
-            f"need …]\n{tail}")
+    return head_and_tail(text, limit, "[… {omitted} bytes of this output omitted; read or search for the part "
+                                      "you need …]")
 
 
 def _size(messages: list[Message]) -> int:
