@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -236,8 +237,7 @@ class GitStateStore:
                 self._seen = commit
                 return True
             return self._moved(contended)
-        pushed = git(self.repo, "push", "--quiet", f"--force-with-lease={self.ref}:{expected}", self.remote,
-                     f"{commit}:{self.ref}", check=False)
+        pushed = self._push_leased(commit, expected)
         if pushed.returncode == 0:
             self._landed(commit)
             return True
@@ -248,9 +248,7 @@ class GitStateStore:
         if actual and actual != expected and self._own_earlier(actual, commit):
             # An earlier write of this runner's landed though its answer was lost (it was kept here
             # and the new commit builds on it): not another runner's, so push again against it.
-            again = git(self.repo, "push", "--quiet", f"--force-with-lease={self.ref}:{actual}", self.remote,
-                        f"{commit}:{self.ref}", check=False)
-            if again.returncode == 0:
+            if self._push_leased(commit, actual).returncode == 0:
                 self._landed(commit)
                 return True
             actual = self._remote_tip()
@@ -261,6 +259,12 @@ class GitStateStore:
             git(self.repo, "update-ref", self.ref, commit)  # kept here: the next push carries it
             return False
         return self._moved(contended)
+
+    def _push_leased(self, commit: str, expected: str) -> subprocess.CompletedProcess[str]:
+        """Compare-and-swap of the remote ref: `commit` lands only where the ref is still `expected`."""
+        assert self.remote is not None
+        return git(self.repo, "push", "--quiet", f"--force-with-lease={self.ref}:{expected}", self.remote,
+                   f"{commit}:{self.ref}", check=False)
 
     def _own_earlier(self, tip: str, commit: str) -> bool:
         """Whether the remote's `tip` is one of this runner's own commits that `commit` descends from."""
