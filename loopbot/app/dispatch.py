@@ -21,7 +21,7 @@ from githubkit.exception import RequestError, RequestFailed
 from loopbot.app.store import AppStore
 from loopbot.errors import LoopbotError
 from loopbot.forge.github import limits
-from loopbot.forge.github.forge import TOKEN_MARGIN_SECONDS, GitHubForge
+from loopbot.forge.github.forge import TOKEN_MARGIN_SECONDS, GitHubForge, client_options
 from loopbot.forge.github.policy import ForbiddenOperation, RequestPolicy
 
 WORKFLOW = "loopbot-run.yml"
@@ -72,11 +72,7 @@ class GitHubApp:
         self._lock = threading.Lock()
 
     def _options(self, policy: RequestPolicy) -> dict[str, Any]:
-        options: dict[str, Any] = {"base_url": self.api_url, "event_hooks": {"request": [policy]},
-                                   "auto_retry": False}
-        if self.transport is not None:
-            options["transport"] = self.transport
-        return options
+        return client_options(self.api_url, policy, self.transport)
 
     def token(self, installation_id: int) -> str:
         """The installation's token, minted again only when it has less than ten minutes left."""

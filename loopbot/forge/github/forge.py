@@ -93,6 +93,18 @@ class PullRequest:
     labels: tuple[str, ...] = ()
 
 
+def client_options(api_url: str, policy: RequestPolicy, transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
+    """githubkit's options for every client loopbot makes, the Action's and the App's."""
+    # Retries are loopbot's (bounded, with an injected sleep): githubkit's own would sleep for real.
+    # No HTTP cache: githubkit's (hishel, one in-memory store per process) keeps every answer and
+    # scans all of a URL's entries on each request, so a long-running App slowed with every read.
+    options: dict[str, Any] = {"base_url": api_url, "event_hooks": {"request": [policy]}, "auto_retry": False,
+                               "http_cache": False}
+    if transport is not None:
+        options["transport"] = transport
+    return options
+
+
 def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, app_id: str | None = None,
             private_key: str | None = None, transport: httpx.BaseTransport | None = None,
             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
@@ -101,11 +113,7 @@ def connect(*, owner: str, repo: str, api_url: str, token: str | None = None, ap
     `sleep` serves the pacing of writes and every wait on a rate limit; `clock` paces, `wall`
     reads GitHub's reset times (epoch seconds)."""
     policy = RequestPolicy(base_url=api_url, sleep=sleep, clock=clock, repository=f"{owner}/{repo}")
-    hooks = {"request": [policy]}
-    # Retries are the forge's (bounded, with the injected sleep): githubkit's own would sleep for real.
-    options: dict[str, Any] = {"base_url": api_url, "event_hooks": hooks, "auto_retry": False}
-    if transport is not None:
-        options["transport"] = transport
+    options = client_options(api_url, policy, transport)
     github: GitHub[Any]
     if app_id and private_key:
         app = GitHub(AppInstallationAuthStrategy(app_id, private_key, installation_id=0), **options)
