@@ -36,7 +36,7 @@ def dashboard_loops(rows: Sequence[LoopRow], titles: Mapping[int, str],
 
 
 class DashboardWriter:
-    def __init__(self, github: GitHub[Any], owner: str, repo: str, *, self_login: str | None = None,
+    def __init__(self, github: GitHub[Any], owner: str, repo: str, *, self_login: str,
                  server_url: str = "https://github.com",
                  send: Callable[[Callable[[], Any]], Any] = lambda request: request()):
         self.github, self.owner, self.repo = github, owner, repo
@@ -44,12 +44,9 @@ class DashboardWriter:
         self.send = send  # how a content-creating write goes out (the App paces them per installation)
 
     def _ours(self, issue: Mapping[str, Any]) -> bool:
-        """Opened by the App: a marker in someone else's issue does not make it the dashboard."""
-        user = issue.get("user") or {}
-        login = str(user.get("login") or "")
-        if self.self_login is not None:
-            return login == self.self_login
-        return user.get("type") == "Bot" or login.endswith("[bot]")
+        """Opened by this App (`self_login`, `<slug>[bot]`): the marker in anyone else's issue, another
+        App's included, does not make it the dashboard."""
+        return str((issue.get("user") or {}).get("login") or "") == self.self_login
 
     def find(self) -> Found:
         titles: dict[int, str] = {}

@@ -69,6 +69,7 @@ class GitHubApp:
         minting = RequestPolicy(api_url, sleep=_refuse_to_wait, min_write_interval=0.0)
         self._app = GitHub(AppAuthStrategy(str(app_id), private_key), **self._options(minting))
         self._tokens: dict[int, tuple[str, float]] = {}
+        self._bot_login: str | None = None
         self._lock = threading.Lock()
 
     def _options(self, policy: RequestPolicy) -> dict[str, Any]:
@@ -104,6 +105,17 @@ class GitHubApp:
         policy = RequestPolicy(self.api_url, sleep=_refuse_to_wait, min_write_interval=0.0, repository=repo)
         github = GitHub(TokenAuthStrategy(self.token(installation_id)), **self._options(policy))
         return GitHubForge(github, owner, name, policy, wall=self.wall)
+
+    def bot_login(self) -> str:
+        """The login the App acts as on GitHub, `<slug>[bot]` (asked once, with the App's JWT)."""
+        with self._lock:
+            if self._bot_login is None:
+                answer: Any = call(lambda: self._app.rest.apps.get_authenticated()).json()
+                slug = str((answer or {}).get("slug") or "")
+                if not slug:
+                    raise LoopbotError("GitHub named no slug for this App (GET /app)")
+                self._bot_login = f"{slug}[bot]"
+            return self._bot_login
 
     def repositories(self, installation_id: int) -> list[str]:
         """Every repository the installation can reach (page after page)."""

@@ -259,7 +259,8 @@ class Processor:
         installation = job.installation_id
         owner, name = job.repo.split("/", 1)
         now = self.store.now
-        writer = DashboardWriter(app.client(installation, job.repo), owner, name, server_url=html_base(app.api_url),
+        writer = DashboardWriter(app.client(installation, job.repo), owner, name, self_login=app.bot_login(),
+                                 server_url=html_base(app.api_url),
                                  send=lambda request: dispatcher.write(installation, lambda: call(request, now=now)))
         call(lambda: writer.publish(self.store.loops(repo=job.repo)), now=now)
 

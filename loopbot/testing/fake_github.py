@@ -164,6 +164,7 @@ class FakeGitHub:
         self.installation_repos: list[str] = [f"{owner}/{repo}"]
         self.workflows: dict[str, dict[str, Any]] = {}
         self.workflow_runs: list[dict[str, Any]] = []
+        self.app_slug = "loopbot"  # the App's installation token acts as `<slug>[bot]`
         self.branches: dict[str, dict[str, Any]] = {}
         self.trees: dict[str, list[dict[str, Any]]] = {}
         self.blobs: dict[str, str] = {}
@@ -355,7 +356,7 @@ class FakeGitHub:
         self.log.append((request.method, path))
         token = request.headers.get("authorization", "").split(" ")[-1]
         self._login = self.token_logins.get(token) or (
-            "loopbot[bot]" if token == self.installation_token else "github-actions[bot]")
+            f"{self.app_slug}[bot]" if token == self.installation_token else "github-actions[bot]")
         if operation_for(request.method, path) is None:
             self.violations.append(f"outside the allow-list: {request.method} {path}")
             return httpx.Response(403, json={"message": "not allowed"})
@@ -403,6 +404,10 @@ class FakeGitHub:
         if parts == ["installation"]:
             self.auth_seen.append("jwt")
             return ok({"id": 42})
+        if path == "/app":  # the App itself (JWT): its slug names its bot user, `<slug>[bot]`
+            self.auth_seen.append("jwt")
+            return ok({"id": 12345, "slug": self.app_slug, "name": self.app_slug, "node_id": "A_1",
+                       "owner": {"login": self.owner}, "html_url": f"https://github.com/apps/{self.app_slug}"})
         if path.startswith("/app/installations/") and path.endswith("/access_tokens"):
             if int(path.split("/")[3]) not in self.installation_ids:
                 return httpx.Response(404, json={"message": "Not Found", "documentation_url": DOCS})

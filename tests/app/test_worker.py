@@ -409,3 +409,22 @@ def test_a_dispatch_github_took_before_its_worker_died_is_found_past_the_first_p
     drain(p)
     ours = [r for r in w.fake.workflow_runs if r.get("inputs", {}).get("delivery") == "d-killed"]
     assert len(ours) == 1
+
+
+def test_the_dashboard_is_the_apps_own_issue_not_another_bots_with_the_marker(w: World) -> None:
+    from loopbot.core.dashboard import MARKER
+
+    # Another App on the repository (a bot too) opened an issue carrying loopbot's marker.
+    other = w.fake.add_issue("loopbot dashboard", MARKER + "\nanother App's issue", author="other-app[bot]")
+    w.fake.issues[other]["user"]["type"] = "Bot"
+    number, payload = labeled(w)
+    p = processor(w)
+    deliver(w.store, "issues", payload, "d-1")
+    drain(p)
+    w.clock.advance(61)
+    drain(p)
+    boards = [i for i in w.fake.issues.values() if MARKER in i["body"]]
+    (own,) = [i for i in boards if i["number"] != other]
+    assert own["user"]["login"] == f"{w.fake.app_slug}[bot]" and f"#{number}" in own["body"]
+    assert w.fake.issues[other]["body"] == MARKER + "\nanother App's issue"  # left alone
+    assert ("PATCH", f"/repos/{REPO}/issues/{other}") not in w.fake.log

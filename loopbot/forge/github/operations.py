@@ -44,6 +44,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     # repository's workflow, that workflow's runs (was a dispatch sent?), and the loop's state and
     # config read from their branches (a commit's tree, then the file's blob)
     ("GET", "/installation/repositories"),
+    ("GET", "/app"),  # the App's slug: its bot user `<slug>[bot]` is who opened its dashboard issues
     ("POST", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"),
     ("GET", "/repos/{owner}/{repo}/actions/runs"),
     ("GET", "/repos/{owner}/{repo}/commits"),
