@@ -731,13 +731,29 @@ def action() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on, 0 for any free one [default: 8080]")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="workers in this process; 0: only receive and serve, `loopbot worker` dispatches [default: 2]")] = None,
 ) -> None:
     """Run the GitHub App: webhooks in, a durable queue, loops dispatched to Actions (docs/app.md).
     Needs pip install 'loopbot[app]'; configured by LOOPBOT_* environment variables."""
     from loopbot.app.serve import serve as run_app
 
     with _bad_input():
-        run_app(os.environ, host=host, port=port)
+        run_app(os.environ, host=host, port=port, workers=workers)
+
+
+@app.command()
+def worker(
+    host: Annotated[str | None, typer.Option(help="address of /healthz, /readyz, /metrics [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="their port, 0 for any free one [default: 8081]")] = None,
+    workers: Annotated[int | None, typer.Option(help="workers in this process [default: 2]")] = None,
+) -> None:
+    """Run the App's workers and reconciler alone, beside `loopbot serve --workers 0` on the same
+    database (LOOPBOT_DATABASE_URL): queued jobs become workflow dispatches (docs/app.md)."""
+    from loopbot.app.serve import work
+
+    with _bad_input():
+        work(os.environ, host=host, port=port, workers=workers)
 
 
 replay_app = typer.Typer(no_args_is_help=True, help="Serve recorded model exchanges, or record new ones.")

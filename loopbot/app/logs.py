@@ -11,7 +11,7 @@ from typing import IO, Any
 
 # Fields a log call may add with `extra={...}`; anything else stays out of the line.
 FIELDS = ("delivery", "event", "action", "repo", "installation", "outcome", "status", "loop", "job",
-          "path", "reason", "seconds")
+          "path", "reason", "seconds", "role")
 
 
 class JsonFormatter(logging.Formatter):

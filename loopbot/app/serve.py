@@ -18,17 +18,20 @@ from loopbot.errors import LoopbotError
 
 if TYPE_CHECKING:
     from loopbot.app.store import AppStore
+    from loopbot.app.web import Role
     from loopbot.app.worker import Workers
 
 EXTRA = ("starlette", "uvicorn", "sqlalchemy", "prometheus_client")
 INSTALL = "pip install 'loopbot[app]'"
+WORKER_PORT = 8081  # beside a `loopbot serve` on 8080 on one host
+SWITCH_INTERVAL_SECONDS = 0.0005
 log = logging.getLogger("loopbot.app")
 
 
 def check_extra() -> None:
     missing = [name for name in EXTRA if not _importable(name)]
     if missing:
-        raise LoopbotError(f"loopbot serve needs the App's dependencies ({', '.join(missing)} missing): {INSTALL}")
+        raise LoopbotError(f"the App needs its dependencies ({', '.join(missing)} missing): {INSTALL}")
 
 
 def _importable(name: str) -> bool:
@@ -40,31 +43,57 @@ def _importable(name: str) -> bool:
 
 
 def serve(env: Mapping[str, str], *, host: str | None = None, port: int | None = None,
-          out: IO[str] = sys.stdout) -> None:
+          workers: int | None = None, out: IO[str] = sys.stdout) -> None:
     """Run until SIGTERM or SIGINT, then drain the workers and stop. Prints the address it listens on
-    (port 0 picks a free one) as the first line of `out`."""
+    (port 0 picks a free one) as the first line of `out`. With `workers=0` (LOOPBOT_APP_WORKERS=0)
+    this process only receives and serves: `loopbot worker` processes on the same database dispatch,
+    so their work never holds up an acknowledgement."""
     check_extra()
-    overrides: dict[str, object] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    settings = AppSettings.from_env(env, **overrides)
+    settings = _settings(env, host=host, port=port, workers=workers)
     if not settings.webhook_secrets:
         raise LoopbotError("set LOOPBOT_WEBHOOK_SECRET (comma-separated during a rotation): "
                            "without it no delivery can be verified")
+    _run("serve", settings, "all" if settings.workers else "web", out)
+
+
+def work(env: Mapping[str, str], *, host: str | None = None, port: int | None = None,
+         workers: int | None = None, out: IO[str] = sys.stdout) -> None:
+    """`loopbot worker`: the workers and the reconciler in a process of their own, beside web
+    processes (`loopbot serve --workers 0`) on the same database. Serves only /healthz, /readyz and
+    /metrics (port 8081 unless told), for the container's probes and Prometheus."""
+    check_extra()
+    settings = _settings(env, host=host, port=WORKER_PORT if port is None else port, workers=workers)
+    if not settings.workers:
+        raise LoopbotError("loopbot worker runs at least one worker: set --workers or LOOPBOT_APP_WORKERS to 1 or more")
+    _run("worker", settings, "worker", out)
+
+
+def _settings(env: Mapping[str, str], **flags: object) -> AppSettings:
+    return AppSettings.from_env(env, **{k: v for k, v in flags.items() if v is not None})
+
+
+def _run(command: str, settings: AppSettings, role: Role, out: IO[str]) -> None:
     import uvicorn
 
     from loopbot.app import logs
     from loopbot.app.web import create_app
 
     logs.configure()
+    # The GIL is handed over every 0.5 ms instead of 5: a store thread back from its commit's fsync
+    # otherwise waits out the event loop's turn at every step, one write at a time, and at 200
+    # webhooks a second the writes queued until acks took seconds (bench/app_ingress.py: ack p99
+    # 60 ms to 10 s from run to run, 10 ms with this).
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     store = _open_store(settings.database_url)
-    workers = _workers(store, settings)
-    app = create_app(settings, store, workers=workers)
+    workers = _workers(store, settings) if role != "web" else None
+    app = create_app(settings, store, workers=workers, role=role)
     if workers is not None:
-        # The workers time each delivery's way to its workflow dispatch into the app's /metrics.
+        # The workers time each delivery's way to its workflow dispatch into this process's /metrics.
         workers.processor.on_dispatch = app.state.metrics.dispatch_seconds.observe
     listener = _bind(settings.host, settings.port)
     bound = listener.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    print(f"loopbot serve: listening on http://{shown}:{bound[1]}", file=out, flush=True)
+    print(f"loopbot {command}: listening on http://{shown}:{bound[1]}", file=out, flush=True)
     config = uvicorn.Config(app, log_config=None, lifespan="on", access_log=False,
                             timeout_graceful_shutdown=max(1, int(settings.drain_seconds) + 5))
     try:

@@ -40,7 +40,7 @@ class AppSettings(BaseModel):
     private_key: str | None = Field(None, repr=False)  # PEM text (a path in the environment is read)
     api_token: str | None = Field(None, repr=False)
     github_api_url: str = "https://api.github.com"
-    workers: int = Field(2, ge=1, le=64)
+    workers: int = Field(2, ge=0, le=64)  # 0: a web process; `loopbot worker` dispatches
     per_repo_concurrency: int = Field(1, ge=1)
     reconcile_interval_s: float = Field(300.0, gt=0)
     drain_seconds: float = Field(10.0, ge=0)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
@@ -21,6 +22,7 @@ from loopbot.app import db, pacing, queue
 from loopbot.app.db import costs, deliveries, dispatches, jobs, loops
 from loopbot.app.db import pacing as pacing_table
 from loopbot.app.queue import PRIORITIES, PRIORITY_NAMES, Claimed
+from loopbot.app.writelock import WriterLock
 from loopbot.clock import SystemClock
 from loopbot.core import triage
 from loopbot.ports import Clock
@@ -90,6 +92,10 @@ class AppStore:
     def __init__(self, url: str, *, clock: Clock | None = None, rng: random.Random | None = None):
         self.url = url
         self.engine = db.connect(url)
+        # SQLite has one writer at a time: writers of every process queue for it in the kernel
+        # rather than poll (writelock.py). PostgreSQL locks rows and needs nothing of the kind.
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._writer_lock = WriterLock(Path(database)) if database else None
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
 
@@ -101,11 +107,16 @@ class AppStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
 
     # -- transactions -----------------------------------------------------------------------------
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+    def write(self, urgent: bool = False) -> Iterator[Connection]:
+        """A write transaction. `urgent`: someone is waiting for it (a webhook's acknowledgement),
+        so on SQLite it goes before the workers' writes (writelock.py)."""
+        turn = self._writer_lock.hold(urgent) if self._writer_lock is not None else nullcontext()
+        with turn, self.engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -138,7 +149,7 @@ class AppStore:
         repo = delivery.repo or repo
         rank = PRIORITIES[triage.priority(delivery.event, payload)]
         try:
-            with self.write() as conn:
+            with self.write(urgent=True) as conn:
                 conn.execute(insert(deliveries).values(
                     delivery_id=delivery.delivery_id, event=delivery.event, action=delivery.action,
                     installation_id=delivery.installation_id, repo=repo, body=delivery.body,

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs
 
 import jinja2
@@ -43,6 +43,7 @@ COMMANDS = ("stop", "resume", "retry")
 COOKIE = "loopbot_session"
 LOGIN_MAX_BYTES = 4096
 TEMPLATES = Path(__file__).parent / "templates"
+Role = Literal["all", "web", "worker"]
 
 
 class Lifecycle(Protocol):
@@ -54,14 +55,18 @@ class Lifecycle(Protocol):
 
 
 def create_app(settings: AppSettings, store: AppStore, *, workers: Lifecycle | None = None,
-               clock: Callable[[], float] = time.time) -> Starlette:
-    web = _Web(settings, store, clock)
+               role: Role = "all", clock: Callable[[], float] = time.time) -> Starlette:
+    """The App in one of its roles: "all" (ingress and dispatch in one process), "web" (ingress,
+    API and status page; the workers run elsewhere on the same database) or "worker" (only health
+    and metrics beside the workers: `loopbot worker`)."""
+    web = _Web(settings, store, clock, role)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if workers is not None:
             await workers.start()
-        log.info("started", extra={"reason": settings.credentials_missing() or "App credentials present"})
+        reason = settings.credentials_missing() if role != "web" else "the workers run in their own processes"
+        log.info("started", extra={"role": role, "reason": reason or "App credentials present"})
         try:
             yield
         finally:
@@ -71,10 +76,21 @@ def create_app(settings: AppSettings, store: AppStore, *, workers: Lifecycle | N
             log.info("stopped")
 
     routes = [
-        Route("/webhook", web.webhook, methods=["POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
         Route("/readyz", web.readyz, methods=["GET"]),
         Route("/metrics", web.metrics_page, methods=["GET"]),
+    ]
+    if role != "worker":
+        routes += _ingress_routes(web)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.metrics = web.metrics
+    app.state.web = web
+    return app
+
+
+def _ingress_routes(web: _Web) -> list[Route]:
+    return [
+        Route("/webhook", web.webhook, methods=["POST"]),
         Route("/api/loops", web.list_loops, methods=["GET"]),
         Route("/api/loops/{loop_id:int}", web.get_loop, methods=["GET"]),
         Route("/api/loops/{loop_id:int}/{command:str}", web.control, methods=["POST"]),
@@ -82,10 +98,6 @@ def create_app(settings: AppSettings, store: AppStore, *, workers: Lifecycle | N
         Route("/login", web.login, methods=["POST"]),
         Route("/logout", web.logout, methods=["POST"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.metrics = web.metrics
-    app.state.web = web
-    return app
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -115,8 +127,8 @@ def _row(row: Any) -> dict[str, Any]:
 
 
 class _Web:
-    def __init__(self, settings: AppSettings, store: AppStore, clock: Callable[[], float]):
-        self.settings, self.store, self.clock = settings, store, clock
+    def __init__(self, settings: AppSettings, store: AppStore, clock: Callable[[], float], role: Role = "all"):
+        self.settings, self.store, self.clock, self.role = settings, store, clock, role
         self.metrics = AppMetrics(store)
         self.draining = False
         self.pages = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
@@ -189,10 +201,12 @@ class _Web:
             ok, why = False, f"database unreachable: {type(exc).__name__}"
         if not ok:
             reasons.append(why or "database not ready")
-        missing = self.settings.credentials_missing()
+        # Each process answers for its own part: a web process without workers needs no App key, a
+        # worker process no webhook secret.
+        missing = self.settings.credentials_missing() if self.role != "web" else None
         if missing:
             reasons.append(f"{missing}: deliveries are stored, dispatch waits")
-        if not self.settings.webhook_secrets:
+        if self.role != "worker" and not self.settings.webhook_secrets:
             reasons.append("no webhook secret configured (LOOPBOT_WEBHOOK_SECRET)")
         if self.draining:
             reasons.append("shutting down: draining workers")
