@@ -16,9 +16,10 @@ from tests.cli.test_cli_console import cli
 SCRIPT = f"scripted:{KVSTORE / 'script.yaml'}"
 
 
-@pytest.fixture
-def finished_run(tmp_path) -> tuple[Path, dict[str, object]]:
-    repo, _ = make_example_repo(KVSTORE / "repo", tmp_path / "work")
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    """One finished run for the tests that only read it (status and its JSON never write)."""
+    repo, _ = make_example_repo(KVSTORE / "repo", tmp_path_factory.mktemp("finished") / "work")
     result = cli("run", str(KVSTORE / "goal.yaml"), "--repo", str(repo), "--model", SCRIPT, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -57,7 +58,7 @@ def test_status_never_truncates_run_ids(finished_run, env):
 
 COMMANDS = [[], ["run"], ["resume"], ["abandon"], ["status"], ["gc"], ["stop"], ["validate"], ["schema"], ["demo"],
             ["audit"], ["docs"], ["wiki"], ["wiki", "lint"], ["replay"], ["replay", "serve"], ["replay", "record"],
-            ["action"]]
+            ["action"], ["serve"], ["worker"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "loopbot")
