@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,21 +20,18 @@ from rich.text import Text
 
 from loopbot import __version__
 from loopbot.cancel import Cancellation, Interrupted
-from loopbot.cleanup import Debris
-from loopbot.config import CONFIG_PATH, Config, load_config
-from loopbot.core.decide import abandon_state
-from loopbot.core.redact import secrets_from_env
-from loopbot.core.state import LoopState, Status
 from loopbot.errors import InputError, LeaseHeld, LeaseLost, LoopbotError, Problem, StoreError
-from loopbot.goal import Goal, load_goal
-from loopbot.plans import goal_from_markdown
-from loopbot.progress import ProgressDisplay
-from loopbot.providers import ProviderEnv
-from loopbot.report import simulated
-from loopbot.sandbox import OFF_NOTE
-from loopbot.session import Paths, Session, create_run, load_for_resume, open_session
-from loopbot.store.sqlite import SqliteStore
-from loopbot.workspace.git import git, repo_root
+
+# The state models, the session's adapters and the SDKs are imported by the commands that use them,
+# not here: `loopbot -h`, `status` and `stop` start without loading what only `run` needs.
+if TYPE_CHECKING:
+    from loopbot.cleanup import Debris
+    from loopbot.config import Config
+    from loopbot.core.state import LoopState
+    from loopbot.goal import Goal
+    from loopbot.providers import ProviderEnv
+    from loopbot.session import Session
+    from loopbot.statepaths import Paths
 
 # -h is --help on every command: sub-commands inherit the root's context settings.
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -75,6 +72,9 @@ def _bad_input() -> Iterator[None]:
 
 def _paths(repo: Path, state_dir: Path | None, *, write: bool = True) -> Paths:
     """Where runs are kept; a command that writes there finds out first that it can."""
+    from loopbot.statepaths import Paths
+    from loopbot.workspace.git import repo_root
+
     env_dir = os.environ.get("LOOPBOT_STATE_DIR")
     override = state_dir or (Path(env_dir) if env_dir else None)
     paths = Paths.for_repo(repo_root(repo), override)
@@ -99,6 +99,8 @@ def _check_writable(root: Path, named_by: str) -> None:
 
 def _config(root: Path, path: Path | None) -> Config:
     """The repo config: --config when given (it must exist), else .github/loopbot.yml or defaults."""
+    from loopbot.config import CONFIG_PATH, load_config
+
     if path is None:
         return load_config(root / CONFIG_PATH)
     if not path.is_file():
@@ -108,11 +110,15 @@ def _config(root: Path, path: Path | None) -> Config:
 
 def _secrets() -> list[str]:
     """Every secret this process holds: never in a sandbox, redacted from everything written."""
+    from loopbot.core.redact import secrets_from_env
+
     return secrets_from_env(dict(os.environ))
 
 
 def _provider_env() -> ProviderEnv:
     """Model keys and base URLs (ANTHROPIC_BASE_URL, OPENAI_BASE_URL point at proxies or replays)."""
+    from loopbot.providers import ProviderEnv
+
     return ProviderEnv.from_mapping(os.environ)
 
 
@@ -174,12 +180,16 @@ SANDBOX_OFF_WARNING = (
 
 
 def _warn_if_unsandboxed(session: Session) -> None:
+    from loopbot.sandbox import OFF_NOTE
+
     if session.files.sandbox_note.startswith(OFF_NOTE):
         err.print(_styled(("WARNING:", "bold red"), SANDBOX_OFF_WARNING))
 
 
 def _drive(session: Session, *, quiet: bool) -> LoopState:
     """Run with live progress until the run ends or is suspended."""
+    from loopbot.progress import ProgressDisplay
+
     runner = session.runner
     _warn_if_unsandboxed(session)
     try:
@@ -196,6 +206,9 @@ def _drive(session: Session, *, quiet: bool) -> LoopState:
 
 
 def _summary(state: LoopState, session: Session, *, to: Console | None = None) -> int:
+    from loopbot.core.state import Status
+    from loopbot.report import simulated
+
     say = to or out
     if state.suspended is not None:
         pause = state.suspended
@@ -228,6 +241,9 @@ def _summary(state: LoopState, session: Session, *, to: Console | None = None) -
 
 def _final_record(state: LoopState, session: Session, code: int) -> dict[str, Any]:
     """`run --json`: what a script needs to act on the run."""
+    from loopbot.core.state import Status
+    from loopbot.report import simulated
+
     status = "suspended" if state.suspended is not None else state.status.value
     outcome = state.suspended.reason.value if state.suspended is not None else (
         "SUCCESS" if state.status == Status.SUCCESS else state.stop_label)
@@ -249,6 +265,9 @@ def _finish(final: LoopState, session: Session, *, as_json: bool) -> NoReturn:
 
 def _load_goal_or_plan(path: Path) -> Goal:
     """A goal file, or a plan (markdown with the goal in a fenced YAML block)."""
+    from loopbot.goal import load_goal
+    from loopbot.plans import goal_from_markdown
+
     if path.suffix == ".md":
         try:
             text = path.read_text(encoding="utf-8")
@@ -273,6 +292,8 @@ def _role_model(role: str, config: Config, override: str | None) -> Any:
 
 
 def _repo_setup(repo: Path, state_dir: Path | None, config: Path | None) -> tuple[Path, Config, Paths]:
+    from loopbot.workspace.git import repo_root
+
     root = repo_root(repo)
     loaded = _config(root, config)
     return root, loaded, _paths(root, state_dir)
@@ -297,6 +318,9 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a goal's execution loop on a loop/* branch of REPO."""
+    from loopbot.session import create_run, open_session
+    from loopbot.workspace.git import git, repo_root
+
     with _signals() as cancel:
         with _bad_input():
             goal = _load_goal_or_plan(goal_file)
@@ -332,6 +356,9 @@ def resume(
 ) -> None:
     """Continue a run from its last completed step, every counter intact (a suspended run too:
     cancelled, a transient error, a push that failed)."""
+    from loopbot.core.state import Status
+    from loopbot.session import load_for_resume, open_session
+
     with _signals() as cancel:
         with _bad_input():
             paths = _paths(repo, state_dir)
@@ -355,6 +382,9 @@ def resume(
 @app.command()
 def abandon(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) -> None:
     """End a suspended or killed run for good (ABANDONED): it is no longer resumable; its branch stays."""
+    from loopbot.core.decide import abandon_state
+    from loopbot.store.sqlite import SqliteStore
+
     with _bad_input():
         paths = _paths(repo, state_dir)
         store = SqliteStore(paths.db)
@@ -417,6 +447,9 @@ def _columns(rows: list[list[str]]) -> list[str]:
 
 def _read_store(paths: Paths) -> tuple[list[LoopState], list[Debris]]:
     """Every readable run, and every branch loopbot recorded before making it."""
+    from loopbot.cleanup import Debris
+    from loopbot.store.sqlite import SqliteStore
+
     if not paths.db.exists():
         return [], []
     store = SqliteStore(paths.db)
@@ -436,6 +469,8 @@ def gc(
     """Remove what dead runs left: worktrees of finished or unrecorded runs, branches of abandoned or
     unrecorded runs, stale git worktree entries. Branches of finished runs keep their work and stay."""
     from loopbot.cleanup import collect
+    from loopbot.store.sqlite import SqliteStore
+    from loopbot.workspace.git import repo_root
 
     with _bad_input():
         paths = _paths(repo, state_dir)
@@ -455,6 +490,8 @@ def gc(
 @app.command()
 def stop(run_id: str, repo: RepoOpt = Path("."), state_dir: StateDirOpt = None) -> None:
     """Ask a running loop to stop after its current step (CANCELLED; best work pushed)."""
+    from loopbot.store.sqlite import SqliteStore
+
     with _bad_input():
         paths = _paths(repo, state_dir)
         store = SqliteStore(paths.db)
@@ -477,6 +514,9 @@ def validate(
     kind: Annotated[Kind, typer.Option(help="what the file is (auto: by its name)")] = Kind.auto,
 ) -> None:
     """Check a goal or config file; exit 0 when valid, 2 with located errors when not."""
+    from loopbot.config import load_config
+    from loopbot.goal import load_goal
+
     is_config = kind == Kind.config or (kind == Kind.auto and file.name in ("loopbot.yml", "loopbot.yaml"))
     with _bad_input():
         if is_config:
@@ -502,6 +542,8 @@ def schema(name: Annotated[SchemaName, typer.Argument(help="goal, config or scri
     """Print the JSON Schema of the goal file, the repo config or a scripted model's script."""
     from pydantic import BaseModel
 
+    from loopbot.config import Config
+    from loopbot.goal import Goal
     from loopbot.testing.scripted import Script
 
     models: dict[SchemaName, type[BaseModel]] = {SchemaName.goal: Goal, SchemaName.config: Config,
@@ -557,6 +599,7 @@ def audit(
     from loopbot.clock import SystemClock
     from loopbot.forge.local import LocalForge
     from loopbot.sandbox.subprocess_runner import SubprocessSandbox
+    from loopbot.store.sqlite import SqliteStore
 
     with _bad_input():
         root, cfg, paths = _repo_setup(repo, state_dir, config)
@@ -607,7 +650,7 @@ def docs(
 
 
 def _template_names() -> str:
-    from loopbot.scaffold import templates
+    from loopbot.shipped import templates
 
     try:
         return ", ".join(templates())
@@ -616,7 +659,7 @@ def _template_names() -> str:
 
 
 def _complete_template(incomplete: str) -> list[str]:
-    from loopbot.scaffold import templates
+    from loopbot.shipped import templates
 
     return [name for name in templates() if name.startswith(incomplete)]
 
@@ -634,7 +677,9 @@ def init(
     unless --force; an existing config is always kept, and its labels go into the workflows."""
     import shlex
 
+    from loopbot.config import CONFIG_PATH, Config, load_config
     from loopbot.scaffold import ACTION_REF, init_files, write
+    from loopbot.workspace.git import repo_root
 
     with _bad_input():
         root = repo_root(repo)
@@ -696,6 +741,7 @@ def wiki_lint(
     Exits 1 on findings, so CI can use it."""
     from loopbot.context import repomap
     from loopbot.wiki import lint
+    from loopbot.workspace.git import git, repo_root
 
     with _bad_input():
         root = repo_root(repo)

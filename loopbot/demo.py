@@ -22,7 +22,8 @@ from loopbot.examples.setup import make_example_repo
 from loopbot.forge.local import LocalForge
 from loopbot.plans import goal_from_markdown
 from loopbot.sandbox.subprocess_runner import SubprocessSandbox
-from loopbot.session import Paths, Session, create_run, open_session
+from loopbot.session import Session, create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.testing.scripted import ScriptedModel
 from loopbot.wiki.update import DocsResult, docs
 from loopbot.workspace.git import git, resolve_rev

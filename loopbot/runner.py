@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loopbot import evaluators
 from loopbot.agents.billing import SessionBilling
-from loopbot.agents.proxy import ProxyCall
-from loopbot.agents.session import ExternalMaker
 from loopbot.cancel import Cancellation, Interrupted
 from loopbot.context import repomap
 from loopbot.core import andon, events, guards, memory
@@ -69,6 +67,10 @@ from loopbot.roles.maker import MakerResult, OutOfCalls, run_session
 from loopbot.roles.review import NUDGES, ReviewerUnavailable
 from loopbot.tools.toolbox import ToolBox
 from loopbot.workspace.git import BASE_TESTS, GitWorkspace, fingerprint
+
+if TYPE_CHECKING:  # an agent maker's session and proxy (httpx) load only when a run has one
+    from loopbot.agents.proxy import ProxyCall
+    from loopbot.agents.session import ExternalMaker
 
 # A push that hangs (a dead remote) must not hold the run for ever; a stopping run (a signal) has
 # about 10 seconds in all, so its push gets less.

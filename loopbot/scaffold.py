@@ -1,9 +1,6 @@
 """`loopbot init` and `loopbot new goal`: the files a repository needs to start, from what ships in
-the package — the config with every default commented out (generated from the schema), the three
-workflows pinned to a release of the action, and goal templates.
-
-In a wheel the workflows and templates are under loopbot/_data/ (pyproject's force-include); in a
-checkout they are read where they live, `.github/workflows/` and `goals/`.
+the package (loopbot.shipped) — the config with every default commented out (generated from the
+schema), the three workflows pinned to a release of the action, and goal templates.
 """
 
 from __future__ import annotations
@@ -19,32 +16,20 @@ from loopbot.config import CONFIG_PATH, Config, Labels
 from loopbot.core.workflow_label import unsafe_label, with_run_label
 from loopbot.errors import InputError, Problem
 from loopbot.goal import parse_goal
+from loopbot.shipped import data_dir, templates
 
 # The release of the action that written workflows use: a moving major-version tag (v0 follows the
 # latest 0.x release), so fixes arrive without editing the workflows. README.md names the same ref.
 ACTION_REF = "loopbot/loopbot@v0"
 WORKFLOWS = ("loopbot-run.yml", "loopbot-audit.yml", "loopbot-docs.yml")
 _LOCAL_ACTION = re.compile(r"^(?P<lead>[ \t]*(?:-[ \t]+)?)uses:[ \t]*\./[ \t]*$", re.MULTILINE)
-_HERE = Path(__file__).parent
-
-
-def _data(shipped: str, checkout: str) -> Path:
-    for candidate in (_HERE / "_data" / shipped, _HERE.parent / checkout):
-        if candidate.is_dir():
-            return candidate
-    raise InputError([Problem("loopbot", None, None, "", f"this installation has no {shipped} (reinstall loopbot)")])
-
-
-def templates() -> dict[str, Path]:
-    """Goal templates by name (bug-fix, feature, …)."""
-    return {p.stem: p for p in sorted(_data("goals", "goals").glob("*.yaml"))}
 
 
 def workflow_text(name: str, ref: str = ACTION_REF, labels: Labels | None = None) -> str:
     """A workflow as this repository runs it, with the action taken from the release `ref`
     instead of this checkout (`uses: ./`), and the run workflow's label filter naming the
     configured `labels.run` (a workflow cannot read the config)."""
-    source = (_data("workflows", ".github/workflows") / name).read_text(encoding="utf-8")
+    source = (data_dir("workflows", ".github/workflows") / name).read_text(encoding="utf-8")
     text, count = _LOCAL_ACTION.subn(lambda m: f"{m.group('lead')}uses: {ref}", source)
     if count == 0:
         raise InputError([Problem(name, None, None, "", "the shipped workflow names no local action (uses: ./)")])

@@ -28,6 +28,7 @@ from loopbot.providers.preflight import preflight as check_endpoints
 from loopbot.runfiles import RunFiles
 from loopbot.runner import Observer, Runner
 from loopbot.sandbox import build_sandbox
+from loopbot.statepaths import Paths
 from loopbot.store.sqlite import SqliteStore
 from loopbot.transcript import Transcript
 from loopbot.workspace.git import (
@@ -41,25 +42,6 @@ from loopbot.workspace.git import (
 )
 
 ROLES = ("maker", "planner", "checker", "goal_checker")
-
-
-@dataclass
-class Paths:
-    root: Path
-
-    @classmethod
-    def for_repo(cls, repo: Path, override: Path | None = None) -> Paths:
-        return cls(override if override is not None else common_dir(repo) / "loopbot")
-
-    @property
-    def db(self) -> Path:
-        return self.root / "loopbot.db"
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
-
-    def worktree(self, run_id: str) -> Path:
-        return self.root / "worktrees" / run_id
 
 
 def role_specs(goal: Goal, config: Config, override: str | None) -> dict[str, str]:

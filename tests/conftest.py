@@ -14,7 +14,8 @@ from loopbot.core.state import LoopState, Status
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
 from loopbot.goal import Goal, load_goal
-from loopbot.session import Paths, Session, create_run, open_session
+from loopbot.session import Session, create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.store.sqlite import SqliteStore
 from loopbot.testing import FakeClock, ScriptedModel
 from loopbot.testing.cleanclone import clean_clone_failures

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from loopbot.examples import KVSTORE
-from loopbot.session import Paths
+from loopbot.statepaths import Paths
 from loopbot.store.sqlite import SqliteStore
 from loopbot.testing.killharness import Case, chain, clean_env, loopbot_argv
 from loopbot.workspace.git import git

@@ -24,7 +24,8 @@ from loopbot.goal import slugify
 from loopbot.providers import ProviderEnv
 from loopbot.providers.preflight import preflight
 from loopbot.report import render_report
-from loopbot.session import Paths, Session, create_run, held_secrets, open_session
+from loopbot.session import Session, create_run, held_secrets, open_session
+from loopbot.statepaths import Paths
 from loopbot.store.git_state import GitStateStore, LeaseBusy
 from loopbot.workspace.credentials import push_env
 from loopbot.workspace.git import git, resolve_rev

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from loopbot.agents.proxy import ProxyCall
 from loopbot.core.budgets import Exhausted
 from loopbot.messages import Block, Message, ModelReply, ModelRequest, TextBlock, ToolCall
 from loopbot.recording import Recorder
+
+if TYPE_CHECKING:
+    from loopbot.agents.proxy import ProxyCall
 
 StopReason = Literal["end_turn", "tool_use", "max_tokens", "refusal", "error"]
 _STOPS: dict[str, StopReason] = {"end_turn": "end_turn", "tool_use": "tool_use", "max_tokens": "max_tokens",

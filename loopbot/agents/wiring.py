@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopbot.agents.base import Upstream
 from loopbot.agents.registry import UnknownAgent, adapter_for
-from loopbot.agents.session import ExternalMaker
 from loopbot.agents.spec import AgentMaker
 from loopbot.core.state import LoopState
 from loopbot.errors import InputError, Problem
 from loopbot.ports import Model
+
+if TYPE_CHECKING:  # the session and its proxy (httpx) load only for a run that has an agent maker
+    from loopbot.agents.session import ExternalMaker
 
 
 def maker_spec(state: LoopState) -> AgentMaker | None:
@@ -49,5 +52,7 @@ def external_maker(state: LoopState, model: Model, run_dir: Path, redact: Callab
         raise InputError([Problem("maker", None, None, "", (
             f"{adapter.name} speaks the {adapter.api} API, but the maker model {model.name} is an {upstream.api} "
             "model: choose a maker model of that provider (models.maker)"))])
+    from loopbot.agents.session import ExternalMaker
+
     return ExternalMaker(adapter=adapter, upstream=upstream, model=model.name.split(":", 1)[-1], run_dir=run_dir,
                          redact=redact, wall_seconds=spec.wall_seconds, max_turns=spec.max_turns)

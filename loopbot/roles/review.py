@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from loopbot.core.textcalls import parse_text_calls
 from loopbot.messages import Message, ModelRequest, TextBlock, ToolResult, ToolSpec
 from loopbot.ports import ModelError
@@ -31,6 +29,10 @@ class ReviewerUnavailable(Exception):
 
 
 def _problem(spec: ToolSpec, value: Any) -> str | None:
+    from jsonschema import (
+        Draft202012Validator,  # here: ~50 ms to import, and only a tool call needs it
+    )
+
     errors = sorted(Draft202012Validator(spec.input_schema).iter_errors(value), key=lambda e: list(e.path))
     if not errors:
         return None

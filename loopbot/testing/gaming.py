@@ -20,7 +20,8 @@ from loopbot.examples.setup import add_bare_origin, init_repo
 from loopbot.goal import Goal
 from loopbot.messages import ModelRequest
 from loopbot.runfiles import RunFiles
-from loopbot.session import Paths, create_run, open_session
+from loopbot.session import create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.testing.cleanclone import run_in_clone
 from loopbot.testing.clock import FakeClock
 from loopbot.testing.scripted import Script, ScriptedModel

@@ -16,7 +16,7 @@ import yaml
 from loopbot.core.state import LoopState, Status
 from loopbot.examples import KVSTORE
 from loopbot.examples.setup import make_example_repo
-from loopbot.session import Paths
+from loopbot.statepaths import Paths
 from loopbot.store.sqlite import SqliteStore
 from loopbot.testing.cleanclone import clean_clone_failures
 from loopbot.workspace.git import git

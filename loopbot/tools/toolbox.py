@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-
 from loopbot.core.paths import command_denied, matches
 from loopbot.core.regex import RegexRefused, SafePattern
 from loopbot.core.state import GuardViolation, SpecConflict
@@ -184,6 +182,10 @@ def input_problem(spec: ToolSpec, args: Any) -> str | None:
     plainly with its field), or None."""
     if not isinstance(args, dict):
         return "the input must be a JSON object"
+    from jsonschema import (
+        Draft202012Validator,  # here: ~50 ms to import, and only a tool call needs it
+    )
+
     errors = sorted(Draft202012Validator(spec.input_schema).iter_errors(args), key=lambda e: list(e.path))
     if not errors:
         return None

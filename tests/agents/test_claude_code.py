@@ -19,7 +19,8 @@ from loopbot.core.state import Status, StopReason
 from loopbot.goal import Goal
 from loopbot.providers.anthropic import AnthropicModel
 from loopbot.providers.profiles import lookup
-from loopbot.session import Paths, create_run, open_session
+from loopbot.session import create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.testing import FakeClock, ScriptedModel
 from loopbot.testing.agent_turns import (
     KVSTORE_TTL_STORED,

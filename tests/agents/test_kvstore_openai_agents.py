@@ -18,7 +18,8 @@ from loopbot.config import Config, ModelsConfig
 from loopbot.core.state import LoopState, Status
 from loopbot.goal import Goal
 from loopbot.providers import ProviderEnv, build_model
-from loopbot.session import Paths, create_run, open_session
+from loopbot.session import create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.testing import FakeClock
 from loopbot.testing.agent_stories import APPROACH, aider_story, codex_story, kvstore_after
 from loopbot.testing.replay import Cassette, Exchange, ReplayServer

@@ -310,7 +310,8 @@ def _state_json(tmp_path, *, finished: bool) -> str:
     from loopbot.config import Config
     from loopbot.core.state import Phase, Status
     from loopbot.goal import parse_goal
-    from loopbot.session import Paths, create_run
+    from loopbot.session import create_run
+    from loopbot.statepaths import Paths
 
     repo = tmp_path / "repo"
     repo.mkdir(parents=True)

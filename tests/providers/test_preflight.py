@@ -18,7 +18,8 @@ from loopbot.examples import KVSTORE
 from loopbot.goal import load_goal
 from loopbot.providers import ProviderEnv, build_model
 from loopbot.providers.preflight import preflight
-from loopbot.session import Paths, build_models, create_run, open_session
+from loopbot.session import build_models, create_run, open_session
+from loopbot.statepaths import Paths
 from loopbot.testing.replay import Cassette, LoopbackServer, ReplayServer
 from loopbot.testing.scripted import ScriptedModel
 

@@ -19,7 +19,8 @@ from loopbot.core.lease import LEASE_SECONDS
 from loopbot.core.state import LoopState, Phase, Status
 from loopbot.errors import LeaseHeld, LeaseLost
 from loopbot.goal import parse_goal
-from loopbot.session import Paths, create_run
+from loopbot.session import create_run
+from loopbot.statepaths import Paths
 from loopbot.store.git_state import LEASE_FILE, GitStateStore, LeaseBusy
 from loopbot.testing.git_http import serve
 from loopbot.workspace.git import git

@@ -8,7 +8,8 @@ from loopbot.core.budgets import Charge
 from loopbot.core.state import Snapshot
 from loopbot.errors import LeaseHeld, LeaseLost, StateError, StoreError
 from loopbot.goal import parse_goal
-from loopbot.session import Paths, create_run
+from loopbot.session import create_run
+from loopbot.statepaths import Paths
 from loopbot.store.sqlite import SqliteStore
 
 
@@ -64,7 +65,8 @@ def test_a_run_owned_by_a_live_process_is_not_resumed_twice(tmp_path, state):
     import subprocess
 
     from loopbot.errors import InputError
-    from loopbot.session import Paths, load_for_resume
+    from loopbot.session import load_for_resume
+    from loopbot.statepaths import Paths
 
     paths = Paths(tmp_path / "state")
     sleeper = subprocess.Popen(["sleep", "30"])
