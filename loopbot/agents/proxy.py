@@ -287,7 +287,9 @@ class AgentProxy:
             socket_path.unlink()
         self._server = _UnixHTTPServer(str(socket_path), self._handler())
         os.chmod(socket_path, 0o600)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polled every 50 ms, not socketserver's 500: shutdown() waits for the next poll, and every
+        # agent session ends with one.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> AgentProxy:
         self._thread.start()

@@ -70,7 +70,8 @@ class FakeGitHubServer:
     def __enter__(self) -> FakeGitHubServer:
         self._httpd = ThreadingHTTPServer((self.host, 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-github", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-github", daemon=True)  # shutdown() waits for a poll: 50 ms, not 500
         self._thread.start()
         return self
 

@@ -88,7 +88,7 @@ def serve(root: Path, *, require_auth: bool = True) -> Iterator[GitHttpServer]:
     server = GitHttpServer(root, require_auth=require_auth)
     httpd = make_server("127.0.0.1", 0, server.app, server_class=WSGIServer, handler_class=_Quiet)
     server.url = f"http://127.0.0.1:{httpd.server_port}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)  # a quick shutdown()
     thread.start()
     try:
         yield server
