@@ -489,7 +489,8 @@ class ReplayServer(LoopbackServer):
         self.cache = PromptCache()
         self.stored_responses: set[str] = set()  # Responses API ids kept (store), for previous_response_id
         # A stalled answer is held (stall_after_bytes) on a pipe that `release` makes readable for
-        # good; `stalled` is set once one is held: a test waits on it, not on a clock.
+        # good; `stalled` is set as one is held, before its first bytes reach the client: a test waits on
+        # it, not on a clock.
         self.stalled = threading.Event()
         self._wake, self._go = os.pipe()
         self._released = False
@@ -510,7 +511,6 @@ class ReplayServer(LoopbackServer):
 
     def _hold(self, connection: socket.socket) -> bool:
         """Block until released (True) or the client closes its end or sends more (False)."""
-        self.stalled.set()
         ready, _, _ = select.select([connection.fileno(), self._wake], [], [])
         return self._wake in ready
 
@@ -573,6 +573,9 @@ class ReplayServer(LoopbackServer):
                 if stall is None:
                     self.wfile.write(data)
                     return
+                # Set before the first bytes go out (wfile is unbuffered): a client that has read
+                # them finds it set.
+                server.stalled.set()
                 self.wfile.write(data[:stall])
                 self.wfile.flush()
                 if server._hold(self.connection):
