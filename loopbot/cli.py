@@ -854,6 +854,24 @@ def replay_record(
     out.print(f"recorded {len(proxy.cassette.exchanges)} exchanges")
 
 
+class CompletionShell(StrEnum):
+    bash = "bash"
+    zsh = "zsh"
+    fish = "fish"
+    powershell = "powershell"
+
+
+@app.command()
+def completion(shell: Annotated[CompletionShell, typer.Argument(help="bash, zsh, fish or powershell")]) -> None:
+    """Print the shell completion script for SHELL, e.g. `loopbot completion bash > ~/.loopbot-complete.bash`
+    and source it from ~/.bashrc. (--show-completion guesses the shell from the parent process; this
+    does not.)"""
+    from typer._completion_shared import get_completion_script
+
+    sys.stdout.write(get_completion_script(prog_name="loopbot", complete_var="_LOOPBOT_COMPLETE",
+                                           shell=shell.value) + "\n")
+
+
 def version_callback(value: bool) -> None:
     if value:
         out.print(f"loopbot {__version__}")

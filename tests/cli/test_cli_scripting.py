@@ -58,7 +58,7 @@ def test_status_never_truncates_run_ids(finished_run, env):
 
 COMMANDS = [[], ["run"], ["resume"], ["abandon"], ["status"], ["gc"], ["stop"], ["validate"], ["schema"], ["demo"],
             ["audit"], ["docs"], ["wiki"], ["wiki", "lint"], ["replay"], ["replay", "serve"], ["replay", "record"],
-            ["action"], ["serve"], ["worker"]]
+            ["action"], ["serve"], ["worker"], ["completion"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "loopbot")
