@@ -46,6 +46,7 @@ from loopbot.agents.forwarding import (
 )
 from loopbot.messages import ToolCall, ToolResult, Usage
 from loopbot.providers import cost_usd
+from loopbot.serverthread import serving_thread
 
 # Hop-by-hop and per-connection headers of the answer, not passed back.
 _DROP_RESPONSE = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
@@ -287,9 +288,7 @@ class AgentProxy:
             socket_path.unlink()
         self._server = _UnixHTTPServer(str(socket_path), self._handler())
         os.chmod(socket_path, 0o600)
-        # Polled every 50 ms, not socketserver's 500: shutdown() waits for the next poll, and every
-        # agent session ends with one.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = serving_thread(self._server)
 
     def __enter__(self) -> AgentProxy:
         self._thread.start()

@@ -13,6 +13,7 @@ from types import TracebackType
 
 import httpx
 
+from loopbot.serverthread import serving_thread
 from loopbot.testing.fake_github import FakeGitHub
 
 # Hop-by-hop or recomputed headers: the server writes its own.
@@ -70,8 +71,7 @@ class FakeGitHubServer:
     def __enter__(self) -> FakeGitHubServer:
         self._httpd = ThreadingHTTPServer((self.host, 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-github", daemon=True)  # shutdown() waits for a poll: 50 ms, not 500
+        self._thread = serving_thread(self._httpd, name="fake-github")
         self._thread.start()
         return self
 

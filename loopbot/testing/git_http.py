@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from loopbot.serverthread import serving_thread
 
 BACKEND = Path(subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip())
 
@@ -88,7 +89,7 @@ def serve(root: Path, *, require_auth: bool = True) -> Iterator[GitHttpServer]:
     server = GitHttpServer(root, require_auth=require_auth)
     httpd = make_server("127.0.0.1", 0, server.app, server_class=WSGIServer, handler_class=_Quiet)
     server.url = f"http://127.0.0.1:{httpd.server_port}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)  # a quick shutdown()
+    thread = serving_thread(httpd)
     thread.start()
     try:
         yield server

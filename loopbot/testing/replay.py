@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopbot.core.context import approx_tokens
 from loopbot.providers.profiles import UnknownModel, known, lookup
+from loopbot.serverthread import serving_thread
 from loopbot.testing import anthropic_stream, openai_stream
 from loopbot.yamlfile import Limits, parse_yaml, read_yaml_file
 
@@ -458,8 +459,7 @@ class LoopbackServer:
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int = 0):
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)  # shutdown() waits for a poll: 50 ms, not 500
+        self._thread = serving_thread(self._server)
 
     @property
     def url(self) -> str:
