@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +39,11 @@ class Ledger:
 
 
 @pytest.fixture
-def proxied() -> Iterator[Any]:
+def proxied(socket_dir: Path) -> Iterator[Any]:
     def start(ledger: Ledger, times: int = 1) -> Any:
         replay = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=[
             turn(bash("python3 -m unittest -q"), text="APPROACH: run the tests.")] * times))
-        folder = Path(tempfile.mkdtemp(prefix="loopbot-proxy-test-"))
+        folder = socket_dir
         records: list[dict[str, Any]] = []
         return replay, folder, records
 
@@ -129,12 +128,12 @@ with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=60) as client
 
 @pytest.mark.parametrize("agent", ["killed", "still reading"])
 def test_a_call_streaming_when_the_session_ends_is_charged_before_the_proxy_is_gone(
-        agent: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        agent: str, monkeypatch: pytest.MonkeyPatch, socket_dir: Path) -> None:
     escaped: list[threading.ExceptHookArgs] = []
     monkeypatch.setattr(threading, "excepthook", escaped.append)
     ledger = Ledger()
     records: list[dict[str, Any]] = []
-    folder = Path(tempfile.mkdtemp(prefix="loopbot-proxy-test-"))
+    folder = socket_dir
     # The answer's message_start and a little more, then nothing until the client goes away.
     replay = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=[
         Exchange(api="anthropic", fault=Fault(stall_after_bytes=700),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from loopbot.core.context import approx_tokens
 from loopbot.core.redact import Redactor
 from loopbot.providers.profiles import lookup
 from loopbot.testing.replay import Cassette, Exchange, Fault, ReplayServer
+from loopbot.testing.sockets import short_socket_dir
 
 REAL_KEY = "sk-proj-" + "realforwardkey" * 3
 CHAT_MODEL, CLAUDE = "gpt-4.1", "claude-sonnet-4-5"
@@ -66,7 +66,11 @@ class Proxied:
     server: ReplayServer | None = None
 
     def send(self, *requests: tuple[str, str, dict[str, Any] | None, dict[str, str]]) -> list[dict[str, Any]]:
-        folder = Path(tempfile.mkdtemp(prefix="loopbot-forward-test-"))
+        with short_socket_dir() as folder:
+            return self._send(folder, requests)
+
+    def _send(self, folder: Path, requests: tuple[tuple[str, str, dict[str, Any] | None, dict[str, str]], ...]
+              ) -> list[dict[str, Any]]:
         self.server = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=self.exchanges))
         sent = [[method, path, json.dumps(body) if body is not None else "",
                  {"content-type": "application/json", **headers}] for method, path, body, headers in requests]
@@ -272,9 +276,9 @@ print("".join(chunk.choices[0].delta.content or "" for chunk in stream))
 """
 
 
-def test_the_openai_sdk_reads_the_stream_it_asked_for_and_the_call_is_charged():
+def test_the_openai_sdk_reads_the_stream_it_asked_for_and_the_call_is_charged(socket_dir: Path):
     ledger = Ledger()
-    folder = Path(tempfile.mkdtemp(prefix="loopbot-forward-test-"))
+    folder = socket_dir
     cassette = Cassette(api_key=REAL_KEY, exchanges=[Exchange(api="openai", response={"message": {"content": ANSWER}})])
     with ReplayServer(cassette) as server:
         upstream = Upstream("openai", server.url + "/v1", REAL_KEY, lookup("openai", CHAT_MODEL).price)
