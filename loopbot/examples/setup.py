@@ -16,6 +16,9 @@ def init_repo(path: Path, *, message: str = "Initial commit") -> None:
 
 def add_bare_origin(repo: Path, origin: Path) -> None:
     git(origin.parent, "init", "--quiet", "--bare", "--initial-branch=main", str(origin))
+    # A stand-in for the forge, which keeps its own repositories tidy: no `git gc --auto` process
+    # after each of the loop's pushes (a GitHub loop in the tests pushes its state ~35 times).
+    git(origin, "config", "receive.autogc", "false")
     git(repo, "remote", "add", "origin", str(origin))
     git(repo, "push", "--quiet", "origin", "main")
 

@@ -22,7 +22,7 @@ from loopbot.core.andon import Lesson
 from loopbot.core.lessonbook import LessonBook
 from loopbot.core.redact import NO_SECRETS
 from loopbot.errors import StateError
-from loopbot.workspace.git import git
+from loopbot.workspace.git import git, write_blobs
 
 BRANCH = "loop/memory"
 LESSONS_FILE = "lessons.json"
@@ -158,10 +158,9 @@ def _parse_book(text: str | None) -> LessonBook:
 def _tree_with(repo: Path, parent: str | None, written: Mapping[str, str]) -> str:
     """The parent commit's tree with `written` paths replaced or added, built on a temporary index
     (read-tree, update-index, write-tree): the unchanged records are neither read nor hashed."""
-    lines = []
-    for path in sorted(written):
-        blob = git(repo, "hash-object", "-w", "--stdin", input_text=written[path]).stdout.strip()
-        lines.append(f"100644 {blob}\t{path}\n")
+    paths = sorted(written)
+    blobs = write_blobs(repo, [written[path] for path in paths])
+    lines = [f"100644 {blob}\t{path}\n" for path, blob in zip(paths, blobs, strict=True)]
     with tempfile.TemporaryDirectory(prefix="loopbot-memory-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         git(repo, "read-tree", *([f"{parent}^{{tree}}"] if parent else ["--empty"]), env=env)

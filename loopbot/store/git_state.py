@@ -27,7 +27,7 @@ from loopbot.core.redact import NO_SECRETS
 from loopbot.core.state import LoopState, load_state
 from loopbot.errors import LeaseHeld, LeaseLost, StateError
 from loopbot.store.git_memory import GitMemory
-from loopbot.workspace.git import git
+from loopbot.workspace.git import commits_of, git, write_blobs
 
 STATE_FILE = "state.json"
 LEDGER_FILE = "ledger.jsonl"
@@ -305,21 +305,18 @@ class GitStateStore:
                                          for run_id, charge in ledger)
         if lease is not None:
             files[LEASE_FILE] = lease.model_dump_json(indent=1) + "\n"
-        entries = ""
-        for name in sorted(files):
-            blob = git(self.repo, "hash-object", "-w", "--stdin", input_text=files[name]).stdout.strip()
-            entries += f"100644 blob {blob}\t{name}\n"
+        names = sorted(files)
+        blobs = write_blobs(self.repo, [files[name] for name in names])
+        entries = "".join(f"100644 blob {blob}\t{name}\n" for name, blob in zip(names, blobs, strict=True))
         tree = git(self.repo, "mktree", input_text=entries).stdout.strip()
         # Built on this clone's tip: a ledger commit whose push failed rides along with the next one.
-        parent = self._local_tip()
-        args = ["commit-tree", tree, "-m", message]
-        if parent:
-            args += ["-p", parent]
         # The workspace head rides along as a second parent: pushing the state pushes the loop's
         # commits too, so a fresh runner can reset to it even before the loop branch was pushed.
-        if workspace_head and git(self.repo, "cat-file", "-e", f"{workspace_head}^{{commit}}",
-                                  check=False).returncode == 0:
-            args += ["-p", workspace_head]
+        found = commits_of(self.repo, [self.ref, workspace_head] if workspace_head else [self.ref])
+        args = ["commit-tree", tree, "-m", message]
+        for parent in found:  # the tip, then the workspace head; either may not exist
+            if parent:
+                args += ["-p", parent]
         return git(self.repo, *args).stdout.strip()
 
     def _read_ledger(self) -> list[tuple[str, Charge]]:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from loopbot.errors import WorkspaceError
-from loopbot.workspace.git import GitWorkspace, git, resolve_rev
+from loopbot.workspace.git import GitWorkspace, commits_of, git, resolve_rev, write_blobs
 
 
 def _status(repo):
@@ -186,3 +186,26 @@ def test_file_diffs_pair_each_path_with_its_own_diff_even_with_a_type_change(kv_
     later = ws.snapshot("iteration 2")
     pair = ws.file_diffs(head, later, [c.path for c in ws.changes(head, later)])
     assert list(pair) == ["b.txt"] and pair["b.txt"].startswith("diff --git a/b.txt b/b.txt")
+
+
+def test_blobs_are_written_in_one_process_exactly_as_given_whatever_the_attributes_say(kv_repo):
+    repo, _ = kv_repo
+    # Attributes and line-ending settings that would change a file checked in at these paths.
+    (repo / ".gitattributes").write_text("* text eol=crlf\n0 filter=nope\n")
+    git(repo, "config", "core.autocrlf", "true")
+    texts = ['{"a": 1}\n', "line one\r\nline two\n", "", "ünïcode ✓\n", '{"a": 1}\n']
+    blobs = write_blobs(repo, texts)
+    assert blobs == [git(repo, "hash-object", "--stdin", input_text=text).stdout.strip() for text in texts]
+    stored = [subprocess.run(["git", "cat-file", "blob", blob], cwd=repo, capture_output=True, check=True).stdout
+              for blob in blobs]
+    assert stored == [text.encode() for text in texts]
+    assert write_blobs(repo, []) == []
+
+
+def test_commits_are_looked_up_in_one_process_and_a_missing_one_is_none(kv_repo):
+    repo, _ = kv_repo
+    head = resolve_rev(repo, "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}").stdout.strip()
+    found = commits_of(repo, ["refs/heads/main", "refs/heads/loop/none", head, "0" * 40, tree, "main~5"])
+    assert found == [head, None, head, None, None, None]
+    assert commits_of(repo, []) == []
