@@ -67,22 +67,23 @@ def build_model(spec: str, *, models: ModelsConfig | None = None, env: ProviderE
         if provider not in KNOWN:
             raise _problem(_bare_model_hint(spec, provider))
         raise _problem(f"{spec!r} names no model; use {provider}:MODEL")
+    # Each SDK takes over a second to import: a spec refused on what it says is refused without it.
     if provider == "anthropic":
-        from loopbot.providers.anthropic import AnthropicModel
-
         profile = model_profile("anthropic", target, models)
         if not env.anthropic_api_key:
             raise _problem("ANTHROPIC_API_KEY is not set")
+        from loopbot.providers.anthropic import AnthropicModel
+
         return AnthropicModel(target, api_key=env.anthropic_api_key,
                               base_url=env.anthropic_base_url or models.anthropic.base_url,
                               settings=models.anthropic, profile=profile)
     if provider == "openai":
-        from loopbot.providers.openai_compat import OpenAICompatModel
-
         profile = model_profile("openai", target, models)
         base_url = env.openai_base_url or models.openai.base_url
         if not env.openai_api_key and base_url is None:
             raise _problem("OPENAI_API_KEY is not set (a local OpenAI-compatible server needs models.openai.base_url)")
+        from loopbot.providers.openai_compat import OpenAICompatModel
+
         return OpenAICompatModel(target, api_key=env.openai_api_key or "unused", base_url=base_url,
                                  settings=models.openai, profile=profile)
     raise _problem(_provider_hint(spec, provider, target))

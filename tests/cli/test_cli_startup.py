@@ -37,3 +37,16 @@ def test_commands_that_read_the_store_or_print_help_load_no_sdk(argv, tmp_path):
                  f"sys.argv = ['loopbot', *{args!r}]\n"
                  "try:\n    app()\nexcept SystemExit:\n    pass")
     assert loaded_after(statement, (*HEAVY, "loopbot.session", "loopbot.runner")) == []
+
+
+@pytest.mark.parametrize(("spec", "env"), [
+    ("anthropic:claude-sonnet-5", {"ANTHROPIC_API_KEY": ""}),  # no key
+    ("anthropic:claude-unpriced-9", {"ANTHROPIC_API_KEY": "x"}),  # a model without a price
+    ("openai:gpt-4.1", {"OPENAI_API_KEY": ""}),
+])
+def test_a_model_spec_refused_before_any_call_is_refused_before_its_sdk_loads(spec, env):
+    """The SDKs take over a second to import: a missing key or an unknown model is said without them."""
+    statement = ("from loopbot.errors import InputError\nfrom loopbot.providers import build_model, ProviderEnv\n"
+                 f"try:\n    build_model({spec!r}, env=ProviderEnv.from_mapping({env!r}))\n"
+                 "except InputError as exc:\n    print(exc)\nelse:\n    raise SystemExit('not refused')")
+    assert loaded_after(statement, HEAVY) == []
