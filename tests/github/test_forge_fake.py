@@ -121,3 +121,15 @@ def test_a_completed_check_run_needs_a_conclusion(fake):
     with client(fake) as http:
         refused = http.post(f"{API}/check-runs", json={"name": "n", "head_sha": "a" * 40, "status": "completed"})
         assert refused.status_code == 422
+
+
+def test_a_body_the_description_rejects_is_refused_every_time_and_a_good_one_passes(fake):
+    """The body schemas are compiled once per operation and kept: the second refusal is the first's."""
+    bad = {"name": 5, "head_sha": "a" * 40}
+    good = {"name": "loopbot", "head_sha": "a" * 40, "status": "in_progress", "output": {"title": "t", "summary": "s"}}
+    with client(fake) as http:
+        answers = [http.post(f"{API}/check-runs", json=body) for body in (bad, good, bad)]
+    assert [a.status_code for a in answers] == [422, 201, 422]
+    assert answers[0].json() == answers[2].json() == {"message": "checks/create: 5 is not of type 'string' at name"}
+    assert fake.violations == ["checks/create: 5 is not of type 'string' at name"] * 2
+    fake.violations.clear()  # the suite-wide check fails any test whose requests broke the description
