@@ -166,3 +166,37 @@ def test_a_call_streaming_when_the_session_ends_is_charged_before_the_proxy_is_g
     assert isinstance(asked, int) and call.usage.output_tokens >= asked and call.cost_usd > 0
     assert "usage not read" in records[-1]["estimated"] and records[-1]["cost_usd"] == call.cost_usd
     assert escaped == []
+
+
+# Sends one request and leaves without reading the answer: closed with unread data, the socket
+# resets, and the proxy's thread, waiting for a next request on the kept-alive connection, gets
+# ECONNRESET. So an SDK's client does when its process exits with the last bytes unread.
+LEAVER = r"""
+import socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+body = sys.argv[2].encode()
+sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: sandbox\r\ncontent-type: application/json\r\n"
+             b"anthropic-version: 2023-06-01\r\nx-api-key: " + sys.argv[3].encode() +
+             b"\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+seen = b""
+while not seen.endswith(b"\r\n0\r\n\r\n"):  # the whole answer is here, looked at but not read
+    seen = sock.recv(1 << 20, socket.MSG_PEEK)
+sock.close()
+"""
+
+
+def test_a_client_that_leaves_with_its_answer_unread_is_no_error_of_the_proxys(
+        monkeypatch: pytest.MonkeyPatch, socket_dir: Path) -> None:
+    escaped: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", escaped.append)
+    ledger = Ledger()
+    replay = ReplayServer(Cassette(api_key=REAL_KEY, exchanges=[
+        turn(bash("python3 -m unittest -q"), text="APPROACH: run the tests.")]))
+    with replay:
+        upstream = Upstream("anthropic", replay.url, REAL_KEY, lookup("anthropic", MODEL).price)
+        with AgentProxy(socket_dir / "p.sock", upstream, ledger, lambda entry: None, Redactor([REAL_KEY])) as proxy:
+            subprocess.run([sys.executable, "-c", LEAVER, str(socket_dir / "p.sock"), json.dumps(BODY),
+                            PLACEHOLDER_KEY], check=True, timeout=60)
+        assert proxy.calls == 1 and len(ledger.calls) == 1  # forwarded and charged all the same
+    assert [str(e.exc_value) for e in escaped] == []
