@@ -3,6 +3,7 @@
     python bench/run.py            # all figures
     python bench/run.py --files 2000 --iterations 3   # a quicker, smaller run
     python bench/kill_matrix.py    # the kill matrix (see its docstring)
+    python bench/suite_cpu.py      # where the test suite's CPU goes, by file and test (cgroups; root)
 
 Figures:
   controller_overhead_ratio  per-iteration controller time (everything but model time and the
