@@ -226,10 +226,11 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A handler's exception is a bug: it goes to threading.excepthook like any thread's, where
         # a test sees it, rather than printed aside by socketserver. A client that went away (its
-        # process ended with an answer unread: the socket resets) is not one; its call is charged
-        # by the handler's own accounting.
+        # process ended with an answer unread: the socket resets, or a write finds it closed) is
+        # not one; its call is charged by the handler's own accounting. Only those two: any other
+        # connection error would come from the proxy's own side, and is a bug.
         error = sys.exception()
-        if error is not None and not isinstance(error, ConnectionError):
+        if error is not None and not isinstance(error, (ConnectionResetError, BrokenPipeError)):
             raise error
 
 

@@ -182,6 +182,8 @@ sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: sandbox\r\ncontent-type: appl
 seen = b""
 while not seen.endswith(b"\r\n0\r\n\r\n"):  # the whole answer is here, looked at but not read
     seen = sock.recv(1 << 20, socket.MSG_PEEK)
+    if not seen:
+        sys.exit("the proxy closed the connection before its answer ended")
 sock.close()
 """
 
