@@ -96,14 +96,19 @@ def write_blobs(repo: Path, texts: Sequence[str]) -> list[str]:
     line-ending setting of the repository applies, as with `--stdin`."""
     if not texts:
         return []
-    with tempfile.TemporaryDirectory(prefix="loopbot-blobs-") as scratch:
-        paths = []
-        for index, text in enumerate(texts):
-            path = Path(scratch) / str(index)
-            path.write_bytes(text.encode("utf-8", errors="replace"))
-            paths.append(str(path))
-        written = git(repo, "hash-object", "-w", "--no-filters", "--stdin-paths",
-                      input_text="".join(f"{path}\n" for path in paths)).stdout.split()
+    try:
+        with tempfile.TemporaryDirectory(prefix="loopbot-blobs-") as scratch:
+            paths = []
+            for index, text in enumerate(texts):
+                path = Path(scratch) / str(index)
+                path.write_bytes(text.encode("utf-8", errors="replace"))
+                paths.append(str(path))
+            written = git(repo, "hash-object", "-w", "--no-filters", "--stdin-paths",
+                          input_text="".join(f"{path}\n" for path in paths)).stdout.split()
+    except OSError:
+        # No temp dir to write to (missing, read-only, full): the checkpoint is still made, a
+        # process a blob, rather than depend on it.
+        written = [git(repo, "hash-object", "-w", "--stdin", input_text=text).stdout.strip() for text in texts]
     if len(written) != len(texts):
         raise WorkspaceError(f"git hash-object wrote {len(written)} blobs of {len(texts)} in {repo}")
     return written

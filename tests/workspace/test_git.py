@@ -1,4 +1,5 @@
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -209,3 +210,11 @@ def test_commits_are_looked_up_in_one_process_and_a_missing_one_is_none(kv_repo)
     found = commits_of(repo, ["refs/heads/main", "refs/heads/loop/none", head, "0" * 40, tree, "main~5"])
     assert found == [head, None, head, None, None, None]
     assert commits_of(repo, []) == []
+
+
+def test_blobs_are_written_where_no_scratch_folder_can_be_made(kv_repo, tmp_path, monkeypatch):
+    """A state checkpoint must not depend on a writable temp dir: without one, a process a blob."""
+    repo, _ = kv_repo
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+    texts = ['{"a": 1}\n', "two\n"]
+    assert write_blobs(repo, texts) == [git(repo, "hash-object", "--stdin", input_text=t).stdout.strip() for t in texts]
